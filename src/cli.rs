@@ -1,0 +1,167 @@
+//! Command-line interface: clap definitions (one subcommand per verb) and the code that
+//! runs each verb and prints its result. Errors are returned, not printed: `main` maps
+//! them to exit codes in one place.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::util::pretty::pretty_format_batches;
+
+use crate::commands;
+use crate::config;
+use crate::error::{MedallionError, Result};
+use crate::storage::TimeTravel;
+
+/// medallion: CSV files landing in a folder become a bronze/silver/gold Delta Lake lakehouse.
+///
+/// Files in the raw zone are ingested exactly once: bronze keeps every row as received,
+/// silver keeps typed rows that passed the rules (upserted on the natural key), rejected
+/// keeps the rest with every failed rule named, and gold keeps SQL aggregates current
+/// with MERGE. Every table is a standard Delta table (DuckDB, Spark, Polars read it).
+#[derive(Debug, Parser)]
+#[command(name = "medallion", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, default_value = "config.yaml", value_name = "PATH")]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest every new file of the raw zone through bronze, silver/rejected and gold.
+    ///
+    /// Prints a summary per file. Exits 0 when every file loaded, 1 when any failed (the
+    /// others still load). With no new files it does nothing and says so.
+    Run,
+
+    /// Run SQL over the tables: bronze.<source>, silver.<source>, rejected.<source>,
+    /// gold.<model>, _medallion.files.
+    ///
+    /// Example: medallion query "SELECT customer_id, SUM(total_kwh) FROM gold.daily_usage GROUP BY 1"
+    Query {
+        /// The SQL query (DataFusion dialect).
+        sql: String,
+        /// Time travel: a table version (e.g. 3) or a timestamp (RFC 3339, or
+        /// "YYYY-MM-DD HH:MM:SS" in UTC). Applies to every table the query names.
+        #[arg(long, value_name = "VERSION|TIMESTAMP", value_parser = parse_time_travel)]
+        as_of: Option<TimeTravel>,
+        /// Output format: an aligned table, CSV with a header, or JSON lines.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+
+    /// Show a table's commits: version, time, operation, stage, batch id, rows written.
+    History {
+        /// Table as zone.name (e.g. gold.daily_usage or silver.readings).
+        table: String,
+    },
+
+    /// Show every table's version and row count, and the files loaded and pending.
+    Status,
+
+    /// Check the configuration and list every problem found; writes nothing.
+    Validate,
+}
+
+/// How `query` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+fn parse_time_travel(s: &str) -> std::result::Result<TimeTravel, String> {
+    s.parse()
+}
+
+/// Run a parsed command line; returns the process exit code.
+pub async fn execute(cli: Cli) -> Result<i32> {
+    let pipeline = Arc::new(config::load(&cli.config).await?);
+    match cli.command {
+        Command::Validate => {
+            println!(
+                "{}: ok ({} columns, {} row rules, {} gold models; lakehouse {})",
+                cli.config.display(),
+                pipeline.source.columns.len(),
+                pipeline.source.row_rules.len(),
+                pipeline.gold.len(),
+                pipeline.lakehouse
+            );
+            Ok(0)
+        }
+        Command::Run => {
+            let report = crate::run::run(pipeline).await?;
+            print!("{report}");
+            Ok(if report.failed() > 0 { 1 } else { 0 })
+        }
+        Command::Query { sql, as_of, format } => {
+            let batches = commands::query(&pipeline, &sql, as_of).await?;
+            print_batches(&batches, format)?;
+            Ok(0)
+        }
+        Command::History { table } => {
+            let entries = commands::history(&pipeline, &table).await?;
+            println!("{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  source file", "version", "time (UTC)", "op", "stage", "batch id", "rows");
+            for e in entries {
+                println!(
+                    "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  {}",
+                    e.version,
+                    e.timestamp.map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default(),
+                    e.operation,
+                    e.stage.unwrap_or_default(),
+                    e.batch_id.unwrap_or_default(),
+                    e.rows.map(|r| r.to_string()).unwrap_or_default(),
+                    e.source_file.unwrap_or_default(),
+                );
+            }
+            Ok(0)
+        }
+        Command::Status => {
+            let s = commands::status(&pipeline).await?;
+            println!("{:<28} {:>8} {:>10}", "table", "version", "rows");
+            for t in &s.tables {
+                let v = t.version.map_or("-".to_string(), |v| v.to_string());
+                println!("{:<28} {:>8} {:>10}", t.name, v, t.rows);
+            }
+            println!("files loaded: {}", s.files_loaded.len());
+            println!("files pending: {}", s.files_pending.len());
+            for f in &s.files_pending {
+                println!("  {f}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
+    let err = || MedallionError::arrow("format the result");
+    let stdout = std::io::stdout().lock();
+    match format {
+        OutputFormat::Table => {
+            let table = pretty_format_batches(batches).map_err(err())?;
+            println!("{table}");
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            println!("{n} row{}", if n == 1 { "" } else { "s" });
+        }
+        OutputFormat::Csv => {
+            let mut w = deltalake::arrow::csv::WriterBuilder::new().with_header(true).build(stdout);
+            for b in batches {
+                w.write(b).map_err(err())?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut w = deltalake::arrow::json::LineDelimitedWriter::new(stdout);
+            for b in batches {
+                w.write(b).map_err(err())?;
+            }
+            w.finish().map_err(err())?;
+        }
+    }
+    Ok(())
+}

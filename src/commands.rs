@@ -1,0 +1,128 @@
+//! The read-side commands: `query` (SQL over every table, with time travel), `history`
+//! (a table's commits with medallion's commit info) and `status` (versions, row counts,
+//! files loaded and pending).
+
+use std::sync::Arc;
+
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::config::Pipeline;
+use crate::error::{MedallionError, Result};
+use crate::ingest::{self, ledger};
+use crate::run::SourceTables;
+use crate::storage::{self, HistoryEntry, Lakehouse, TimeTravel};
+
+/// Every table of the lakehouse: (SQL name `zone.table`, path under the root).
+pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
+    let t = SourceTables::new(p);
+    let mut out: Vec<(String, String)> = [t.bronze, t.silver, t.rejected]
+        .into_iter()
+        .map(|rel| (rel.replace('/', "."), rel))
+        .collect();
+    out.extend(p.gold.iter().map(|m| (format!("gold.{}", m.name), format!("gold/{}", m.name))));
+    out.push(("_medallion.files".into(), ledger::LEDGER_TABLE.into()));
+    out
+}
+
+/// Resolve a table name given as `zone.table` or `zone/table`.
+pub fn resolve_table(p: &Pipeline, name: &str) -> Result<(String, String)> {
+    let wanted = name.replace('/', ".");
+    tables(p).into_iter().find(|(sql, _)| *sql == wanted).ok_or_else(|| {
+        let known = tables(p).into_iter().map(|(s, _)| s).collect::<Vec<_>>().join(", ");
+        MedallionError::Usage(format!("unknown table \"{name}\" (known: {known})"))
+    })
+}
+
+/// Run `sql` over the tables it names, each as of `at` when given.
+pub async fn query(p: &Pipeline, sql: &str, at: Option<TimeTravel>) -> Result<Vec<RecordBatch>> {
+    let lake = Lakehouse::new(p.lakehouse.clone());
+    let ctx = storage::session();
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state
+        .sql_to_statement(sql, &dialect)
+        .map_err(MedallionError::sql("parse the query"))?;
+    let referenced = state
+        .resolve_table_references(&statement)
+        .map_err(MedallionError::sql("parse the query"))?;
+    let known = tables(p);
+    for reference in referenced {
+        let name = reference.to_string();
+        let Some((sql_name, relative)) = known.iter().find(|(s, _)| *s == name) else {
+            continue; // Not ours (a CTE, or unknown): DataFusion reports it if it is missing.
+        };
+        match storage::open_at(&lake, relative, at).await? {
+            Some(table) => register_qualified(&ctx, sql_name, &table).await?,
+            None => {
+                return Err(MedallionError::Usage(format!(
+                    "table {sql_name} does not exist yet (run `medallion run` first)"
+                )));
+            }
+        }
+    }
+    let df = ctx.sql(sql).await.map_err(MedallionError::sql("plan the query"))?;
+    df.collect().await.map_err(MedallionError::sql("run the query"))
+}
+
+/// Register `table` as `schema.name`, creating the schema in the default catalog.
+async fn register_qualified(ctx: &SessionContext, sql_name: &str, table: &deltalake::DeltaTable) -> Result<()> {
+    if let Some((schema, _)) = sql_name.split_once('.')
+        && let Some(catalog) = ctx.catalog("datafusion")
+        && catalog.schema(schema).is_none()
+    {
+        catalog
+            .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+            .map_err(MedallionError::sql(format!("register schema {schema}")))?;
+    }
+    storage::register(ctx, sql_name, table).await
+}
+
+/// Commits of one table, newest first.
+pub async fn history(p: &Pipeline, name: &str) -> Result<Vec<HistoryEntry>> {
+    let (sql_name, relative) = resolve_table(p, name)?;
+    let lake = Lakehouse::new(p.lakehouse.clone());
+    let table = lake
+        .open(&relative)
+        .await?
+        .ok_or_else(|| MedallionError::Usage(format!("table {sql_name} does not exist yet")))?;
+    storage::history(&table, &sql_name).await
+}
+
+/// State of one table for `status`.
+#[derive(Debug, Clone)]
+pub struct TableStatus {
+    pub name: String,
+    /// `None` when the table does not exist yet.
+    pub version: Option<i64>,
+    pub rows: u64,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub tables: Vec<TableStatus>,
+    pub files_loaded: Vec<String>,
+    pub files_pending: Vec<String>,
+}
+
+/// Versions and row counts of every table; files loaded and pending.
+pub async fn status(p: &Pipeline) -> Result<Status> {
+    let lake = Lakehouse::new(p.lakehouse.clone());
+    let ctx = storage::session();
+    let mut out = Vec::new();
+    for (sql_name, relative) in tables(p) {
+        let (version, rows) = match lake.open(&relative).await? {
+            Some(t) => (t.version().map(|v| v as i64), storage::row_count(&ctx, &t, &sql_name).await?),
+            None => (None, 0),
+        };
+        out.push(TableStatus { name: sql_name, version, rows });
+    }
+    let loaded = ledger::loaded_files(&lake).await?;
+    let (files_loaded, files_pending) = ingest::discover(p)?
+        .into_iter()
+        .map(|f| f.name)
+        .partition(|n| loaded.contains(n));
+    Ok(Status { tables: out, files_loaded, files_pending })
+}

@@ -1,0 +1,188 @@
+//! The YAML model of `config.yaml`: plain serde data with documented fields and named
+//! defaults. Nothing here is checked beyond its shape; `validate` turns it into a
+//! [`super::Pipeline`] and reports every problem at once. Unknown keys are collected by
+//! `load` (see `super::load_str`) so that they are reported together with the rest.
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfigFile {
+    /// Root of the lakehouse: a path (relative to the config file) or a `file://` URI.
+    pub lakehouse: String,
+    /// The CSV source: where files land, how to read them, what the columns mean.
+    pub source: SourceConfig,
+    /// How silver is kept.
+    pub silver: SilverConfig,
+    /// Business aggregates kept current with MERGE.
+    #[serde(default)]
+    pub gold: Vec<GoldModelConfig>,
+}
+
+/// A CSV source and the rules its rows must pass.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceConfig {
+    /// Logical name; tables are `bronze/<name>`, `silver/<name>`, `rejected/<name>`.
+    pub name: String,
+    /// The landing zone, relative to the lakehouse root.
+    #[serde(default = "default_raw_dir")]
+    pub raw_dir: String,
+    /// Glob of file names to ingest (matched against the name inside `raw_dir`).
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// IANA timezone for timestamps written without an offset.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// CSV dialect.
+    #[serde(default)]
+    pub csv: CsvConfig,
+    /// The columns, in the order silver stores them.
+    pub columns: Vec<ColumnConfig>,
+    /// Rules over the typed row, as SQL boolean expressions.
+    #[serde(default)]
+    pub row_rules: Vec<RowRuleConfig>,
+}
+
+/// CSV dialect options.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CsvConfig {
+    /// One-byte field delimiter.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// One-byte quote character.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// Whether the first line is a header naming the columns.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Trim surrounding whitespace from every value before typing.
+    #[serde(default = "default_true")]
+    pub trim: bool,
+    /// Tokens read as missing (compared after trimming).
+    #[serde(default = "default_null_values")]
+    pub null_values: Vec<String>,
+}
+
+impl Default for CsvConfig {
+    fn default() -> Self {
+        CsvConfig {
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            header: true,
+            trim: true,
+            null_values: default_null_values(),
+        }
+    }
+}
+
+/// One source column.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ColumnConfig {
+    /// Column name in bronze, silver and SQL.
+    pub name: String,
+    /// Header in the CSV file, when it differs from `name` (matched exactly).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// `string | int | bigint | double | decimal(p,s) | bool | date | timestamp`.
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// A missing value rejects the row (rule `required`).
+    #[serde(default)]
+    pub required: bool,
+    /// Value used when the field is missing (must parse as the column's type).
+    #[serde(default)]
+    pub default: Option<String>,
+    /// chrono `strftime` format for `date` and `timestamp` columns.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Checks on the typed value; skipped for missing values.
+    #[serde(default)]
+    pub rules: Vec<ColumnRuleConfig>,
+}
+
+/// A named check on one column's value.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ColumnRuleConfig {
+    /// Name reported in the rejected table and the run summary.
+    pub name: String,
+    /// Regular expression the value (as text) must match.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Smallest allowed value (inclusive), in the column's type.
+    #[serde(default)]
+    pub min: Option<serde_yaml::Value>,
+    /// Largest allowed value (inclusive), in the column's type.
+    #[serde(default)]
+    pub max: Option<serde_yaml::Value>,
+    /// The value must be one of these (compared as text).
+    #[serde(default)]
+    pub allowed: Option<Vec<String>>,
+    /// What a failure does: `reject` (default), `warn` or `fail`.
+    #[serde(default)]
+    pub action: RuleAction,
+}
+
+/// A named SQL check over the typed row.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RowRuleConfig {
+    /// Name reported in the rejected table and the run summary.
+    pub name: String,
+    /// SQL boolean expression over the typed columns; NULL counts as a pass.
+    pub check: String,
+    /// What a failure does: `reject` (default), `warn` or `fail`.
+    #[serde(default)]
+    pub action: RuleAction,
+}
+
+/// What happens to a row that breaks a rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// The row goes to the rejected table with the rule named.
+    #[default]
+    Reject,
+    /// The row is kept and the failure counted in the summary.
+    Warn,
+    /// The file is not loaded; nothing is committed for it.
+    Fail,
+}
+
+/// How silver is kept.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SilverConfig {
+    /// Natural key; a later row with the same key replaces the earlier one.
+    pub key: Vec<String>,
+}
+
+/// A gold model: a SQL query over `silver` and the keys its rows are merged on.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoldModelConfig {
+    /// Table name under `gold/`, and in SQL `gold.<name>`.
+    pub name: String,
+    /// Output columns that identify a row of the model.
+    pub keys: Vec<String>,
+    /// DataFusion SQL over the table `silver`.
+    pub sql: String,
+}
+
+fn default_raw_dir() -> String {
+    "raw".into()
+}
+fn default_pattern() -> String {
+    "*.csv".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_null_values() -> Vec<String> {
+    vec![String::new()]
+}

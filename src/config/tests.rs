@@ -1,0 +1,101 @@
+//! Unit tests: the sample configuration loads, and each kind of configuration error is
+//! reported with its place, all together.
+
+use std::path::Path;
+
+use super::*;
+
+const SAMPLE: &str = include_str!("../../config.yaml");
+
+fn load(text: &str) -> Result<Pipeline, Vec<ConfigError>> {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(load_str(text, Path::new("/tmp/medallion-test")))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.into_iter().map(|e| format!("{}: {}", e.place, e.message)).collect(),
+    }
+}
+
+#[test]
+fn sample_config_loads() {
+    let p = load(SAMPLE).unwrap();
+    assert_eq!(p.source.name, "readings");
+    assert_eq!(p.source.columns.len(), 6);
+    assert_eq!(p.silver_key, ["customer_id", "meter_id", "start_time"]);
+    assert_eq!(p.gold.len(), 1);
+    assert_eq!(p.gold[0].keys, ["customer_id", "usage_date"]);
+    assert_eq!(p.lakehouse.as_str(), "file:///tmp/medallion-test/lakehouse/");
+    assert_eq!(p.source.row_rules[1].action, RuleAction::Warn);
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let text = SAMPLE
+        .replace("type: decimal(12,3)", "type: decmal(12,3)")
+        .replace("pattern: '^M\\d{8}$'", "pattern: '^M(\\d{8}$'")
+        .replace("timezone: UTC", "timezone: Mars/Olympus")
+        .replace("check: end_time > start_time", "check: end_time > no_such_column")
+        .replace("key: [customer_id, meter_id, start_time]", "key: [customer_id, meter, start_time]");
+    let errs = errors(&text);
+    let has = |place: &str, text: &str| errs.iter().any(|e| e.starts_with(place) && e.contains(text));
+    assert!(has("source.columns[4].type", "unknown type \"decmal(12,3)\""), "{errs:#?}");
+    assert!(has("source.columns[1].rules[0].pattern", "invalid regex"), "{errs:#?}");
+    assert!(has("source.timezone", "unknown timezone"), "{errs:#?}");
+    assert!(has("source.row_rules[0].check", "no_such_column"), "{errs:#?}");
+    assert!(has("silver.key[1]", "unknown column \"meter\""), "{errs:#?}");
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_places() {
+    let text = SAMPLE
+        .replace("    trim: true\n", "    trim: true\n    trimm: false\n")
+        .replace("      required: true\n      rules:\n        - name: customer_id_format", "      required: true\n      requird: true\n      rules:\n        - name: customer_id_format");
+    let errs = errors(&text);
+    assert!(errs.contains(&"source.csv.trimm: unknown key".to_string()), "{errs:#?}");
+    assert!(errs.contains(&"source.columns[0].requird: unknown key".to_string()), "{errs:#?}");
+}
+
+#[test]
+fn shape_errors_name_their_place() {
+    let errs = errors(&SAMPLE.replace("required: true", "required: maybe"));
+    assert!(errs[0].starts_with("source.columns[0].required"), "{errs:#?}");
+    let errs = errors("lakehouse: x\n");
+    assert!(errs[0].contains("missing field `source`"), "{errs:#?}");
+}
+
+#[test]
+fn rule_and_default_errors() {
+    let text = SAMPLE
+        .replace("default: actual", "default: actual\n      format: '%Y'")
+        .replace("min: 0", "min: zero")
+        .replace("check: usage_kwh <= 100", "check: usage_kwh + 1");
+    let errs = errors(&text);
+    let has = |place: &str| errs.iter().any(|e| e.starts_with(place));
+    assert!(has("source.columns[5].format"), "{errs:#?}");
+    assert!(has("source.columns[4].rules[0].min"), "{errs:#?}");
+    assert!(has("source.row_rules[1].check"), "{errs:#?}");
+}
+
+#[test]
+fn key_columns_must_be_required() {
+    let errs = errors(&SAMPLE.replace("key: [customer_id, meter_id, start_time]", "key: [customer_id, reading_type]"));
+    assert!(errs.iter().any(|e| e.starts_with("silver.key[1]") && e.contains("required")), "{errs:#?}");
+}
+
+#[test]
+fn gold_sql_is_planned_and_keys_checked() {
+    let errs = errors(&SAMPLE.replace("keys: [customer_id, usage_date]", "keys: [customer_id, day]"));
+    assert!(errs.iter().any(|e| e.starts_with("gold[0].keys[1]")), "{errs:#?}");
+    let errs = errors(&SAMPLE.replace("FROM silver", "FROM silverr"));
+    assert!(errs.iter().any(|e| e.starts_with("gold[0].sql")), "{errs:#?}");
+}
+
+#[test]
+fn csv_options_are_checked() {
+    let errs = errors(&SAMPLE.replace("delimiter: \",\"", "delimiter: \";;\""));
+    assert!(errs.iter().any(|e| e.starts_with("source.csv.delimiter")), "{errs:#?}");
+}

@@ -1,0 +1,100 @@
+//! The crate's error type. Each variant names the step that failed and carries the
+//! file, table or rule it failed on, so a message alone tells the user where to look.
+//! Rejected *rows* are not errors: they are data for the rejected table.
+
+use std::path::PathBuf;
+
+use deltalake::DeltaTableError;
+use deltalake::arrow::error::ArrowError;
+use deltalake::datafusion::error::DataFusionError;
+
+use crate::config::ConfigErrors;
+
+/// Everything that can stop a command or a file.
+#[derive(Debug, thiserror::Error)]
+pub enum MedallionError {
+    /// The configuration file could not be read or is invalid; every problem is listed.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+
+    /// A raw file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A raw file is unusable as a whole (bad header, not CSV, ...).
+    #[error("{file}: {message}")]
+    BadFile { file: String, message: String },
+
+    /// A rule with action `fail` was broken: nothing is committed for the file.
+    #[error("{file}:{line}: rule `{rule}` failed ({message}); the file is not loaded")]
+    FailRule {
+        file: String,
+        line: u64,
+        rule: String,
+        message: String,
+    },
+
+    /// A Delta operation on a table failed.
+    #[error("{step} on table {table}: {source}")]
+    Delta {
+        step: &'static str,
+        table: String,
+        #[source]
+        source: DeltaTableError,
+    },
+
+    /// Building or evaluating an in-memory batch failed (an internal fault).
+    #[error("{step}: {source}")]
+    Arrow {
+        step: &'static str,
+        #[source]
+        source: ArrowError,
+    },
+
+    /// A SQL query or expression failed to plan or run.
+    #[error("{step}: {source}")]
+    Sql {
+        step: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// The user asked for something that does not exist (an unknown table, a bad version).
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = MedallionError> = std::result::Result<T, E>;
+
+impl MedallionError {
+    pub(crate) fn delta(step: &'static str, table: impl Into<String>) -> impl FnOnce(DeltaTableError) -> Self {
+        let table = table.into();
+        move |source| MedallionError::Delta { step, table, source }
+    }
+
+    pub(crate) fn arrow(step: &'static str) -> impl FnOnce(ArrowError) -> Self {
+        move |source| MedallionError::Arrow { step, source }
+    }
+
+    pub(crate) fn sql(step: impl Into<String>) -> impl FnOnce(DataFusionError) -> Self {
+        let step = step.into();
+        move |source| MedallionError::Sql { step, source }
+    }
+
+    /// True when the fault lies with the user's input (config, files), not with medallion.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            MedallionError::Config(_)
+                | MedallionError::BadFile { .. }
+                | MedallionError::FailRule { .. }
+                | MedallionError::Usage(_)
+                | MedallionError::ReadFile { .. }
+        )
+    }
+}

@@ -1,0 +1,68 @@
+//! The landing zone: which raw files exist, which are new, and the ledger that records
+//! what was done with each. Raw files are only ever read, never modified or deleted.
+
+pub mod ledger;
+pub mod reader;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Pipeline;
+use crate::error::{MedallionError, Result};
+
+/// A file found in the raw zone.
+#[derive(Debug, Clone)]
+pub struct RawFile {
+    /// Path relative to the raw zone, with `/` separators: the file's identity.
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// Files in the raw zone matching the source pattern, sorted by name.
+pub fn discover(p: &Pipeline) -> Result<Vec<RawFile>> {
+    let root = raw_dir(p)?;
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| MedallionError::ReadFile { path: dir.clone(), source })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| MedallionError::ReadFile { path: dir.clone(), source })?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|source| MedallionError::ReadFile { path: path.clone(), source })?;
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(&root) else { continue };
+            let name = rel.to_string_lossy().replace('\\', "/");
+            let file_name = rel.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            if file_name.starts_with('.') || !(p.source.pattern.matches(&name) || p.source.pattern.matches(&file_name)) {
+                continue;
+            }
+            files.push(RawFile {
+                name,
+                path,
+                size: meta.len(),
+                modified: meta.modified().ok().map(DateTime::<Utc>::from),
+            });
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// The raw zone's local directory.
+pub fn raw_dir(p: &Pipeline) -> Result<PathBuf> {
+    let url = p
+        .lakehouse
+        .join(&format!("{}/", p.source.raw_dir))
+        .map_err(|e| MedallionError::Usage(format!("bad raw_dir: {e}")))?;
+    url.to_file_path()
+        .map_err(|()| MedallionError::Usage(format!("the raw zone {url} is not a local directory")))
+}

@@ -1,0 +1,18 @@
+//! medallion: CSV files landing in a raw zone become a lakehouse of Delta tables.
+//!
+//! The pipeline is usable without the CLI: [`config::load`] a configuration, then
+//! [`run::run`] it; [`commands`] holds the read side (query, history, status).
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod report;
+pub mod run;
+pub mod schema;
+pub mod storage;
+pub mod types;
+pub mod zones;
+
+pub use error::{MedallionError, Result};

@@ -1,0 +1,113 @@
+//! Run metrics: what happened to each file (rows read, bronze rows, silver inserts and
+//! updates, rejections per rule, warnings, gold changes, table versions) and how the
+//! run summary prints them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::storage::UpsertMetrics;
+
+/// What happened to one raw file.
+#[derive(Debug, Clone, Default)]
+pub struct FileReport {
+    pub file: String,
+    pub batch_id: String,
+    /// `None` when loaded; the reason otherwise.
+    pub error: Option<String>,
+    pub rows_read: u64,
+    pub bronze_rows: u64,
+    pub silver_accepted: u64,
+    pub silver: UpsertMetrics,
+    pub rejected: u64,
+    pub rejected_by_rule: BTreeMap<String, u64>,
+    pub warnings: BTreeMap<String, u64>,
+    pub gold: Vec<(String, UpsertMetrics)>,
+    pub bronze_version: Option<i64>,
+    pub rejected_version: Option<i64>,
+    pub elapsed: Duration,
+}
+
+impl FileReport {
+    pub fn loaded(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// What one `run` did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub files: Vec<FileReport>,
+    /// Files found in the raw zone that were already loaded.
+    pub already_loaded: usize,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> usize {
+        self.files.iter().filter(|f| !f.loaded()).count()
+    }
+}
+
+fn version(v: Option<i64>) -> String {
+    v.map_or("-".to_string(), |v| format!("v{v}"))
+}
+
+impl fmt::Display for FileReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(e) = &self.error {
+            writeln!(f, "FAILED {}", self.file)?;
+            return writeln!(f, "  {e}");
+        }
+        writeln!(f, "loaded {} (batch {}, {:.2?})", self.file, self.batch_id, self.elapsed)?;
+        writeln!(f, "  rows read        {}", self.rows_read)?;
+        writeln!(f, "  bronze           {} rows appended ({})", self.bronze_rows, version(self.bronze_version))?;
+        writeln!(
+            f,
+            "  silver           {} accepted: {} inserted, {} updated ({})",
+            self.silver_accepted,
+            self.silver.inserted,
+            self.silver.updated,
+            version(self.silver.version)
+        )?;
+        writeln!(f, "  rejected         {} rows ({})", self.rejected, version(self.rejected_version))?;
+        for (rule, n) in &self.rejected_by_rule {
+            writeln!(f, "    {rule:<22} {n}")?;
+        }
+        for (rule, n) in &self.warnings {
+            writeln!(f, "  warning          {rule}: {n} rows kept")?;
+        }
+        for (model, m) in &self.gold {
+            writeln!(
+                f,
+                "  gold {model:<11} {} inserted, {} updated, {} deleted ({})",
+                m.inserted,
+                m.updated,
+                m.deleted,
+                version(m.version)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.files.is_empty() {
+            return writeln!(
+                f,
+                "nothing to do: no new files in the raw zone ({} already loaded)",
+                self.already_loaded
+            );
+        }
+        for file in &self.files {
+            write!(f, "{file}")?;
+        }
+        writeln!(
+            f,
+            "{} file(s) loaded, {} failed, {} already loaded before",
+            self.files.len() - self.failed(),
+            self.failed(),
+            self.already_loaded
+        )
+    }
+}

@@ -1,0 +1,107 @@
+//! Table layouts. One function per table kind returns its Arrow schema; the storage
+//! module turns them into Delta schemas when a table is created. Lineage columns start
+//! with `_` so they never clash with configured columns (config names may not start
+//! with `_`).
+
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+
+use crate::config::Pipeline;
+use crate::types::utc_timestamp_type;
+
+pub const SOURCE_FILE: &str = "_source_file";
+pub const SOURCE_LINE: &str = "_source_line";
+pub const BATCH_ID: &str = "_batch_id";
+pub const RECEIVED_AT: &str = "_received_at";
+/// Silver's ingestion time (no underscore: it is part of the business row).
+pub const SILVER_RECEIVED_AT: &str = "received_at";
+pub const REJECTION_REASONS: &str = "rejection_reasons";
+
+fn lineage(received_at: &str) -> Vec<Field> {
+    vec![
+        Field::new(SOURCE_FILE, DataType::Utf8, false),
+        Field::new(SOURCE_LINE, DataType::Int64, false),
+        Field::new(BATCH_ID, DataType::Utf8, false),
+        Field::new(received_at, utc_timestamp_type(), false),
+    ]
+}
+
+fn raw_columns(p: &Pipeline) -> Vec<Field> {
+    p.source
+        .columns
+        .iter()
+        .map(|c| Field::new(&c.name, DataType::Utf8, true))
+        .collect()
+}
+
+/// Bronze: every configured column as the raw text received, plus lineage.
+pub fn bronze_schema(p: &Pipeline) -> SchemaRef {
+    let mut fields = raw_columns(p);
+    fields.extend(lineage(RECEIVED_AT));
+    Arc::new(Schema::new(fields))
+}
+
+/// Silver: typed columns, `received_at`, then lineage.
+pub fn silver_schema(p: &Pipeline) -> SchemaRef {
+    let mut fields: Vec<Field> = p
+        .typed_columns()
+        .map(|(name, ty)| Field::new(name, ty, true))
+        .collect();
+    fields.push(Field::new(SILVER_RECEIVED_AT, utc_timestamp_type(), false));
+    fields.extend(
+        lineage(RECEIVED_AT)
+            .into_iter()
+            .filter(|f| f.name() != RECEIVED_AT),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// The struct of one rejection reason.
+pub fn reason_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("column", DataType::Utf8, true),
+        Field::new("message", DataType::Utf8, false),
+    ])
+}
+
+/// The list item of `rejection_reasons` (named `element`, as Delta and Parquet expect).
+pub fn reason_item_field() -> FieldRef {
+    Arc::new(Field::new("element", DataType::Struct(reason_fields()), true))
+}
+
+/// Rejected: raw columns, lineage, and every rule the row failed.
+pub fn rejected_schema(p: &Pipeline) -> SchemaRef {
+    let mut fields = raw_columns(p);
+    fields.extend(lineage(RECEIVED_AT));
+    fields.push(Field::new(REJECTION_REASONS, DataType::List(reason_item_field()), false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The file ledger: one row per processed file.
+pub fn ledger_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("file", DataType::Utf8, false),
+        Field::new("size", DataType::Int64, false),
+        Field::new("modified", utc_timestamp_type(), true),
+        Field::new(BATCH_ID, DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rows_read", DataType::Int64, false),
+        Field::new("silver_accepted", DataType::Int64, false),
+        Field::new("rejected", DataType::Int64, false),
+        Field::new("message", DataType::Utf8, true),
+        Field::new("processed_at", utc_timestamp_type(), false),
+    ]))
+}
+
+/// Gold tables store the model's output with every column nullable.
+pub fn gold_schema(model_schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        model_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}

@@ -1,0 +1,147 @@
+//! Every deltalake call lives here: opening and creating tables by URL, streaming
+//! appends, MERGE upserts, time travel and history. Stage code asks for what it needs
+//! in business terms and never sees delta-rs builders.
+//!
+//! Guarantees: tables are created at the lowest protocol our readers accept (reader 1,
+//! writer 2); every commit carries `medallion` commit info (stage, batch id, source
+//! file, row counts); data files never embed Arrow view types (`Utf8View`), which some
+//! readers (Sail) cannot read.
+
+mod merge;
+mod read;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::delta_datafusion::DeltaSessionContext;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructField, StructType};
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use url::Url;
+
+pub use merge::{UpsertSpec, UpsertMetrics, upsert};
+pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
+pub use write::AppendWriter;
+
+use crate::error::{MedallionError, Result};
+
+/// The lakehouse root and the URLs of the tables under it.
+#[derive(Debug, Clone)]
+pub struct Lakehouse {
+    root: Url,
+}
+
+impl Lakehouse {
+    pub fn new(root: Url) -> Self {
+        Lakehouse { root }
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// URL of a table at `relative` (e.g. `silver/readings`), as a directory URL.
+    pub fn table_url(&self, relative: &str) -> Result<Url> {
+        self.root
+            .join(&format!("{}/", relative.trim_matches('/')))
+            .map_err(|e| MedallionError::Usage(format!("bad table path {relative}: {e}")))
+    }
+
+    /// Open the table at `relative`, or `None` when no table exists there yet.
+    pub async fn open(&self, relative: &str) -> Result<Option<DeltaTable>> {
+        let url = self.table_url(relative)?;
+        let mut table = DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .map_err(MedallionError::delta("open", relative))?;
+        let exists = table
+            .verify_deltatable_existence()
+            .await
+            .map_err(MedallionError::delta("open", relative))?;
+        if !exists {
+            return Ok(None);
+        }
+        table
+            .load()
+            .await
+            .map_err(MedallionError::delta("open", relative))?;
+        Ok(Some(table))
+    }
+
+    /// Open the table at `relative`, creating it with `schema` when it does not exist.
+    pub async fn open_or_create(&self, relative: &str, schema: &SchemaRef, partitions: &[String]) -> Result<DeltaTable> {
+        if let Some(t) = self.open(relative).await? {
+            return Ok(t);
+        }
+        let url = self.table_url(relative)?;
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|source| MedallionError::ReadFile { path, source })?;
+        }
+        let kernel: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| MedallionError::delta("create", relative)(e.into()))?;
+        let columns: Vec<StructField> = kernel.fields().cloned().collect();
+        let table = DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .map_err(MedallionError::delta("create", relative))?;
+        let created = table
+            .create()
+            .with_columns(columns)
+            .with_partition_columns(partitions.to_vec())
+            .with_table_name(relative.replace('/', "."))
+            .with_commit_properties(commit_info("create", serde_json::json!({ "table": relative })))
+            .await;
+        match created {
+            Ok(t) => Ok(t),
+            // Another process created it first: use theirs.
+            Err(_) if self.open(relative).await?.is_some() => {
+                self.open(relative).await?.ok_or_else(|| MedallionError::Usage(format!("table {relative} vanished")))
+            }
+            Err(e) => Err(MedallionError::delta("create", relative)(e)),
+        }
+    }
+}
+
+/// Commit properties carrying medallion's commit info under the key `medallion`.
+pub fn commit_info(stage: &str, mut info: serde_json::Value) -> CommitProperties {
+    if let Some(obj) = info.as_object_mut() {
+        obj.insert("stage".into(), serde_json::Value::from(stage));
+    }
+    CommitProperties::default().with_metadata(vec![("medallion".to_string(), info)])
+}
+
+/// A DataFusion session with delta-rs' settings, minus view types: files written from
+/// plans of this session embed plain `Utf8`, which every reader accepts.
+pub fn session() -> SessionContext {
+    let overrides = HashMap::from([(
+        "datafusion.execution.parquet.schema_force_view_types".to_string(),
+        "false".to_string(),
+    )]);
+    match DeltaSessionContext::new_with_session_overrides(&overrides) {
+        Ok(ctx) => ctx.into_inner(),
+        // The key is a known DataFusion option; this branch is unreachable in practice.
+        Err(_) => DeltaSessionContext::new().into_inner(),
+    }
+}
+
+/// Register `table` in `ctx` under `name` (e.g. `silver.readings`).
+pub async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(MedallionError::delta("register", name))?;
+    let state = Arc::new(ctx.state());
+    let provider = table
+        .table_provider()
+        .with_session(state)
+        .await
+        .map_err(MedallionError::sql(format!("scan {name}")))?;
+    ctx.register_table(name, provider)
+        .map_err(MedallionError::sql(format!("register {name}")))?;
+    Ok(())
+}

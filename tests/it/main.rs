@@ -1,0 +1,8 @@
+//! Integration tests: the real `medallion` binary against temporary lakehouses.
+
+mod cli;
+mod interop;
+mod other_schema;
+mod pipeline;
+mod rules;
+mod workdir;

@@ -1,0 +1,156 @@
+//! The bundled sample end to end: exact counts per table and rule, corrections upserted
+//! in silver, gold equal to a recompute after every file, time travel, history, status.
+
+use serde_json::Value;
+
+use crate::workdir::{Workdir, expected, sample_model_sql, text};
+
+const FILE1: &str = "readings_2026-01-01.csv";
+const FILE2: &str = "readings_2026-01-04_corrections.csv";
+
+/// Per-file equalities: rows read = bronze rows = silver-accepted + rejected.
+fn assert_file_counts(w: &Workdir, file: &str, exp: &Value) {
+    let rows = exp["rows"].as_u64().unwrap();
+    let rejected = exp["rejected"].as_u64().unwrap();
+    let accepted = exp["accepted"].as_u64().unwrap();
+    let bronze = w.count(&format!("FROM bronze.readings WHERE _source_file = '{file}'"));
+    let rej = w.count(&format!("FROM rejected.readings WHERE _source_file = '{file}'"));
+    assert_eq!(bronze, rows, "bronze rows of {file}");
+    assert_eq!(rej, rejected, "rejected rows of {file}");
+    let ledger = w.query(&format!(
+        "SELECT rows_read, silver_accepted, rejected FROM _medallion.files WHERE file = '{file}' AND status = 'loaded'"
+    ));
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(text(&ledger[0]["rows_read"]), rows.to_string());
+    assert_eq!(text(&ledger[0]["silver_accepted"]), accepted.to_string());
+    assert_eq!(bronze, accepted + rej, "bronze = silver-accepted + rejected for {file}");
+    // Every rule the fixture expects, per line.
+    for (line, rules) in exp["rejected_lines"].as_object().unwrap() {
+        let got = w.query(&format!(
+            "SELECT get_field(r, 'rule') AS rule FROM (SELECT unnest(rejection_reasons) AS r FROM rejected.readings \
+             WHERE _source_file = '{file}' AND _source_line = {line}) ORDER BY 1"
+        ));
+        let got: Vec<String> = got.iter().map(|r| text(&r["rule"])).collect();
+        let want: Vec<String> = rules.as_array().unwrap().iter().map(text).collect();
+        assert_eq!(got, want, "rules of {file}:{line}");
+    }
+    let by_rule = w.query(&format!(
+        "SELECT get_field(r, 'rule') AS rule, COUNT(DISTINCT _source_line) AS n FROM \
+         (SELECT _source_line, unnest(rejection_reasons) AS r FROM rejected.readings WHERE _source_file = '{file}') \
+         GROUP BY 1 ORDER BY 1"
+    ));
+    let got: Vec<(String, String)> = by_rule.iter().map(|r| (text(&r["rule"]), text(&r["n"]))).collect();
+    let want: Vec<(String, String)> = exp["rejected_by_rule"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
+    assert_eq!(got, want, "rows of {file} rejected per rule");
+}
+
+fn assert_gold_is_recompute(w: &Workdir) {
+    let diff = w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings");
+    assert_eq!(diff, 0, "gold.daily_usage differs from a recompute over silver");
+}
+
+fn assert_silver_keys_unique(w: &Workdir) {
+    let dupes = w.count(
+        "FROM (SELECT customer_id, meter_id, start_time FROM silver.readings GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d",
+    );
+    assert_eq!(dupes, 0, "silver holds one row per natural key");
+}
+
+#[test]
+fn sample_end_to_end_with_corrections() {
+    let exp = expected();
+    let w = Workdir::sample_config();
+    w.add_sample(FILE1);
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains(&format!("loaded {FILE1}")), "{r:?}");
+    assert!(r.stdout.contains("plausible_hourly_usage: 2 rows kept"), "{r:?}");
+    assert_file_counts(&w, FILE1, &exp["files"][FILE1]);
+    assert_eq!(w.count("FROM silver.readings"), exp["silver_rows_after_first_file"].as_u64().unwrap());
+    assert_eq!(w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings"), text(&exp["silver_total_kwh_after_first_file"]));
+    assert_eq!(w.count("FROM gold.daily_usage"), exp["gold_daily_usage_rows_after_first_file"].as_u64().unwrap());
+    assert_gold_is_recompute(&w);
+    let gold_v1 = w.scalar("SELECT CAST(SUM(total_kwh) AS VARCHAR) FROM gold.daily_usage");
+
+    // Second file: corrections replace earlier readings; the last line of a key wins.
+    w.add_sample(FILE2);
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("1 already loaded before"), "{r:?}");
+    assert_file_counts(&w, FILE2, &exp["files"][FILE2]);
+    let f2 = &exp["files"][FILE2];
+    assert!(
+        r.stdout.contains(&format!(
+            "{} inserted, {} updated",
+            f2["new_keys"].as_u64().unwrap(),
+            f2["updated_keys"].as_u64().unwrap()
+        )),
+        "{r:?}"
+    );
+    assert_eq!(w.count("FROM silver.readings"), exp["silver_rows_after_all"].as_u64().unwrap());
+    assert_eq!(w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings"), text(&exp["silver_total_kwh_after_all"]));
+    assert_silver_keys_unique(&w);
+    for u in exp["updated_keys"].as_array().unwrap() {
+        let v = w.scalar(&format!(
+            "SELECT CAST(usage_kwh AS VARCHAR) FROM silver.readings WHERE customer_id = '{}' AND meter_id = '{}' \
+             AND start_time = TIMESTAMP '{}'",
+            text(&u["customer_id"]),
+            text(&u["meter_id"]),
+            text(&u["start_time"])
+        ));
+        assert_eq!(v, text(&u["new_usage_kwh"]), "correction {u}");
+    }
+    let d = &exp["duplicate_key"];
+    let v = w.scalar(&format!(
+        "SELECT CAST(usage_kwh AS VARCHAR) FROM silver.readings WHERE customer_id = '{}' AND meter_id = '{}' AND start_time = TIMESTAMP '{}'",
+        text(&d["customer_id"]),
+        text(&d["meter_id"]),
+        text(&d["start_time"])
+    ));
+    assert_eq!(v, text(&d["usage_kwh_final"]), "the last line of a key wins within a file");
+
+    assert_eq!(w.count("FROM gold.daily_usage"), exp["gold_daily_usage_rows_after_all"].as_u64().unwrap());
+    assert_gold_is_recompute(&w);
+    let g = &exp["gold_row_example"];
+    let row = w.query(&format!(
+        "SELECT CAST(total_kwh AS VARCHAR) AS total_kwh, reading_count, estimated_count FROM gold.daily_usage \
+         WHERE customer_id = '{}' AND usage_date = DATE '{}'",
+        text(&g["customer_id"]),
+        text(&g["usage_date"])
+    ));
+    assert_eq!(row.len(), 1);
+    assert_eq!(text(&row[0]["total_kwh"]), text(&g["total_kwh"]));
+    assert_eq!(text(&row[0]["reading_count"]), text(&g["reading_count"]));
+    assert_eq!(text(&row[0]["estimated_count"]), text(&g["estimated_count"]));
+
+    // Time travel: the previous gold version is the state after the first file.
+    let version = history_latest_version(&w, "gold.daily_usage");
+    let before = w.query_as_of("SELECT CAST(SUM(total_kwh) AS VARCHAR) AS s FROM gold.daily_usage", Some(&(version - 1).to_string()));
+    assert_eq!(text(&before[0]["s"]), gold_v1);
+
+    // History explains each version.
+    let h = w.medallion(&["history", "silver.readings"]);
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(h.stdout.contains("silver_upsert") && h.stdout.contains(FILE2), "{h:?}");
+
+    // Nothing new: a second run does nothing and says so.
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("nothing to do"), "{r:?}");
+    let s = w.medallion(&["status"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(s.stdout.contains("files loaded: 2") && s.stdout.contains("files pending: 0"), "{s:?}");
+}
+
+fn history_latest_version(w: &Workdir, table: &str) -> i64 {
+    let h = w.medallion(&["history", table]);
+    assert_eq!(h.code, 0, "{h:?}");
+    h.stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no version in {h:?}"))
+}

@@ -1,0 +1,152 @@
+//! `Workdir`: a temporary project folder (config + raw zone) and helpers that run the
+//! real binary in it and read tables back through `medallion query --format json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Workdir {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Workdir {
+    /// An empty project folder with `config` as its config.yaml.
+    pub fn with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("lakehouse/raw")).unwrap();
+        std::fs::write(root.join("config.yaml"), config).unwrap();
+        Workdir { _dir: dir, root }
+    }
+
+    /// The repository's config.yaml, with an empty raw zone.
+    pub fn sample_config() -> Self {
+        Self::with_config(&std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap())
+    }
+
+    /// Copy a bundled sample file into the raw zone.
+    pub fn add_sample(&self, name: &str) {
+        std::fs::copy(Path::new(REPO).join("lakehouse/raw").join(name), self.raw().join(name)).unwrap();
+    }
+
+    pub fn raw(&self) -> PathBuf {
+        self.root.join("lakehouse/raw")
+    }
+
+    pub fn write_raw(&self, name: &str, content: &str) {
+        std::fs::write(self.raw().join(name), content).unwrap();
+    }
+
+    pub fn table_path(&self, relative: &str) -> PathBuf {
+        self.root.join("lakehouse").join(relative)
+    }
+
+    /// Run the binary with `args` (the config is passed for you).
+    pub fn medallion(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
+            .args(args)
+            .arg("--config")
+            .arg(self.root.join("config.yaml"))
+            .current_dir(&self.root)
+            .output()
+            .expect("run medallion");
+        Run::from(out)
+    }
+
+    /// `medallion run`, asserting it exits with `code`.
+    pub fn run_expect(&self, code: i32) -> Run {
+        let r = self.medallion(&["run"]);
+        assert_eq!(r.code, code, "{r:?}");
+        r
+    }
+
+    /// Rows of a query as JSON objects.
+    pub fn query(&self, sql: &str) -> Vec<serde_json::Map<String, Value>> {
+        self.query_as_of(sql, None)
+    }
+
+    pub fn query_as_of(&self, sql: &str, as_of: Option<&str>) -> Vec<serde_json::Map<String, Value>> {
+        let mut args = vec!["query", sql, "--format", "json"];
+        if let Some(v) = as_of {
+            args.extend(["--as-of", v]);
+        }
+        let r = self.medallion(&args);
+        assert_eq!(r.code, 0, "query failed: {sql}\n{r:?}");
+        r.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| match serde_json::from_str::<Value>(l) {
+                Ok(Value::Object(m)) => m,
+                other => panic!("not a JSON object: {l}: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// A single number from a one-row, one-column query.
+    pub fn scalar(&self, sql: &str) -> String {
+        let rows = self.query(sql);
+        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+        let v = rows[0].values().next().cloned().unwrap_or(Value::Null);
+        text(&v)
+    }
+
+    pub fn count(&self, sql_from_where: &str) -> u64 {
+        self.scalar(&format!("SELECT COUNT(*) AS n {sql_from_where}")).parse().unwrap()
+    }
+
+    /// Rows of gold that differ from a full recompute of the model over silver (both ways).
+    pub fn gold_recompute_diff(&self, gold_table: &str, model_sql: &str, silver_table: &str) -> u64 {
+        let model = model_sql.replace("FROM silver", &format!("FROM {silver_table}"));
+        self.count(&format!(
+            "FROM ((SELECT * FROM {gold_table} EXCEPT ALL SELECT * FROM ({model}) m1) \
+             UNION ALL (SELECT * FROM ({model}) m2 EXCEPT ALL SELECT * FROM {gold_table})) d"
+        ))
+    }
+}
+
+/// A JSON value as plain text (strings unquoted).
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The sample's expected outcomes.
+pub fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(Path::new(REPO).join("tests/fixtures/sample_expected.json")).unwrap()).unwrap()
+}
+
+/// The gold model SQL of the sample config.
+pub fn sample_model_sql() -> String {
+    let cfg = std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap();
+    let start = cfg.find("SELECT customer_id").unwrap();
+    cfg[start..].trim().to_string()
+}
