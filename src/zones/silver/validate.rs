@@ -158,19 +158,16 @@ impl Validator {
         let mut failure = None;
         let mut keep = Vec::with_capacity(rows.len());
         for (row, vs) in rows.iter().zip(&violations) {
-            let mut rejected = false;
+            let rejected = vs.iter().any(|v| v.action == RuleAction::Reject);
             for v in vs {
                 match v.action {
-                    RuleAction::Reject => rejected = true,
-                    RuleAction::Warn => *warnings.entry(v.rule.clone()).or_insert(0) += 1,
+                    RuleAction::Reject => *rejected_by_rule.entry(v.rule.clone()).or_insert(0) += 1,
+                    // Warnings count rows that are kept; a rejected row is counted by its rejections.
+                    RuleAction::Warn if !rejected => *warnings.entry(v.rule.clone()).or_insert(0) += 1,
+                    RuleAction::Warn => {}
                     RuleAction::Fail => {
                         failure.get_or_insert_with(|| (row.line, v.rule.clone(), v.message.clone()));
                     }
-                }
-            }
-            if rejected {
-                for v in vs.iter().filter(|v| v.action == RuleAction::Reject) {
-                    *rejected_by_rule.entry(v.rule.clone()).or_insert(0) += 1;
                 }
             }
             keep.push(!rejected);
