@@ -24,7 +24,13 @@ use crate::storage::TimeTravel;
 #[command(name = "medallion", version, about, long_about)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, default_value = "config.yaml", value_name = "PATH")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "config.yaml",
+        value_name = "PATH"
+    )]
     pub config: PathBuf,
 
     #[command(subcommand)]
@@ -107,12 +113,17 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         }
         Command::History { table } => {
             let entries = commands::history(&pipeline, &table).await?;
-            println!("{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  source file", "version", "time (UTC)", "op", "stage", "batch id", "rows");
+            println!(
+                "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  source file",
+                "version", "time (UTC)", "op", "stage", "batch id", "rows"
+            );
             for e in entries {
                 println!(
                     "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  {}",
                     e.version,
-                    e.timestamp.map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default(),
+                    e.timestamp
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                        .unwrap_or_default(),
                     e.operation,
                     e.stage.unwrap_or_default(),
                     e.batch_id.unwrap_or_default(),
@@ -150,7 +161,9 @@ fn print_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
             println!("{n} row{}", if n == 1 { "" } else { "s" });
         }
         OutputFormat::Csv => {
-            let mut w = deltalake::arrow::csv::WriterBuilder::new().with_header(true).build(stdout);
+            let mut w = deltalake::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(stdout);
             for b in batches {
                 w.write(b).map_err(err())?;
             }

@@ -21,7 +21,11 @@ pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
         .into_iter()
         .map(|rel| (rel.replace('/', "."), rel))
         .collect();
-    out.extend(p.gold.iter().map(|m| (format!("gold.{}", m.name), format!("gold/{}", m.name))));
+    out.extend(
+        p.gold
+            .iter()
+            .map(|m| (format!("gold.{}", m.name), format!("gold/{}", m.name))),
+    );
     out.push(("_medallion.files".into(), ledger::LEDGER_TABLE.into()));
     out
 }
@@ -29,10 +33,17 @@ pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
 /// Resolve a table name given as `zone.table` or `zone/table`.
 pub fn resolve_table(p: &Pipeline, name: &str) -> Result<(String, String)> {
     let wanted = name.replace('/', ".");
-    tables(p).into_iter().find(|(sql, _)| *sql == wanted).ok_or_else(|| {
-        let known = tables(p).into_iter().map(|(s, _)| s).collect::<Vec<_>>().join(", ");
-        MedallionError::Usage(format!("unknown table \"{name}\" (known: {known})"))
-    })
+    tables(p)
+        .into_iter()
+        .find(|(sql, _)| *sql == wanted)
+        .ok_or_else(|| {
+            let known = tables(p)
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect::<Vec<_>>()
+                .join(", ");
+            MedallionError::Usage(format!("unknown table \"{name}\" (known: {known})"))
+        })
 }
 
 /// Run `sql` over the tables it names, each as of `at` when given.
@@ -62,12 +73,21 @@ pub async fn query(p: &Pipeline, sql: &str, at: Option<TimeTravel>) -> Result<Ve
             }
         }
     }
-    let df = ctx.sql(sql).await.map_err(MedallionError::sql("plan the query"))?;
-    df.collect().await.map_err(MedallionError::sql("run the query"))
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(MedallionError::sql("plan the query"))?;
+    df.collect()
+        .await
+        .map_err(MedallionError::sql("run the query"))
 }
 
 /// Register `table` as `schema.name`, creating the schema in the default catalog.
-async fn register_qualified(ctx: &SessionContext, sql_name: &str, table: &deltalake::DeltaTable) -> Result<()> {
+async fn register_qualified(
+    ctx: &SessionContext,
+    sql_name: &str,
+    table: &deltalake::DeltaTable,
+) -> Result<()> {
     if let Some((schema, _)) = sql_name.split_once('.')
         && let Some(catalog) = ctx.catalog("datafusion")
         && catalog.schema(schema).is_none()
@@ -114,15 +134,26 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
     let mut out = Vec::new();
     for (sql_name, relative) in tables(p) {
         let (version, rows) = match lake.open(&relative).await? {
-            Some(t) => (t.version().map(|v| v as i64), storage::row_count(&ctx, &t, &sql_name).await?),
+            Some(t) => (
+                t.version().map(|v| v as i64),
+                storage::row_count(&ctx, &t, &sql_name).await?,
+            ),
             None => (None, 0),
         };
-        out.push(TableStatus { name: sql_name, version, rows });
+        out.push(TableStatus {
+            name: sql_name,
+            version,
+            rows,
+        });
     }
     let loaded = ledger::loaded_files(&lake).await?;
     let (files_loaded, files_pending) = ingest::discover(p)?
         .into_iter()
         .map(|f| f.name)
         .partition(|n| loaded.contains(n));
-    Ok(Status { tables: out, files_loaded, files_pending })
+    Ok(Status {
+        tables: out,
+        files_loaded,
+        files_pending,
+    })
 }

@@ -44,7 +44,7 @@ pub enum MedallionError {
         step: &'static str,
         table: String,
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 
     /// Building or evaluating an in-memory batch failed (an internal fault).
@@ -60,7 +60,7 @@ pub enum MedallionError {
     Sql {
         step: String,
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// The user asked for something that does not exist (an unknown table, a bad version).
@@ -72,9 +72,16 @@ pub enum MedallionError {
 pub type Result<T, E = MedallionError> = std::result::Result<T, E>;
 
 impl MedallionError {
-    pub(crate) fn delta(step: &'static str, table: impl Into<String>) -> impl FnOnce(DeltaTableError) -> Self {
+    pub(crate) fn delta(
+        step: &'static str,
+        table: impl Into<String>,
+    ) -> impl FnOnce(DeltaTableError) -> Self {
         let table = table.into();
-        move |source| MedallionError::Delta { step, table, source }
+        move |source| MedallionError::Delta {
+            step,
+            table,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn arrow(step: &'static str) -> impl FnOnce(ArrowError) -> Self {
@@ -83,7 +90,10 @@ impl MedallionError {
 
     pub(crate) fn sql(step: impl Into<String>) -> impl FnOnce(DataFusionError) -> Self {
         let step = step.into();
-        move |source| MedallionError::Sql { step, source }
+        move |source| MedallionError::Sql {
+            step,
+            source: Box::new(source),
+        }
     }
 
     /// True when the fault lies with the user's input (config, files), not with medallion.

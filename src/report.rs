@@ -58,9 +58,18 @@ impl fmt::Display for FileReport {
             writeln!(f, "FAILED {}", self.file)?;
             return writeln!(f, "  {e}");
         }
-        writeln!(f, "loaded {} (batch {}, {:.2?})", self.file, self.batch_id, self.elapsed)?;
+        writeln!(
+            f,
+            "loaded {} (batch {}, {:.2?})",
+            self.file, self.batch_id, self.elapsed
+        )?;
         writeln!(f, "  rows read        {}", self.rows_read)?;
-        writeln!(f, "  bronze           {} rows appended ({})", self.bronze_rows, version(self.bronze_version))?;
+        writeln!(
+            f,
+            "  bronze           {} rows appended ({})",
+            self.bronze_rows,
+            version(self.bronze_version)
+        )?;
         writeln!(
             f,
             "  silver           {} accepted: {} inserted, {} updated ({})",
@@ -69,7 +78,12 @@ impl fmt::Display for FileReport {
             self.silver.updated,
             version(self.silver.version)
         )?;
-        writeln!(f, "  rejected         {} rows ({})", self.rejected, version(self.rejected_version))?;
+        writeln!(
+            f,
+            "  rejected         {} rows ({})",
+            self.rejected,
+            version(self.rejected_version)
+        )?;
         for (rule, n) in &self.rejected_by_rule {
             writeln!(f, "    {rule:<22} {n}")?;
         }

@@ -85,7 +85,8 @@ pub async fn run(p: Arc<Pipeline>) -> Result<RunReport> {
         };
         if let Err(e) = ledger::record(&lake, &entry).await {
             tracing::error!(file = %file.name, "cannot record the file in the ledger: {e}");
-            fr.error.get_or_insert_with(|| format!("cannot record the file in the ledger: {e}"));
+            fr.error
+                .get_or_insert_with(|| format!("cannot record the file in the ledger: {e}"));
         }
         report.files.push(fr);
     }
@@ -93,12 +94,24 @@ pub async fn run(p: Arc<Pipeline>) -> Result<RunReport> {
 }
 
 /// One file through every zone.
-async fn ingest_file(lake: &Lakehouse, p: &Pipeline, validator: &Validator, file: &RawFile, lineage: &Lineage) -> Result<FileReport> {
+async fn ingest_file(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    validator: &Validator,
+    file: &RawFile,
+    lineage: &Lineage,
+) -> Result<FileReport> {
     let tables = SourceTables::new(p);
     let bronze_schema = schema::bronze_schema(p);
-    let mut bronze_table = lake.open_or_create(&tables.bronze, &bronze_schema, &[]).await?;
-    let mut rejected_table = lake.open_or_create(&tables.rejected, &schema::rejected_schema(p), &[]).await?;
-    let silver_table = lake.open_or_create(&tables.silver, &schema::silver_schema(p), &[]).await?;
+    let mut bronze_table = lake
+        .open_or_create(&tables.bronze, &bronze_schema, &[])
+        .await?;
+    let mut rejected_table = lake
+        .open_or_create(&tables.rejected, &schema::rejected_schema(p), &[])
+        .await?;
+    let silver_table = lake
+        .open_or_create(&tables.silver, &schema::silver_schema(p), &[])
+        .await?;
 
     let mut reader = CsvChunks::open(&file.path, &file.name, &p.source)?;
     let mut bronze_w = AppendWriter::new(&bronze_table, &tables.bronze)?;
@@ -110,10 +123,17 @@ async fn ingest_file(lake: &Lakehouse, p: &Pipeline, validator: &Validator, file
         ..FileReport::default()
     };
     while let Some(chunk) = reader.next_chunk(&file.name)? {
-        bronze_w.write(bronze::to_batch(&bronze_schema, &chunk, lineage)?).await?;
+        bronze_w
+            .write(bronze::to_batch(&bronze_schema, &chunk, lineage)?)
+            .await?;
         let v = validator.validate(&chunk, lineage)?;
         if let Some((line, rule, message)) = v.failure {
-            return Err(MedallionError::FailRule { file: file.name.clone(), line, rule, message });
+            return Err(MedallionError::FailRule {
+                file: file.name.clone(),
+                line,
+                rule,
+                message,
+            });
         }
         fr.rejected += v.rejected.num_rows() as u64;
         fr.silver_accepted += v.accepted.num_rows() as u64;
@@ -128,8 +148,18 @@ async fn ingest_file(lake: &Lakehouse, p: &Pipeline, validator: &Validator, file
     fr.bronze_rows = bronze_w.rows();
 
     let info = |rows: u64| serde_json::json!({ "batch_id": lineage.batch_id, "source_file": lineage.source_file, "rows": rows });
-    fr.bronze_version = bronze_w.commit(&mut bronze_table, storage::commit_info("bronze_append", info(fr.bronze_rows))).await?;
-    fr.rejected_version = rejected_w.commit(&mut rejected_table, storage::commit_info("rejected_append", info(fr.rejected))).await?;
+    fr.bronze_version = bronze_w
+        .commit(
+            &mut bronze_table,
+            storage::commit_info("bronze_append", info(fr.bronze_rows)),
+        )
+        .await?;
+    fr.rejected_version = rejected_w
+        .commit(
+            &mut rejected_table,
+            storage::commit_info("rejected_append", info(fr.rejected)),
+        )
+        .await?;
 
     if accepted.is_empty() {
         return Ok(fr);
@@ -139,7 +169,10 @@ async fn ingest_file(lake: &Lakehouse, p: &Pipeline, validator: &Validator, file
     let before = silver_table.clone();
     let (after, metrics) = silver::upsert_batch(&ctx, p, silver_table, &rows, lineage).await?;
     fr.silver = metrics;
-    let versions = SilverVersions { before: Some(&before), after: &after };
+    let versions = SilverVersions {
+        before: Some(&before),
+        after: &after,
+    };
     for model in &p.gold {
         let g = gold::refresh(lake, p, model, &versions, &rows, lineage).await?;
         fr.gold.push((g.model, g.changes));

@@ -68,14 +68,22 @@ pub fn reason_fields() -> Fields {
 
 /// The list item of `rejection_reasons` (named `element`, as Delta and Parquet expect).
 pub fn reason_item_field() -> FieldRef {
-    Arc::new(Field::new("element", DataType::Struct(reason_fields()), true))
+    Arc::new(Field::new(
+        "element",
+        DataType::Struct(reason_fields()),
+        true,
+    ))
 }
 
 /// Rejected: raw columns, lineage, and every rule the row failed.
 pub fn rejected_schema(p: &Pipeline) -> SchemaRef {
     let mut fields = raw_columns(p);
     fields.extend(lineage(RECEIVED_AT));
-    fields.push(Field::new(REJECTION_REASONS, DataType::List(reason_item_field()), false));
+    fields.push(Field::new(
+        REJECTION_REASONS,
+        DataType::List(reason_item_field()),
+        false,
+    ));
     Arc::new(Schema::new(fields))
 }
 

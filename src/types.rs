@@ -163,7 +163,11 @@ impl ValueParser {
         if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
             return Ok(dt.timestamp_micros());
         }
-        for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        for fmt in [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+        ] {
             if let Ok(naive) = NaiveDateTime::parse_from_str(text, fmt) {
                 return self.localize(naive);
             }
@@ -224,7 +228,9 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Strin
         None => (digits, ""),
     };
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part)
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
     {
         return Err(format!("not a decimal: {}", excerpt(text)));
     }
@@ -283,14 +289,19 @@ mod tests {
     }
 
     fn ts(text: &str) -> i64 {
-        DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_micros()
     }
 
     #[test]
     fn parses_type_names() {
         assert_eq!(
             ColumnType::parse("decimal(12, 3)").unwrap(),
-            ColumnType::Decimal { precision: 12, scale: 3 }
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 3
+            }
         );
         assert_eq!(ColumnType::parse("BIGINT").unwrap(), ColumnType::BigInt);
         assert_eq!(
@@ -304,19 +315,43 @@ mod tests {
     #[test]
     fn timestamps_with_and_without_offsets() {
         let p = parser("timestamp", None, "UTC");
-        assert_eq!(p.parse("2026-01-01T00:00:00Z"), Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z"))));
-        assert_eq!(p.parse("2026-01-01T02:00:00+02:00"), Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z"))));
-        assert_eq!(p.parse("2026-01-01 00:00:00"), Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z"))));
+        assert_eq!(
+            p.parse("2026-01-01T00:00:00Z"),
+            Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            p.parse("2026-01-01T02:00:00+02:00"),
+            Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            p.parse("2026-01-01 00:00:00"),
+            Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z")))
+        );
         let berlin = parser("timestamp", None, "Europe/Berlin");
-        assert_eq!(berlin.parse("2026-01-01 01:00:00"), Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z"))));
-        assert!(p.parse("2026-13-45 99:00").unwrap_err().contains("not a timestamp"));
+        assert_eq!(
+            berlin.parse("2026-01-01 01:00:00"),
+            Ok(Value::Timestamp(ts("2026-01-01T00:00:00Z")))
+        );
+        assert!(
+            p.parse("2026-13-45 99:00")
+                .unwrap_err()
+                .contains("not a timestamp")
+        );
     }
 
     #[test]
     fn dst_gaps_and_overlaps_are_errors() {
         let p = parser("timestamp", None, "Europe/Berlin");
-        assert!(p.parse("2026-03-29 02:30:00").unwrap_err().contains("does not exist"));
-        assert!(p.parse("2026-10-25 02:30:00").unwrap_err().contains("ambiguous"));
+        assert!(
+            p.parse("2026-03-29 02:30:00")
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        assert!(
+            p.parse("2026-10-25 02:30:00")
+                .unwrap_err()
+                .contains("ambiguous")
+        );
     }
 
     #[test]
@@ -334,8 +369,16 @@ mod tests {
         assert_eq!(parse_decimal("-0.125", 12, 3), Ok(-125));
         assert_eq!(parse_decimal("+7", 12, 3), Ok(7000));
         assert_eq!(parse_decimal(".5", 12, 3), Ok(500));
-        assert!(parse_decimal("1.2345", 12, 3).unwrap_err().contains("4 decimal places"));
-        assert!(parse_decimal("1234567890", 12, 3).unwrap_err().contains("does not fit"));
+        assert!(
+            parse_decimal("1.2345", 12, 3)
+                .unwrap_err()
+                .contains("4 decimal places")
+        );
+        assert!(
+            parse_decimal("1234567890", 12, 3)
+                .unwrap_err()
+                .contains("does not fit")
+        );
         assert!(parse_decimal("1e3", 12, 3).is_err());
         assert!(parse_decimal("abc", 12, 3).is_err());
         assert!(parse_decimal("-", 12, 3).is_err());
@@ -346,9 +389,15 @@ mod tests {
     fn other_scalars() {
         assert_eq!(parser("int", None, "UTC").parse("42"), Ok(Value::Int(42)));
         assert!(parser("int", None, "UTC").parse("3000000000").is_err());
-        assert_eq!(parser("bool", None, "UTC").parse("Yes"), Ok(Value::Bool(true)));
+        assert_eq!(
+            parser("bool", None, "UTC").parse("Yes"),
+            Ok(Value::Bool(true))
+        );
         assert!(parser("double", None, "UTC").parse("NaN").is_err());
-        assert_eq!(parser("date", None, "UTC").parse("2024-02-29"), Ok(Value::Date(19782)));
+        assert_eq!(
+            parser("date", None, "UTC").parse("2024-02-29"),
+            Ok(Value::Date(19782))
+        );
         assert!(parser("date", None, "UTC").parse("2023-02-29").is_err());
     }
 

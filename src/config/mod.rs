@@ -10,7 +10,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use validate::{ColumnCheck, ColumnRule, ColumnSpec, CsvSpec, GoldModel, Pipeline, RowRule, SourceSpec};
+pub use validate::{
+    ColumnCheck, ColumnRule, ColumnSpec, CsvSpec, GoldModel, Pipeline, RowRule, SourceSpec,
+};
 
 /// One problem in the configuration, with its place (`source.columns[3].type`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +115,11 @@ fn yaml_place(path: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", yaml_place(parent)),
         P::Map { parent, key } => {
             let p = yaml_place(parent);
-            if p.is_empty() { key.to_string() } else { format!("{p}.{key}") }
+            if p.is_empty() {
+                key.to_string()
+            } else {
+                format!("{p}.{key}")
+            }
         }
         P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
             yaml_place(parent)

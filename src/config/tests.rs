@@ -8,14 +8,19 @@ use super::*;
 const SAMPLE: &str = include_str!("../../config.yaml");
 
 fn load(text: &str) -> Result<Pipeline, Vec<ConfigError>> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(load_str(text, Path::new("/tmp/medallion-test")))
 }
 
 fn errors(text: &str) -> Vec<String> {
     match load(text) {
         Ok(_) => panic!("expected errors"),
-        Err(e) => e.into_iter().map(|e| format!("{}: {}", e.place, e.message)).collect(),
+        Err(e) => e
+            .into_iter()
+            .map(|e| format!("{}: {}", e.place, e.message))
+            .collect(),
     }
 }
 
@@ -27,7 +32,10 @@ fn sample_config_loads() {
     assert_eq!(p.silver_key, ["customer_id", "meter_id", "start_time"]);
     assert_eq!(p.gold.len(), 1);
     assert_eq!(p.gold[0].keys, ["customer_id", "usage_date"]);
-    assert_eq!(p.lakehouse.as_str(), "file:///tmp/medallion-test/lakehouse/");
+    assert_eq!(
+        p.lakehouse.as_str(),
+        "file:///tmp/medallion-test/lakehouse/"
+    );
     assert_eq!(p.source.row_rules[1].action, RuleAction::Warn);
 }
 
@@ -37,15 +45,36 @@ fn all_errors_are_reported_together() {
         .replace("type: decimal(12,3)", "type: decmal(12,3)")
         .replace("pattern: '^M\\d{8}$'", "pattern: '^M(\\d{8}$'")
         .replace("timezone: UTC", "timezone: Mars/Olympus")
-        .replace("check: end_time > start_time", "check: end_time > no_such_column")
-        .replace("key: [customer_id, meter_id, start_time]", "key: [customer_id, meter, start_time]");
+        .replace(
+            "check: end_time > start_time",
+            "check: end_time > no_such_column",
+        )
+        .replace(
+            "key: [customer_id, meter_id, start_time]",
+            "key: [customer_id, meter, start_time]",
+        );
     let errs = errors(&text);
-    let has = |place: &str, text: &str| errs.iter().any(|e| e.starts_with(place) && e.contains(text));
-    assert!(has("source.columns[4].type", "unknown type \"decmal(12,3)\""), "{errs:#?}");
-    assert!(has("source.columns[1].rules[0].pattern", "invalid regex"), "{errs:#?}");
+    let has = |place: &str, text: &str| {
+        errs.iter()
+            .any(|e| e.starts_with(place) && e.contains(text))
+    };
+    assert!(
+        has("source.columns[4].type", "unknown type \"decmal(12,3)\""),
+        "{errs:#?}"
+    );
+    assert!(
+        has("source.columns[1].rules[0].pattern", "invalid regex"),
+        "{errs:#?}"
+    );
     assert!(has("source.timezone", "unknown timezone"), "{errs:#?}");
-    assert!(has("source.row_rules[0].check", "no_such_column"), "{errs:#?}");
-    assert!(has("silver.key[1]", "unknown column \"meter\""), "{errs:#?}");
+    assert!(
+        has("source.row_rules[0].check", "no_such_column"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("silver.key[1]", "unknown column \"meter\""),
+        "{errs:#?}"
+    );
     assert_eq!(errs.len(), 5, "{errs:#?}");
 }
 
@@ -55,14 +84,23 @@ fn unknown_keys_are_errors_with_places() {
         .replace("    trim: true\n", "    trim: true\n    trimm: false\n")
         .replace("      required: true\n      rules:\n        - name: customer_id_format", "      required: true\n      requird: true\n      rules:\n        - name: customer_id_format");
     let errs = errors(&text);
-    assert!(errs.contains(&"source.csv.trimm: unknown key".to_string()), "{errs:#?}");
-    assert!(errs.contains(&"source.columns[0].requird: unknown key".to_string()), "{errs:#?}");
+    assert!(
+        errs.contains(&"source.csv.trimm: unknown key".to_string()),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.contains(&"source.columns[0].requird: unknown key".to_string()),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn shape_errors_name_their_place() {
     let errs = errors(&SAMPLE.replace("required: true", "required: maybe"));
-    assert!(errs[0].starts_with("source.columns[0].required"), "{errs:#?}");
+    assert!(
+        errs[0].starts_with("source.columns[0].required"),
+        "{errs:#?}"
+    );
     let errs = errors("lakehouse: x\n");
     assert!(errs[0].contains("missing field `source`"), "{errs:#?}");
 }
@@ -82,20 +120,39 @@ fn rule_and_default_errors() {
 
 #[test]
 fn key_columns_must_be_required() {
-    let errs = errors(&SAMPLE.replace("key: [customer_id, meter_id, start_time]", "key: [customer_id, reading_type]"));
-    assert!(errs.iter().any(|e| e.starts_with("silver.key[1]") && e.contains("required")), "{errs:#?}");
+    let errs = errors(&SAMPLE.replace(
+        "key: [customer_id, meter_id, start_time]",
+        "key: [customer_id, reading_type]",
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("silver.key[1]") && e.contains("required")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn gold_sql_is_planned_and_keys_checked() {
-    let errs = errors(&SAMPLE.replace("keys: [customer_id, usage_date]", "keys: [customer_id, day]"));
-    assert!(errs.iter().any(|e| e.starts_with("gold[0].keys[1]")), "{errs:#?}");
+    let errs = errors(&SAMPLE.replace(
+        "keys: [customer_id, usage_date]",
+        "keys: [customer_id, day]",
+    ));
+    assert!(
+        errs.iter().any(|e| e.starts_with("gold[0].keys[1]")),
+        "{errs:#?}"
+    );
     let errs = errors(&SAMPLE.replace("FROM silver", "FROM silverr"));
-    assert!(errs.iter().any(|e| e.starts_with("gold[0].sql")), "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.starts_with("gold[0].sql")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn csv_options_are_checked() {
     let errs = errors(&SAMPLE.replace("delimiter: \",\"", "delimiter: \";;\""));
-    assert!(errs.iter().any(|e| e.starts_with("source.csv.delimiter")), "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.starts_with("source.csv.delimiter")),
+        "{errs:#?}"
+    );
 }

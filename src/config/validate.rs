@@ -80,7 +80,11 @@ pub struct ColumnRule {
 pub enum ColumnCheck {
     Pattern(Regex),
     /// Inclusive bounds; `bounds` shows them for messages, e.g. `[0, 500]`.
-    Range { min: Option<Value>, max: Option<Value>, bounds: String },
+    Range {
+        min: Option<Value>,
+        max: Option<Value>,
+        bounds: String,
+    },
     Allowed(Vec<String>),
 }
 
@@ -106,7 +110,10 @@ pub struct GoldModel {
 impl Pipeline {
     /// The typed columns, in order.
     pub fn typed_columns(&self) -> impl Iterator<Item = (&str, DataType)> {
-        self.source.columns.iter().map(|c| (c.name.as_str(), c.parser.ty.arrow_type()))
+        self.source
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.parser.ty.arrow_type()))
     }
 }
 
@@ -116,14 +123,22 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
     let source = validate_source(&file.source, &mut errs);
 
     if file.silver.key.is_empty() {
-        errs.push(ConfigError::new("silver.key", "at least one key column is required"));
+        errs.push(ConfigError::new(
+            "silver.key",
+            "at least one key column is required",
+        ));
     }
     for (i, k) in file.silver.key.iter().enumerate() {
         match file.source.columns.iter().find(|c| &c.name == k) {
-            None => errs.push(ConfigError::new(format!("silver.key[{i}]"), format!("unknown column \"{k}\""))),
+            None => errs.push(ConfigError::new(
+                format!("silver.key[{i}]"),
+                format!("unknown column \"{k}\""),
+            )),
             Some(c) if !c.required => errs.push(ConfigError::new(
                 format!("silver.key[{i}]"),
-                format!("key column \"{k}\" must be `required: true` (a missing key cannot be upserted)"),
+                format!(
+                    "key column \"{k}\" must be `required: true` (a missing key cannot be upserted)"
+                ),
             )),
             Some(_) => {}
         }
@@ -143,7 +158,11 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
     };
     let silver = schema::silver_schema(&pipeline);
     pipeline.gold = validate_gold(&file.gold, silver, &mut errs).await;
-    if errs.is_empty() { Ok(pipeline) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(errs)
+    }
 }
 
 fn resolve_lakehouse(text: &str, base: &Path, errs: &mut Vec<ConfigError>) -> Option<Url> {
@@ -159,12 +178,18 @@ fn resolve_lakehouse(text: &str, base: &Path, errs: &mut Vec<ConfigError>) -> Op
             Ok(u) => {
                 errs.push(ConfigError::new(
                     "lakehouse",
-                    format!("storage scheme \"{}\" is not supported yet (use a local path)", u.scheme()),
+                    format!(
+                        "storage scheme \"{}\" is not supported yet (use a local path)",
+                        u.scheme()
+                    ),
                 ));
                 None
             }
             Err(e) => {
-                errs.push(ConfigError::new("lakehouse", format!("not a valid URI: {e}")));
+                errs.push(ConfigError::new(
+                    "lakehouse",
+                    format!("not a valid URI: {e}"),
+                ));
                 None
             }
         };
@@ -174,7 +199,10 @@ fn resolve_lakehouse(text: &str, base: &Path, errs: &mut Vec<ConfigError>) -> Op
     match Url::from_directory_path(&abs) {
         Ok(u) => Some(u),
         Err(()) => {
-            errs.push(ConfigError::new("lakehouse", format!("not a usable path: {}", abs.display())));
+            errs.push(ConfigError::new(
+                "lakehouse",
+                format!("not a usable path: {}", abs.display()),
+            ));
             None
         }
     }
@@ -183,19 +211,35 @@ fn resolve_lakehouse(text: &str, base: &Path, errs: &mut Vec<ConfigError>) -> Op
 fn validate_source(src: &SourceConfig, errs: &mut Vec<ConfigError>) -> Option<SourceSpec> {
     let start = errs.len();
     if !valid_name(&src.name) {
-        errs.push(ConfigError::new("source.name", "must be a SQL identifier: letters, digits, _ (not starting with a digit)"));
+        errs.push(ConfigError::new(
+            "source.name",
+            "must be a SQL identifier: letters, digits, _ (not starting with a digit)",
+        ));
     }
     let pattern = glob::Pattern::new(&src.pattern)
-        .map_err(|e| errs.push(ConfigError::new("source.pattern", format!("invalid glob: {e}"))))
+        .map_err(|e| {
+            errs.push(ConfigError::new(
+                "source.pattern",
+                format!("invalid glob: {e}"),
+            ))
+        })
         .ok();
     let timezone: Option<Tz> = src
         .timezone
         .parse()
-        .map_err(|_| errs.push(ConfigError::new("source.timezone", format!("unknown timezone \"{}\"", src.timezone))))
+        .map_err(|_| {
+            errs.push(ConfigError::new(
+                "source.timezone",
+                format!("unknown timezone \"{}\"", src.timezone),
+            ))
+        })
         .ok();
     let csv = validate_csv(&src.csv, errs);
     if src.columns.is_empty() {
-        errs.push(ConfigError::new("source.columns", "at least one column is required"));
+        errs.push(ConfigError::new(
+            "source.columns",
+            "at least one column is required",
+        ));
     }
     let tz = timezone.unwrap_or(Tz::UTC);
     let mut seen = HashSet::new();
@@ -203,7 +247,10 @@ fn validate_source(src: &SourceConfig, errs: &mut Vec<ConfigError>) -> Option<So
     for (i, c) in src.columns.iter().enumerate() {
         let place = format!("source.columns[{i}]");
         if !seen.insert(c.name.as_str()) {
-            errs.push(ConfigError::new(format!("{place}.name"), format!("duplicate column \"{}\"", c.name)));
+            errs.push(ConfigError::new(
+                format!("{place}.name"),
+                format!("duplicate column \"{}\"", c.name),
+            ));
         }
         if let Some(col) = validate_column(c, &place, tz, errs) {
             columns.push(col);
@@ -215,7 +262,10 @@ fn validate_source(src: &SourceConfig, errs: &mut Vec<ConfigError>) -> Option<So
         .columns
         .iter()
         .map(|c| {
-            let ty = columns.iter().find(|s| s.name == c.name).map_or(DataType::Null, |s| s.parser.ty.arrow_type());
+            let ty = columns
+                .iter()
+                .find(|s| s.name == c.name)
+                .map_or(DataType::Null, |s| s.parser.ty.arrow_type());
             (c.name.clone(), ty)
         })
         .collect();
@@ -244,7 +294,10 @@ fn one_byte(text: &str, place: &str, errs: &mut Vec<ConfigError>) -> Option<u8> 
     match text.as_bytes() {
         [b] => Some(*b),
         _ => {
-            errs.push(ConfigError::new(place, format!("must be exactly one byte, got {text:?}")));
+            errs.push(ConfigError::new(
+                place,
+                format!("must be exactly one byte, got {text:?}"),
+            ));
             None
         }
     }
@@ -258,25 +311,44 @@ fn validate_csv(csv: &CsvConfig, errs: &mut Vec<ConfigError>) -> Option<CsvSpec>
         quote: quote?,
         header: csv.header,
         trim: csv.trim,
-        null_values: csv.null_values.iter().map(|v| v.trim().to_string()).collect(),
+        null_values: csv
+            .null_values
+            .iter()
+            .map(|v| v.trim().to_string())
+            .collect(),
     })
 }
 
-fn validate_column(c: &ColumnConfig, place: &str, tz: Tz, errs: &mut Vec<ConfigError>) -> Option<ColumnSpec> {
+fn validate_column(
+    c: &ColumnConfig,
+    place: &str,
+    tz: Tz,
+    errs: &mut Vec<ConfigError>,
+) -> Option<ColumnSpec> {
     let start = errs.len();
     if !valid_name(&c.name) || c.name.starts_with('_') {
         errs.push(ConfigError::new(
             format!("{place}.name"),
-            format!("\"{}\" must be a SQL identifier not starting with _ (reserved for lineage)", c.name),
+            format!(
+                "\"{}\" must be a SQL identifier not starting with _ (reserved for lineage)",
+                c.name
+            ),
         ));
     }
     let ty = ColumnType::parse(&c.data_type)
         .map_err(|m| errs.push(ConfigError::new(format!("{place}.type"), m)))
         .ok()?;
     if c.format.is_some() && !matches!(ty, ColumnType::Date | ColumnType::Timestamp) {
-        errs.push(ConfigError::new(format!("{place}.format"), "only date and timestamp columns take a format"));
+        errs.push(ConfigError::new(
+            format!("{place}.format"),
+            "only date and timestamp columns take a format",
+        ));
     }
-    let parser = ValueParser { ty, format: c.format.clone(), tz };
+    let parser = ValueParser {
+        ty,
+        format: c.format.clone(),
+        tz,
+    };
     let default = c.default.as_ref().and_then(|d| match parser.parse(d) {
         Ok(v) => Some((d.clone(), v)),
         Err(m) => {
@@ -300,20 +372,38 @@ fn validate_column(c: &ColumnConfig, place: &str, tz: Tz, errs: &mut Vec<ConfigE
     })
 }
 
-fn validate_column_rule(r: &ColumnRuleConfig, place: &str, parser: &ValueParser, errs: &mut Vec<ConfigError>) -> Option<ColumnRule> {
-    let kinds = [r.pattern.is_some(), r.min.is_some() || r.max.is_some(), r.allowed.is_some()];
+fn validate_column_rule(
+    r: &ColumnRuleConfig,
+    place: &str,
+    parser: &ValueParser,
+    errs: &mut Vec<ConfigError>,
+) -> Option<ColumnRule> {
+    let kinds = [
+        r.pattern.is_some(),
+        r.min.is_some() || r.max.is_some(),
+        r.allowed.is_some(),
+    ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        errs.push(ConfigError::new(place, "a rule needs exactly one of: pattern, min/max, allowed"));
+        errs.push(ConfigError::new(
+            place,
+            "a rule needs exactly one of: pattern, min/max, allowed",
+        ));
         return None;
     }
     if !valid_rule_name(&r.name) {
-        errs.push(ConfigError::new(format!("{place}.name"), "rule names use letters, digits, _ and -"));
+        errs.push(ConfigError::new(
+            format!("{place}.name"),
+            "rule names use letters, digits, _ and -",
+        ));
     }
     let check = if let Some(p) = &r.pattern {
         match Regex::new(p) {
             Ok(re) => ColumnCheck::Pattern(re),
             Err(e) => {
-                errs.push(ConfigError::new(format!("{place}.pattern"), format!("invalid regex: {e}")));
+                errs.push(ConfigError::new(
+                    format!("{place}.pattern"),
+                    format!("invalid regex: {e}"),
+                ));
                 return None;
             }
         }
@@ -324,13 +414,19 @@ fn validate_column_rule(r: &ColumnRuleConfig, place: &str, parser: &ValueParser,
             errs.push(ConfigError::new(place, "min/max need an ordered type"));
             return None;
         }
-        let bound = |v: &Option<serde_yaml::Value>, key: &str, errs: &mut Vec<ConfigError>| -> Option<Option<Value>> {
+        let bound = |v: &Option<serde_yaml::Value>,
+                     key: &str,
+                     errs: &mut Vec<ConfigError>|
+         -> Option<Option<Value>> {
             let Some(v) = v else { return Some(None) };
             let text = match v {
                 serde_yaml::Value::Number(n) => n.to_string(),
                 serde_yaml::Value::String(s) => s.clone(),
                 _ => {
-                    errs.push(ConfigError::new(format!("{place}.{key}"), "must be a number or a string"));
+                    errs.push(ConfigError::new(
+                        format!("{place}.{key}"),
+                        "must be a number or a string",
+                    ));
                     return None;
                 }
             };
@@ -350,40 +446,81 @@ fn validate_column_rule(r: &ColumnRuleConfig, place: &str, parser: &ValueParser,
             _ => "..".to_string(),
         };
         let bounds = format!("[{}, {}]", show(&r.min), show(&r.max));
-        ColumnCheck::Range { min: min?, max: max?, bounds }
+        ColumnCheck::Range {
+            min: min?,
+            max: max?,
+            bounds,
+        }
     };
-    Some(ColumnRule { name: r.name.clone(), action: r.action, check })
+    Some(ColumnRule {
+        name: r.name.clone(),
+        action: r.action,
+        check,
+    })
 }
 
 fn valid_rule_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn validate_row_rules(rules: &[RowRuleConfig], fields: Vec<(String, DataType)>, errs: &mut Vec<ConfigError>) -> Vec<RowRule> {
+fn validate_row_rules(
+    rules: &[RowRuleConfig],
+    fields: Vec<(String, DataType)>,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<RowRule> {
     let arrow = deltalake::arrow::datatypes::Schema::new(
-        fields.into_iter().map(|(n, t)| deltalake::arrow::datatypes::Field::new(n, t, true)).collect::<Vec<_>>(),
+        fields
+            .into_iter()
+            .map(|(n, t)| deltalake::arrow::datatypes::Field::new(n, t, true))
+            .collect::<Vec<_>>(),
     );
-    let Ok(dfschema) = DFSchema::try_from(arrow) else { return Vec::new() };
+    let Ok(dfschema) = DFSchema::try_from(arrow) else {
+        return Vec::new();
+    };
     let ctx = SessionContext::new();
     let mut out = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         let place = format!("source.row_rules[{i}]");
         if !valid_rule_name(&r.name) {
-            errs.push(ConfigError::new(format!("{place}.name"), "rule names use letters, digits, _ and -"));
+            errs.push(ConfigError::new(
+                format!("{place}.name"),
+                "rule names use letters, digits, _ and -",
+            ));
         }
         match ctx.parse_sql_expr(&r.check, &dfschema) {
             Ok(expr) => match expr.get_type(&dfschema) {
-                Ok(DataType::Boolean) => out.push(RowRule { name: r.name.clone(), sql: r.check.clone(), expr, action: r.action }),
-                Ok(other) => errs.push(ConfigError::new(format!("{place}.check"), format!("must be a boolean expression, is {other}"))),
-                Err(e) => errs.push(ConfigError::new(format!("{place}.check"), first_line(&e.to_string()))),
+                Ok(DataType::Boolean) => out.push(RowRule {
+                    name: r.name.clone(),
+                    sql: r.check.clone(),
+                    expr,
+                    action: r.action,
+                }),
+                Ok(other) => errs.push(ConfigError::new(
+                    format!("{place}.check"),
+                    format!("must be a boolean expression, is {other}"),
+                )),
+                Err(e) => errs.push(ConfigError::new(
+                    format!("{place}.check"),
+                    first_line(&e.to_string()),
+                )),
             },
-            Err(e) => errs.push(ConfigError::new(format!("{place}.check"), first_line(&e.to_string()))),
+            Err(e) => errs.push(ConfigError::new(
+                format!("{place}.check"),
+                first_line(&e.to_string()),
+            )),
         }
     }
     out
 }
 
-async fn validate_gold(models: &[GoldModelConfig], silver: SchemaRef, errs: &mut Vec<ConfigError>) -> Vec<GoldModel> {
+async fn validate_gold(
+    models: &[GoldModelConfig],
+    silver: SchemaRef,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<GoldModel> {
     let ctx = SessionContext::new();
     let empty = match MemTable::try_new(silver.clone(), vec![vec![]]) {
         Ok(t) => t,
@@ -401,28 +538,48 @@ async fn validate_gold(models: &[GoldModelConfig], silver: SchemaRef, errs: &mut
     for (i, m) in models.iter().enumerate() {
         let place = format!("gold[{i}]");
         if !valid_name(&m.name) {
-            errs.push(ConfigError::new(format!("{place}.name"), "must be a SQL identifier"));
+            errs.push(ConfigError::new(
+                format!("{place}.name"),
+                "must be a SQL identifier",
+            ));
         }
         if !seen.insert(m.name.as_str()) {
-            errs.push(ConfigError::new(format!("{place}.name"), format!("duplicate model \"{}\"", m.name)));
+            errs.push(ConfigError::new(
+                format!("{place}.name"),
+                format!("duplicate model \"{}\"", m.name),
+            ));
         }
         if m.keys.is_empty() {
-            errs.push(ConfigError::new(format!("{place}.keys"), "at least one key column is required"));
+            errs.push(ConfigError::new(
+                format!("{place}.keys"),
+                "at least one key column is required",
+            ));
         }
         let df = match ctx.sql(&m.sql).await {
             Ok(df) => df,
             Err(e) => {
-                errs.push(ConfigError::new(format!("{place}.sql"), first_line(&e.to_string())));
+                errs.push(ConfigError::new(
+                    format!("{place}.sql"),
+                    first_line(&e.to_string()),
+                ));
                 continue;
             }
         };
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         for (j, k) in m.keys.iter().enumerate() {
             if schema.field_with_name(k).is_err() {
-                errs.push(ConfigError::new(format!("{place}.keys[{j}]"), format!("the query has no output column \"{k}\"")));
+                errs.push(ConfigError::new(
+                    format!("{place}.keys[{j}]"),
+                    format!("the query has no output column \"{k}\""),
+                ));
             }
         }
-        out.push(GoldModel { name: m.name.clone(), keys: m.keys.clone(), sql: m.sql.clone(), schema });
+        out.push(GoldModel {
+            name: m.name.clone(),
+            keys: m.keys.clone(),
+            sql: m.sql.clone(),
+            schema,
+        });
     }
     out
 }

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 
 use crate::error::{MedallionError, Result};
 use crate::schema;
@@ -46,8 +48,11 @@ pub async fn loaded_files(lake: &Lakehouse) -> Result<HashSet<String>> {
         .map_err(MedallionError::sql("read the file ledger"))?;
     let mut out = HashSet::new();
     for b in batches {
-        let col = deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8)
-            .map_err(MedallionError::arrow("read the file ledger"))?;
+        let col = deltalake::arrow::compute::cast(
+            b.column(0),
+            &deltalake::arrow::datatypes::DataType::Utf8,
+        )
+        .map_err(MedallionError::arrow("read the file ledger"))?;
         let col = col.as_string::<i32>();
         for i in 0..col.len() {
             if col.is_valid(i) {
@@ -68,9 +73,16 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
         vec![
             Arc::new(StringArray::from(vec![e.file.as_str()])),
             Arc::new(Int64Array::from(vec![e.size as i64])),
-            Arc::new(TimestampMicrosecondArray::from(vec![e.modified.map(|m| m.timestamp_micros())]).with_timezone("UTC")),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![e.modified.map(|m| m.timestamp_micros())])
+                    .with_timezone("UTC"),
+            ),
             Arc::new(StringArray::from(vec![e.batch_id.as_str()])),
-            Arc::new(StringArray::from(vec![if e.loaded { "loaded" } else { "failed" }])),
+            Arc::new(StringArray::from(vec![if e.loaded {
+                "loaded"
+            } else {
+                "failed"
+            }])),
             Arc::new(Int64Array::from(vec![e.rows_read as i64])),
             Arc::new(Int64Array::from(vec![e.silver_accepted as i64])),
             Arc::new(Int64Array::from(vec![e.rejected as i64])),

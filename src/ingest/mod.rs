@@ -30,19 +30,37 @@ pub fn discover(p: &Pipeline) -> Result<Vec<RawFile>> {
     let mut files = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| MedallionError::ReadFile { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| MedallionError::ReadFile {
+            path: dir.clone(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| MedallionError::ReadFile { path: dir.clone(), source })?;
+            let entry = entry.map_err(|source| MedallionError::ReadFile {
+                path: dir.clone(),
+                source,
+            })?;
             let path = entry.path();
-            let meta = entry.metadata().map_err(|source| MedallionError::ReadFile { path: path.clone(), source })?;
+            let meta = entry
+                .metadata()
+                .map_err(|source| MedallionError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })?;
             if meta.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let Ok(rel) = path.strip_prefix(&root) else { continue };
+            let Ok(rel) = path.strip_prefix(&root) else {
+                continue;
+            };
             let name = rel.to_string_lossy().replace('\\', "/");
-            let file_name = rel.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            if file_name.starts_with('.') || !(p.source.pattern.matches(&name) || p.source.pattern.matches(&file_name)) {
+            let file_name = rel
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if file_name.starts_with('.')
+                || !(p.source.pattern.matches(&name) || p.source.pattern.matches(&file_name))
+            {
                 continue;
             }
             files.push(RawFile {

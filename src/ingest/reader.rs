@@ -58,10 +58,13 @@ impl CsvChunks {
         let names: Vec<String> = spec.columns.iter().map(|c| c.name.clone()).collect();
         let (mapping, expected_fields) = if spec.csv.header {
             let mut header = csv::ByteRecord::new();
-            let got = reader.read_byte_record(&mut header).map_err(|e| MedallionError::BadFile {
-                file: file.to_string(),
-                message: format!("cannot read the header: {e}"),
-            })?;
+            let got =
+                reader
+                    .read_byte_record(&mut header)
+                    .map_err(|e| MedallionError::BadFile {
+                        file: file.to_string(),
+                        message: format!("cannot read the header: {e}"),
+                    })?;
             if !got {
                 return Err(MedallionError::BadFile {
                     file: file.to_string(),
@@ -73,7 +76,11 @@ impl CsvChunks {
                 .enumerate()
                 .map(|(i, f)| {
                     let text = String::from_utf8_lossy(f).into_owned();
-                    if i == 0 { text.trim_start_matches('\u{feff}').to_string() } else { text }
+                    if i == 0 {
+                        text.trim_start_matches('\u{feff}').to_string()
+                    } else {
+                        text
+                    }
                 })
                 .collect();
             (map_header(&header, spec, file)?, header.len())
@@ -94,10 +101,13 @@ impl CsvChunks {
     pub fn next_chunk(&mut self, file: &str) -> Result<Option<Vec<RawRow>>> {
         let mut rows = Vec::with_capacity(CHUNK_ROWS.min(1024));
         while rows.len() < CHUNK_ROWS {
-            let more = self.reader.read_byte_record(&mut self.record).map_err(|e| MedallionError::BadFile {
-                file: file.to_string(),
-                message: format!("unreadable after {} rows: {e}", self.rows_read),
-            })?;
+            let more = self
+                .reader
+                .read_byte_record(&mut self.record)
+                .map_err(|e| MedallionError::BadFile {
+                    file: file.to_string(),
+                    message: format!("unreadable after {} rows: {e}", self.rows_read),
+                })?;
             if !more {
                 break;
             }
@@ -137,7 +147,11 @@ impl CsvChunks {
                 })
             })
             .collect();
-        RawRow { line, fields, problems }
+        RawRow {
+            line,
+            fields,
+            problems,
+        }
     }
 }
 
@@ -166,7 +180,10 @@ fn map_header(header: &[String], spec: &SourceSpec, file: &str) -> Result<Vec<us
         .filter(|(i, _)| !mapping.contains(i))
         .map(|(_, h)| h.as_str())
         .collect();
-    let mut message = format!("header does not match the configured columns: missing {}", quote_list(&missing));
+    let mut message = format!(
+        "header does not match the configured columns: missing {}",
+        quote_list(&missing)
+    );
     if !extra.is_empty() {
         message.push_str(&format!("; unexpected {}", quote_list(&extra)));
     }

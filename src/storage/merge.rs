@@ -87,7 +87,10 @@ pub async fn upsert(
         .map_err(MedallionError::delta("merge", spec.table_name))?
         .await
         .map_err(err)?;
-    let version = table.version().filter(|v| Some(*v) != before).map(|v| v as i64);
+    let version = table
+        .version()
+        .filter(|v| Some(*v) != before)
+        .map(|v| v as i64);
     Ok((
         table,
         UpsertMetrics {

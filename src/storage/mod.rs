@@ -23,7 +23,7 @@ use deltalake::kernel::{StructField, StructType};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use url::Url;
 
-pub use merge::{UpsertSpec, UpsertMetrics, upsert};
+pub use merge::{UpsertMetrics, UpsertSpec, upsert};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
 pub use write::AppendWriter;
 
@@ -72,7 +72,12 @@ impl Lakehouse {
     }
 
     /// Open the table at `relative`, creating it with `schema` when it does not exist.
-    pub async fn open_or_create(&self, relative: &str, schema: &SchemaRef, partitions: &[String]) -> Result<DeltaTable> {
+    pub async fn open_or_create(
+        &self,
+        relative: &str,
+        schema: &SchemaRef,
+        partitions: &[String],
+    ) -> Result<DeltaTable> {
         if let Some(t) = self.open(relative).await? {
             return Ok(t);
         }
@@ -80,7 +85,8 @@ impl Lakehouse {
         if url.scheme() == "file"
             && let Ok(path) = url.to_file_path()
         {
-            std::fs::create_dir_all(&path).map_err(|source| MedallionError::ReadFile { path, source })?;
+            std::fs::create_dir_all(&path)
+                .map_err(|source| MedallionError::ReadFile { path, source })?;
         }
         let kernel: StructType = schema
             .as_ref()
@@ -95,14 +101,18 @@ impl Lakehouse {
             .with_columns(columns)
             .with_partition_columns(partitions.to_vec())
             .with_table_name(relative.replace('/', "."))
-            .with_commit_properties(commit_info("create", serde_json::json!({ "table": relative })))
+            .with_commit_properties(commit_info(
+                "create",
+                serde_json::json!({ "table": relative }),
+            ))
             .await;
         match created {
             Ok(t) => Ok(t),
             // Another process created it first: use theirs.
-            Err(_) if self.open(relative).await?.is_some() => {
-                self.open(relative).await?.ok_or_else(|| MedallionError::Usage(format!("table {relative} vanished")))
-            }
+            Err(_) if self.open(relative).await?.is_some() => self
+                .open(relative)
+                .await?
+                .ok_or_else(|| MedallionError::Usage(format!("table {relative} vanished"))),
             Err(e) => Err(MedallionError::delta("create", relative)(e)),
         }
     }

@@ -42,7 +42,11 @@ impl std::str::FromStr for TimeTravel {
 }
 
 /// Open `relative` as it was at `at` (latest when `None`); `None` if there is no table.
-pub async fn open_at(lake: &Lakehouse, relative: &str, at: Option<TimeTravel>) -> Result<Option<DeltaTable>> {
+pub async fn open_at(
+    lake: &Lakehouse,
+    relative: &str,
+    at: Option<TimeTravel>,
+) -> Result<Option<DeltaTable>> {
     let Some(mut table) = lake.open(relative).await? else {
         return Ok(None);
     };
@@ -94,10 +98,16 @@ pub async fn history(table: &DeltaTable, name: &str) -> Result<Vec<HistoryEntry>
         .enumerate()
         .map(|(i, c)| {
             let m = c.info.get("medallion");
-            let text = |k: &str| m.and_then(|m| m.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+            let text = |k: &str| {
+                m.and_then(|m| m.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
             HistoryEntry {
                 version: latest - i as i64,
-                timestamp: c.timestamp.and_then(|t| Utc.timestamp_millis_opt(t).single()),
+                timestamp: c
+                    .timestamp
+                    .and_then(|t| Utc.timestamp_millis_opt(t).single()),
                 operation: c.operation.clone().unwrap_or_default(),
                 stage: text("stage"),
                 batch_id: text("batch_id"),
@@ -109,7 +119,11 @@ pub async fn history(table: &DeltaTable, name: &str) -> Result<Vec<HistoryEntry>
 }
 
 /// Number of rows in the table's current snapshot (from file statistics when present).
-pub async fn row_count(ctx: &deltalake::datafusion::prelude::SessionContext, table: &DeltaTable, name: &str) -> Result<u64> {
+pub async fn row_count(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    table: &DeltaTable,
+    name: &str,
+) -> Result<u64> {
     let provider = table
         .table_provider()
         .await
@@ -117,6 +131,9 @@ pub async fn row_count(ctx: &deltalake::datafusion::prelude::SessionContext, tab
     let df = ctx
         .read_table(provider)
         .map_err(MedallionError::sql(format!("read {name}")))?;
-    let n = df.count().await.map_err(MedallionError::sql(format!("count {name}")))?;
+    let n = df
+        .count()
+        .await
+        .map_err(MedallionError::sql(format!("count {name}")))?;
     Ok(n as u64)
 }

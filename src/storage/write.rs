@@ -20,7 +20,8 @@ pub struct AppendWriter {
 impl AppendWriter {
     /// Start an append to `table`.
     pub fn new(table: &DeltaTable, table_name: &str) -> Result<Self> {
-        let writer = RecordBatchWriter::for_table(table).map_err(MedallionError::delta("open writer", table_name))?;
+        let writer = RecordBatchWriter::for_table(table)
+            .map_err(MedallionError::delta("open writer", table_name))?;
         Ok(AppendWriter {
             table_name: table_name.to_string(),
             writer,
@@ -46,7 +47,11 @@ impl AppendWriter {
     }
 
     /// Commit everything written as one version; `None` when nothing was written.
-    pub async fn commit(self, table: &mut DeltaTable, props: CommitProperties) -> Result<Option<i64>> {
+    pub async fn commit(
+        self,
+        table: &mut DeltaTable,
+        props: CommitProperties,
+    ) -> Result<Option<i64>> {
         if self.rows == 0 {
             return Ok(None);
         }

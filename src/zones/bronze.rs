@@ -17,7 +17,9 @@ use crate::ingest::reader::RawRow;
 pub fn raw_columns(rows: &[&RawRow], n_columns: usize) -> Vec<ArrayRef> {
     (0..n_columns)
         .map(|i| {
-            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.fields[i].as_deref()))) as ArrayRef
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.fields[i].as_deref()),
+            )) as ArrayRef
         })
         .collect()
 }
@@ -27,7 +29,9 @@ pub fn lineage_columns(rows: &[&RawRow], lineage: &Lineage) -> Vec<ArrayRef> {
     let n = rows.len();
     vec![
         Arc::new(StringArray::from(vec![lineage.source_file.as_str(); n])) as ArrayRef,
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.line as i64))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.line as i64),
+        )),
         Arc::new(StringArray::from(vec![lineage.batch_id.as_str(); n])),
         Arc::new(
             TimestampMicrosecondArray::from(vec![lineage.received_at.timestamp_micros(); n])
@@ -42,5 +46,6 @@ pub fn to_batch(schema: &SchemaRef, rows: &[RawRow], lineage: &Lineage) -> Resul
     let n_columns = schema.fields().len() - 4;
     let mut columns = raw_columns(&refs, n_columns);
     columns.extend(lineage_columns(&refs, lineage));
-    RecordBatch::try_new(schema.clone(), columns).map_err(MedallionError::arrow("build bronze batch"))
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(MedallionError::arrow("build bronze batch"))
 }

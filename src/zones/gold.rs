@@ -47,7 +47,10 @@ pub async fn refresh(
     let full = existing.is_none();
     let table = match existing {
         Some(t) => t,
-        None => lake.open_or_create(&relative, &schema::gold_schema(&model.schema), &[]).await?,
+        None => {
+            lake.open_or_create(&relative, &schema::gold_schema(&model.schema), &[])
+                .await?
+        }
     };
     let ctx = storage::session();
     let model_sql = model.sql.trim().trim_end_matches(';');
@@ -55,8 +58,10 @@ pub async fn refresh(
         format!("SELECT *, TRUE AS {PRESENT} FROM ({model_sql}) __m")
     } else {
         let affected = affected_keys(p, model, silver.before, batch).await?;
-        let table = MemTable::try_new(key_schema(model)?, vec![affected]).map_err(MedallionError::sql("stage gold keys"))?;
-        ctx.register_table("__affected", Arc::new(table)).map_err(MedallionError::sql("stage gold keys"))?;
+        let table = MemTable::try_new(key_schema(model)?, vec![affected])
+            .map_err(MedallionError::sql("stage gold keys"))?;
+        ctx.register_table("__affected", Arc::new(table))
+            .map_err(MedallionError::sql("stage gold keys"))?;
         recompute_sql(model, model_sql)
     };
     storage::register(&ctx, "silver", silver.after).await?;
@@ -71,13 +76,24 @@ pub async fn refresh(
     let source_schema = match rows.first() {
         Some(b) => b.schema(),
         None => {
-            return Ok(GoldMetrics { model: model.name.clone(), changes: UpsertMetrics::default() });
+            return Ok(GoldMetrics {
+                model: model.name.clone(),
+                changes: UpsertMetrics::default(),
+            });
         }
     };
     let n_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
-    let staged = MemTable::try_new(source_schema, vec![rows]).map_err(MedallionError::sql("stage gold rows"))?;
-    let source = ctx.read_table(Arc::new(staged)).map_err(MedallionError::sql("stage gold rows"))?;
-    let columns: Vec<String> = model.schema.fields().iter().map(|f| f.name().clone()).collect();
+    let staged = MemTable::try_new(source_schema, vec![rows])
+        .map_err(MedallionError::sql("stage gold rows"))?;
+    let source = ctx
+        .read_table(Arc::new(staged))
+        .map_err(MedallionError::sql("stage gold rows"))?;
+    let columns: Vec<String> = model
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let spec = UpsertSpec {
         table_name: &relative,
         keys: &model.keys,
@@ -95,7 +111,10 @@ pub async fn refresh(
         }),
     );
     let (_, changes) = storage::upsert(table, &ctx, source, &spec, props).await?;
-    Ok(GoldMetrics { model: model.name.clone(), changes })
+    Ok(GoldMetrics {
+        model: model.name.clone(),
+        changes,
+    })
 }
 
 fn quote(c: &str) -> String {
@@ -106,9 +125,19 @@ fn key_schema(model: &GoldModel) -> Result<deltalake::arrow::datatypes::SchemaRe
     let indices = model
         .keys
         .iter()
-        .map(|k| model.schema.index_of(k).map_err(MedallionError::arrow("gold key")))
+        .map(|k| {
+            model
+                .schema
+                .index_of(k)
+                .map_err(MedallionError::arrow("gold key"))
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Arc::new(model.schema.project(&indices).map_err(MedallionError::arrow("gold key"))?))
+    Ok(Arc::new(
+        model
+            .schema
+            .project(&indices)
+            .map_err(MedallionError::arrow("gold key"))?,
+    ))
 }
 
 /// The model over silver, restricted to the affected keys, with deletes for keys gone.
@@ -124,7 +153,11 @@ fn recompute_sql(model: &GoldModel, model_sql: &str) -> String {
         .fields()
         .iter()
         .map(|f| {
-            let side = if model.keys.contains(f.name()) { "__a" } else { "__m" };
+            let side = if model.keys.contains(f.name()) {
+                "__a"
+            } else {
+                "__m"
+            };
             format!("{side}.{q} AS {q}", q = quote(f.name()))
         })
         .collect::<Vec<_>>()
@@ -136,12 +169,24 @@ fn recompute_sql(model: &GoldModel, model_sql: &str) -> String {
 }
 
 /// Model keys produced by the batch rows and by the silver rows they replaced.
-async fn affected_keys(p: &Pipeline, model: &GoldModel, before: Option<&DeltaTable>, batch: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+async fn affected_keys(
+    p: &Pipeline,
+    model: &GoldModel,
+    before: Option<&DeltaTable>,
+    batch: &[RecordBatch],
+) -> Result<Vec<RecordBatch>> {
     let ctx = storage::session();
     let silver_schema = schema::silver_schema(p);
-    let staged = MemTable::try_new(silver_schema.clone(), vec![batch.to_vec()]).map_err(MedallionError::sql("stage batch rows"))?;
-    ctx.register_table("__batch", Arc::new(staged)).map_err(MedallionError::sql("stage batch rows"))?;
-    let cols = silver_schema.fields().iter().map(|f| quote(f.name())).collect::<Vec<_>>().join(", ");
+    let staged = MemTable::try_new(silver_schema.clone(), vec![batch.to_vec()])
+        .map_err(MedallionError::sql("stage batch rows"))?;
+    ctx.register_table("__batch", Arc::new(staged))
+        .map_err(MedallionError::sql("stage batch rows"))?;
+    let cols = silver_schema
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let touched = match before {
         Some(t) => {
             storage::register(&ctx, "__silver_before", t).await?;
@@ -154,21 +199,38 @@ async fn affected_keys(p: &Pipeline, model: &GoldModel, before: Option<&DeltaTab
             format!(
                 "SELECT {cols} FROM __batch UNION ALL SELECT {scols} FROM __silver_before __s \
                  WHERE EXISTS (SELECT 1 FROM __batch __b WHERE {on})",
-                scols = silver_schema.fields().iter().map(|f| format!("__s.{}", quote(f.name()))).collect::<Vec<_>>().join(", ")
+                scols = silver_schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("__s.{}", quote(f.name())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
         None => format!("SELECT {cols} FROM __batch"),
     };
-    let touched_df = ctx.sql(&touched).await.map_err(MedallionError::sql("rows touched by the batch"))?;
+    let touched_df = ctx
+        .sql(&touched)
+        .await
+        .map_err(MedallionError::sql("rows touched by the batch"))?;
     ctx.register_table("silver", touched_df.into_view())
         .map_err(MedallionError::sql("rows touched by the batch"))?;
-    let keys = model.keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+    let keys = model
+        .keys
+        .iter()
+        .map(|k| quote(k))
+        .collect::<Vec<_>>()
+        .join(", ");
     let model_sql = model.sql.trim().trim_end_matches(';');
     let df = ctx
         .sql(&format!("SELECT DISTINCT {keys} FROM ({model_sql}) __m"))
         .await
-        .map_err(MedallionError::sql(format!("keys touched in gold model {}", model.name)))?;
-    df.collect()
-        .await
-        .map_err(MedallionError::sql(format!("keys touched in gold model {}", model.name)))
+        .map_err(MedallionError::sql(format!(
+            "keys touched in gold model {}",
+            model.name
+        )))?;
+    df.collect().await.map_err(MedallionError::sql(format!(
+        "keys touched in gold model {}",
+        model.name
+    )))
 }

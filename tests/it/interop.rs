@@ -21,7 +21,11 @@ fn python() -> &'static PathBuf {
                 .arg(Path::new(REPO).join("scripts/setup-python.sh"))
                 .output()
                 .expect("run scripts/setup-python.sh");
-            assert!(out.status.success(), "installing the readers failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "installing the readers failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
         }
     })
@@ -29,7 +33,10 @@ fn python() -> &'static PathBuf {
 
 /// Read `tables` with every reader (at `version` when given); results per reader per table.
 fn read_with_all(w: &Workdir, tables: &[&str], version: Option<i64>) -> Value {
-    let out_path = w.root.join(format!("readers-{}.json", version.map_or("latest".into(), |v| v.to_string())));
+    let out_path = w.root.join(format!(
+        "readers-{}.json",
+        version.map_or("latest".into(), |v| v.to_string())
+    ));
     let mut cmd = Command::new(python());
     cmd.arg(Path::new(REPO).join("tests/interop/read_tables.py"))
         .args(["--reader", "all", "--out"])
@@ -69,11 +76,27 @@ fn duckdb_spark_and_polars_read_every_table() {
     w.add_sample("readings_2026-01-04_corrections.csv");
     w.run_expect(0);
 
-    let tables = ["bronze/readings", "silver/readings", "rejected/readings", "gold/daily_usage", "_medallion/files"];
-    let sql_names = ["bronze.readings", "silver.readings", "rejected.readings", "gold.daily_usage", "_medallion.files"];
+    let tables = [
+        "bronze/readings",
+        "silver/readings",
+        "rejected/readings",
+        "gold/daily_usage",
+        "_medallion/files",
+    ];
+    let sql_names = [
+        "bronze.readings",
+        "silver.readings",
+        "rejected.readings",
+        "gold.daily_usage",
+        "_medallion.files",
+    ];
     let results = read_with_all(&w, &tables, None);
     let readers: Vec<&String> = results.as_object().unwrap().keys().collect();
-    assert_eq!(readers.len(), 3, "duckdb, spark and polars all ran: {readers:?}");
+    assert_eq!(
+        readers.len(),
+        3,
+        "duckdb, spark and polars all ran: {readers:?}"
+    );
 
     let exp = expected();
     let silver_sum = w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings");
@@ -83,27 +106,63 @@ fn duckdb_spark_and_polars_read_every_table() {
     for (reader, per_table) in results.as_object().unwrap() {
         for (t, sql) in tables.iter().zip(sql_names) {
             let ours = w.count(&format!("FROM {sql}"));
-            assert_eq!(per_table[*t]["row_count"].as_u64(), Some(ours), "{reader} count of {t}");
+            assert_eq!(
+                per_table[*t]["row_count"].as_u64(),
+                Some(ours),
+                "{reader} count of {t}"
+            );
         }
-        assert_eq!(text(&per_table["silver/readings"]["sums"]["usage_kwh"]), silver_sum, "{reader} silver sum");
-        assert_eq!(text(&per_table["gold/daily_usage"]["sums"]["total_kwh"]), gold_sum, "{reader} gold sum");
+        assert_eq!(
+            text(&per_table["silver/readings"]["sums"]["usage_kwh"]),
+            silver_sum,
+            "{reader} silver sum"
+        );
+        assert_eq!(
+            text(&per_table["gold/daily_usage"]["sums"]["total_kwh"]),
+            gold_sum,
+            "{reader} gold sum"
+        );
         let rows = per_table["gold/daily_usage"]["rows"].as_array().unwrap();
         let row = rows
             .iter()
-            .find(|r| text(&r["customer_id"]) == text(&g["customer_id"]) && text(&r["usage_date"]) == text(&g["usage_date"]))
+            .find(|r| {
+                text(&r["customer_id"]) == text(&g["customer_id"])
+                    && text(&r["usage_date"]) == text(&g["usage_date"])
+            })
             .unwrap_or_else(|| panic!("{reader}: gold row {g} missing"));
-        for col in ["total_kwh", "reading_count", "estimated_count", "first_start", "last_end"] {
+        for col in [
+            "total_kwh",
+            "reading_count",
+            "estimated_count",
+            "first_start",
+            "last_end",
+        ] {
             assert_eq!(text(&row[col]), text(&g[col]), "{reader}: gold {col}");
         }
         let reasons = &per_table["rejected/readings"]["columns"];
-        assert!(reasons.to_string().contains("rejection_reasons"), "{reader}: {reasons}");
+        assert!(
+            reasons.to_string().contains("rejection_reasons"),
+            "{reader}: {reasons}"
+        );
     }
 
     // Time travel: every reader sees the gold version before the corrections.
     let h = w.medallion(&["history", "gold.daily_usage"]);
-    let latest: i64 = h.stdout.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().parse().unwrap();
+    let latest: i64 = h
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
     let old = read_with_all(&w, &["gold/daily_usage"], Some(latest - 1));
     for (reader, per_table) in old.as_object().unwrap() {
-        assert_eq!(text(&per_table["gold/daily_usage"]["sums"]["total_kwh"]), gold_after_first, "{reader} at v{}", latest - 1);
+        assert_eq!(
+            text(&per_table["gold/daily_usage"]["sums"]["total_kwh"]),
+            gold_after_first,
+            "{reader} at v{}",
+            latest - 1
+        );
     }
 }

@@ -71,7 +71,11 @@ fn second_schema_from_config_alone() {
     let w = Workdir::with_config(CONFIG);
     std::fs::create_dir_all(w.root.join("lake/landing")).unwrap();
     std::fs::write(w.root.join("lake/landing/obs_1.txt"), DATA).unwrap();
-    std::fs::write(w.root.join("lake/landing/ignored.csv"), "not matched by the pattern").unwrap();
+    std::fs::write(
+        w.root.join("lake/landing/ignored.csv"),
+        "not matched by the pattern",
+    )
+    .unwrap();
     let r = w.run_expect(0);
     assert!(r.stdout.contains("loaded obs_1.txt"), "{r:?}");
     assert_eq!(w.count("FROM bronze.weather"), 8);
@@ -81,7 +85,10 @@ fn second_schema_from_config_alone() {
         "SELECT _source_line AS line, get_field(r, 'rule') AS rule FROM \
          (SELECT _source_line, unnest(rejection_reasons) AS r FROM rejected.weather) ORDER BY 1, 2",
     );
-    let got: Vec<String> = rules.iter().map(|r| format!("{}:{}", text(&r["line"]), text(&r["rule"]))).collect();
+    let got: Vec<String> = rules
+        .iter()
+        .map(|r| format!("{}:{}", text(&r["line"]), text(&r["rule"])))
+        .collect();
     assert_eq!(
         got,
         [
@@ -93,12 +100,18 @@ fn second_schema_from_config_alone() {
         ]
     );
     let dst = w.query("SELECT get_field(r, 'message') AS m FROM (SELECT unnest(rejection_reasons) AS r FROM rejected.weather WHERE _source_line = 8)");
-    assert!(text(&dst[0]["m"]).contains("does not exist in Europe/Berlin"), "{dst:?}");
+    assert!(
+        text(&dst[0]["m"]).contains("does not exist in Europe/Berlin"),
+        "{dst:?}"
+    );
     // Local Berlin time 00:30 on 10 Jan is 23:30 UTC on 9 Jan.
     let ts = w.scalar("SELECT CAST(observed_at AS VARCHAR) FROM silver.weather WHERE station = 'BER1' AND humidity = 81");
     assert!(ts.starts_with("2026-01-09T23:30:00"), "{ts}");
     assert_eq!(w.scalar("SELECT CAST(calibrated AS VARCHAR) FROM silver.weather WHERE station = 'BER1' AND humidity IS NULL"), "false");
     let model = "SELECT station, CAST(observed_at AS DATE) AS day, AVG(temp_c) AS avg_temp, MAX(humidity) AS max_humidity, COUNT(*) AS n FROM silver GROUP BY station, CAST(observed_at AS DATE)";
-    assert_eq!(w.gold_recompute_diff("gold.station_daily", model, "silver.weather"), 0);
+    assert_eq!(
+        w.gold_recompute_diff("gold.station_daily", model, "silver.weather"),
+        0
+    );
     assert_eq!(w.count("FROM gold.station_daily"), 4);
 }

@@ -13,8 +13,12 @@ fn assert_file_counts(w: &Workdir, file: &str, exp: &Value) {
     let rows = exp["rows"].as_u64().unwrap();
     let rejected = exp["rejected"].as_u64().unwrap();
     let accepted = exp["accepted"].as_u64().unwrap();
-    let bronze = w.count(&format!("FROM bronze.readings WHERE _source_file = '{file}'"));
-    let rej = w.count(&format!("FROM rejected.readings WHERE _source_file = '{file}'"));
+    let bronze = w.count(&format!(
+        "FROM bronze.readings WHERE _source_file = '{file}'"
+    ));
+    let rej = w.count(&format!(
+        "FROM rejected.readings WHERE _source_file = '{file}'"
+    ));
     assert_eq!(bronze, rows, "bronze rows of {file}");
     assert_eq!(rej, rejected, "rejected rows of {file}");
     let ledger = w.query(&format!(
@@ -23,7 +27,11 @@ fn assert_file_counts(w: &Workdir, file: &str, exp: &Value) {
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(text(&ledger[0]["rows_read"]), rows.to_string());
     assert_eq!(text(&ledger[0]["silver_accepted"]), accepted.to_string());
-    assert_eq!(bronze, accepted + rej, "bronze = silver-accepted + rejected for {file}");
+    assert_eq!(
+        bronze,
+        accepted + rej,
+        "bronze = silver-accepted + rejected for {file}"
+    );
     // Every rule the fixture expects, per line.
     for (line, rules) in exp["rejected_lines"].as_object().unwrap() {
         let got = w.query(&format!(
@@ -39,7 +47,10 @@ fn assert_file_counts(w: &Workdir, file: &str, exp: &Value) {
          (SELECT _source_line, unnest(rejection_reasons) AS r FROM rejected.readings WHERE _source_file = '{file}') \
          GROUP BY 1 ORDER BY 1"
     ));
-    let got: Vec<(String, String)> = by_rule.iter().map(|r| (text(&r["rule"]), text(&r["n"]))).collect();
+    let got: Vec<(String, String)> = by_rule
+        .iter()
+        .map(|r| (text(&r["rule"]), text(&r["n"])))
+        .collect();
     let want: Vec<(String, String)> = exp["rejected_by_rule"]
         .as_object()
         .unwrap()
@@ -51,7 +62,10 @@ fn assert_file_counts(w: &Workdir, file: &str, exp: &Value) {
 
 fn assert_gold_is_recompute(w: &Workdir) {
     let diff = w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings");
-    assert_eq!(diff, 0, "gold.daily_usage differs from a recompute over silver");
+    assert_eq!(
+        diff, 0,
+        "gold.daily_usage differs from a recompute over silver"
+    );
 }
 
 fn assert_silver_keys_unique(w: &Workdir) {
@@ -68,11 +82,25 @@ fn sample_end_to_end_with_corrections() {
     w.add_sample(FILE1);
     let r = w.run_expect(0);
     assert!(r.stdout.contains(&format!("loaded {FILE1}")), "{r:?}");
-    assert!(r.stdout.contains("plausible_hourly_usage: 2 rows kept"), "{r:?}");
+    assert!(
+        r.stdout.contains("plausible_hourly_usage: 2 rows kept"),
+        "{r:?}"
+    );
     assert_file_counts(&w, FILE1, &exp["files"][FILE1]);
-    assert_eq!(w.count("FROM silver.readings"), exp["silver_rows_after_first_file"].as_u64().unwrap());
-    assert_eq!(w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings"), text(&exp["silver_total_kwh_after_first_file"]));
-    assert_eq!(w.count("FROM gold.daily_usage"), exp["gold_daily_usage_rows_after_first_file"].as_u64().unwrap());
+    assert_eq!(
+        w.count("FROM silver.readings"),
+        exp["silver_rows_after_first_file"].as_u64().unwrap()
+    );
+    assert_eq!(
+        w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings"),
+        text(&exp["silver_total_kwh_after_first_file"])
+    );
+    assert_eq!(
+        w.count("FROM gold.daily_usage"),
+        exp["gold_daily_usage_rows_after_first_file"]
+            .as_u64()
+            .unwrap()
+    );
     assert_gold_is_recompute(&w);
     let gold_v1 = w.scalar("SELECT CAST(SUM(total_kwh) AS VARCHAR) FROM gold.daily_usage");
 
@@ -90,8 +118,14 @@ fn sample_end_to_end_with_corrections() {
         )),
         "{r:?}"
     );
-    assert_eq!(w.count("FROM silver.readings"), exp["silver_rows_after_all"].as_u64().unwrap());
-    assert_eq!(w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings"), text(&exp["silver_total_kwh_after_all"]));
+    assert_eq!(
+        w.count("FROM silver.readings"),
+        exp["silver_rows_after_all"].as_u64().unwrap()
+    );
+    assert_eq!(
+        w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings"),
+        text(&exp["silver_total_kwh_after_all"])
+    );
     assert_silver_keys_unique(&w);
     for u in exp["updated_keys"].as_array().unwrap() {
         let v = w.scalar(&format!(
@@ -110,9 +144,16 @@ fn sample_end_to_end_with_corrections() {
         text(&d["meter_id"]),
         text(&d["start_time"])
     ));
-    assert_eq!(v, text(&d["usage_kwh_final"]), "the last line of a key wins within a file");
+    assert_eq!(
+        v,
+        text(&d["usage_kwh_final"]),
+        "the last line of a key wins within a file"
+    );
 
-    assert_eq!(w.count("FROM gold.daily_usage"), exp["gold_daily_usage_rows_after_all"].as_u64().unwrap());
+    assert_eq!(
+        w.count("FROM gold.daily_usage"),
+        exp["gold_daily_usage_rows_after_all"].as_u64().unwrap()
+    );
     assert_gold_is_recompute(&w);
     let g = &exp["gold_row_example"];
     let row = w.query(&format!(
@@ -124,24 +165,36 @@ fn sample_end_to_end_with_corrections() {
     assert_eq!(row.len(), 1);
     assert_eq!(text(&row[0]["total_kwh"]), text(&g["total_kwh"]));
     assert_eq!(text(&row[0]["reading_count"]), text(&g["reading_count"]));
-    assert_eq!(text(&row[0]["estimated_count"]), text(&g["estimated_count"]));
+    assert_eq!(
+        text(&row[0]["estimated_count"]),
+        text(&g["estimated_count"])
+    );
 
     // Time travel: the previous gold version is the state after the first file.
     let version = history_latest_version(&w, "gold.daily_usage");
-    let before = w.query_as_of("SELECT CAST(SUM(total_kwh) AS VARCHAR) AS s FROM gold.daily_usage", Some(&(version - 1).to_string()));
+    let before = w.query_as_of(
+        "SELECT CAST(SUM(total_kwh) AS VARCHAR) AS s FROM gold.daily_usage",
+        Some(&(version - 1).to_string()),
+    );
     assert_eq!(text(&before[0]["s"]), gold_v1);
 
     // History explains each version.
     let h = w.medallion(&["history", "silver.readings"]);
     assert_eq!(h.code, 0, "{h:?}");
-    assert!(h.stdout.contains("silver_upsert") && h.stdout.contains(FILE2), "{h:?}");
+    assert!(
+        h.stdout.contains("silver_upsert") && h.stdout.contains(FILE2),
+        "{h:?}"
+    );
 
     // Nothing new: a second run does nothing and says so.
     let r = w.run_expect(0);
     assert!(r.stdout.contains("nothing to do"), "{r:?}");
     let s = w.medallion(&["status"]);
     assert_eq!(s.code, 0, "{s:?}");
-    assert!(s.stdout.contains("files loaded: 2") && s.stdout.contains("files pending: 0"), "{s:?}");
+    assert!(
+        s.stdout.contains("files loaded: 2") && s.stdout.contains("files pending: 0"),
+        "{s:?}"
+    );
 }
 
 fn history_latest_version(w: &Workdir, table: &str) -> i64 {

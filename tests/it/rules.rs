@@ -6,8 +6,13 @@ use crate::workdir::{Workdir, expected, text};
 const FILE1: &str = "readings_2026-01-01.csv";
 
 fn config_with_fail_rule() -> String {
-    let cfg = std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml")).unwrap();
-    cfg.replace("          min: 0\n          max: 500\n", "          min: 0\n          max: 500\n          action: fail\n")
+    let cfg =
+        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
+            .unwrap();
+    cfg.replace(
+        "          min: 0\n          max: 500\n",
+        "          min: 0\n          max: 500\n          action: fail\n",
+    )
 }
 
 #[test]
@@ -16,11 +21,28 @@ fn warn_rows_are_kept_and_counted() {
     w.add_sample(FILE1);
     let r = w.run_expect(0);
     let exp = expected();
-    let warned = exp["files"][FILE1]["warned"]["plausible_hourly_usage"].as_u64().unwrap();
-    assert!(r.stdout.contains(&format!("plausible_hourly_usage: {warned} rows kept")), "{r:?}");
-    assert_eq!(w.count("FROM silver.readings WHERE usage_kwh > 100"), warned);
-    for line in exp["files"][FILE1]["warned_lines"].as_object().unwrap().keys() {
-        assert_eq!(w.count(&format!("FROM silver.readings WHERE _source_line = {line}")), 1, "line {line} kept");
+    let warned = exp["files"][FILE1]["warned"]["plausible_hourly_usage"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        r.stdout
+            .contains(&format!("plausible_hourly_usage: {warned} rows kept")),
+        "{r:?}"
+    );
+    assert_eq!(
+        w.count("FROM silver.readings WHERE usage_kwh > 100"),
+        warned
+    );
+    for line in exp["files"][FILE1]["warned_lines"]
+        .as_object()
+        .unwrap()
+        .keys()
+    {
+        assert_eq!(
+            w.count(&format!("FROM silver.readings WHERE _source_line = {line}")),
+            1,
+            "line {line} kept"
+        );
     }
 }
 
@@ -39,23 +61,49 @@ fn fail_rule_stops_only_its_file() {
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(_, d)| d.as_array().unwrap().iter().any(|x| text(&x["rule"]) == "usage_kwh_range"))
+        .filter(|(_, d)| {
+            d.as_array()
+                .unwrap()
+                .iter()
+                .any(|x| text(&x["rule"]) == "usage_kwh_range")
+        })
         .map(|(l, _)| l.parse::<u64>().unwrap())
         .min()
         .unwrap();
     assert!(r.stdout.contains(&format!("FAILED {FILE1}")), "{r:?}");
     assert!(
-        r.stdout.contains(&format!("{FILE1}:{first_bad}: rule `usage_kwh_range` failed")),
+        r.stdout.contains(&format!(
+            "{FILE1}:{first_bad}: rule `usage_kwh_range` failed"
+        )),
         "names the file, line and rule: {r:?}"
     );
     assert!(r.stdout.contains("loaded good.csv"), "{r:?}");
-    assert_eq!(w.count(&format!("FROM bronze.readings WHERE _source_file = '{FILE1}'")), 0, "nothing committed");
-    assert_eq!(w.count(&format!("FROM rejected.readings WHERE _source_file = '{FILE1}'")), 0);
+    assert_eq!(
+        w.count(&format!(
+            "FROM bronze.readings WHERE _source_file = '{FILE1}'"
+        )),
+        0,
+        "nothing committed"
+    );
+    assert_eq!(
+        w.count(&format!(
+            "FROM rejected.readings WHERE _source_file = '{FILE1}'"
+        )),
+        0
+    );
     assert_eq!(w.count("FROM silver.readings"), 2);
-    assert_eq!(w.count(&format!("FROM _medallion.files WHERE file = '{FILE1}' AND status = 'failed'")), 1);
+    assert_eq!(
+        w.count(&format!(
+            "FROM _medallion.files WHERE file = '{FILE1}' AND status = 'failed'"
+        )),
+        1
+    );
     // The failed file stays pending and is retried (and fails again) on the next run.
     let again = w.run_expect(1);
-    assert!(again.stdout.contains(&format!("FAILED {FILE1}")), "{again:?}");
+    assert!(
+        again.stdout.contains(&format!("FAILED {FILE1}")),
+        "{again:?}"
+    );
     let s = w.medallion(&["status"]);
     assert!(s.stdout.contains("files pending: 1"), "{s:?}");
 }

@@ -31,7 +31,11 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -52,7 +56,11 @@ impl Workdir {
 
     /// Copy a bundled sample file into the raw zone.
     pub fn add_sample(&self, name: &str) {
-        std::fs::copy(Path::new(REPO).join("lakehouse/raw").join(name), self.raw().join(name)).unwrap();
+        std::fs::copy(
+            Path::new(REPO).join("lakehouse/raw").join(name),
+            self.raw().join(name),
+        )
+        .unwrap();
     }
 
     pub fn raw(&self) -> PathBuf {
@@ -91,7 +99,11 @@ impl Workdir {
         self.query_as_of(sql, None)
     }
 
-    pub fn query_as_of(&self, sql: &str, as_of: Option<&str>) -> Vec<serde_json::Map<String, Value>> {
+    pub fn query_as_of(
+        &self,
+        sql: &str,
+        as_of: Option<&str>,
+    ) -> Vec<serde_json::Map<String, Value>> {
         let mut args = vec!["query", sql, "--format", "json"];
         if let Some(v) = as_of {
             args.extend(["--as-of", v]);
@@ -117,11 +129,18 @@ impl Workdir {
     }
 
     pub fn count(&self, sql_from_where: &str) -> u64 {
-        self.scalar(&format!("SELECT COUNT(*) AS n {sql_from_where}")).parse().unwrap()
+        self.scalar(&format!("SELECT COUNT(*) AS n {sql_from_where}"))
+            .parse()
+            .unwrap()
     }
 
     /// Rows of gold that differ from a full recompute of the model over silver (both ways).
-    pub fn gold_recompute_diff(&self, gold_table: &str, model_sql: &str, silver_table: &str) -> u64 {
+    pub fn gold_recompute_diff(
+        &self,
+        gold_table: &str,
+        model_sql: &str,
+        silver_table: &str,
+    ) -> u64 {
         let model = model_sql.replace("FROM silver", &format!("FROM {silver_table}"));
         self.count(&format!(
             "FROM ((SELECT * FROM {gold_table} EXCEPT ALL SELECT * FROM ({model}) m1) \
@@ -141,7 +160,11 @@ pub fn text(v: &Value) -> String {
 
 /// The sample's expected outcomes.
 pub fn expected() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(Path::new(REPO).join("tests/fixtures/sample_expected.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(Path::new(REPO).join("tests/fixtures/sample_expected.json"))
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// The gold model SQL of the sample config.

@@ -26,7 +26,9 @@ pub enum TypedBuilder {
 impl TypedBuilder {
     pub fn new(ty: ColumnType, capacity: usize) -> Self {
         match ty {
-            ColumnType::String => TypedBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 8)),
+            ColumnType::String => {
+                TypedBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 8))
+            }
             ColumnType::Int => TypedBuilder::Int(Int32Builder::with_capacity(capacity)),
             ColumnType::BigInt => TypedBuilder::BigInt(Int64Builder::with_capacity(capacity)),
             ColumnType::Double => TypedBuilder::Double(Float64Builder::with_capacity(capacity)),
@@ -35,7 +37,9 @@ impl TypedBuilder {
             }
             ColumnType::Bool => TypedBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             ColumnType::Date => TypedBuilder::Date(Date32Builder::with_capacity(capacity)),
-            ColumnType::Timestamp => TypedBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity)),
+            ColumnType::Timestamp => {
+                TypedBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
+            }
         }
     }
 

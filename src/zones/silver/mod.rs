@@ -24,20 +24,42 @@ use crate::storage::{self, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
 /// Accepted rows of a batch, keeping the last line per natural key.
-pub async fn dedupe_batch(ctx: &SessionContext, p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+pub async fn dedupe_batch(
+    ctx: &SessionContext,
+    p: &Pipeline,
+    accepted: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
     let silver = schema::silver_schema(p);
-    let table = MemTable::try_new(silver.clone(), vec![accepted]).map_err(MedallionError::sql("stage accepted rows"))?;
+    let table = MemTable::try_new(silver.clone(), vec![accepted])
+        .map_err(MedallionError::sql("stage accepted rows"))?;
     ctx.register_table("__accepted", Arc::new(table))
         .map_err(MedallionError::sql("stage accepted rows"))?;
-    let keys = p.silver_key.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
-    let cols = silver.fields().iter().map(|f| format!("\"{}\"", f.name())).collect::<Vec<_>>().join(", ");
+    let keys = p
+        .silver_key
+        .iter()
+        .map(|k| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cols = silver
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY \"{SOURCE_LINE}\" DESC) AS __rn \
          FROM __accepted) WHERE __rn = 1"
     );
-    let df = ctx.sql(&sql).await.map_err(MedallionError::sql("dedupe accepted rows"))?;
-    let batches = df.collect().await.map_err(MedallionError::sql("dedupe accepted rows"))?;
-    ctx.deregister_table("__accepted").map_err(MedallionError::sql("stage accepted rows"))?;
+    let df = ctx
+        .sql(&sql)
+        .await
+        .map_err(MedallionError::sql("dedupe accepted rows"))?;
+    let batches = df
+        .collect()
+        .await
+        .map_err(MedallionError::sql("dedupe accepted rows"))?;
+    ctx.deregister_table("__accepted")
+        .map_err(MedallionError::sql("stage accepted rows"))?;
     Ok(batches)
 }
 
@@ -51,9 +73,16 @@ pub async fn upsert_batch(
 ) -> Result<(DeltaTable, UpsertMetrics)> {
     let silver_schema = schema::silver_schema(p);
     let n_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
-    let staged = MemTable::try_new(silver_schema.clone(), vec![rows.to_vec()]).map_err(MedallionError::sql("stage silver rows"))?;
-    let source: DataFrame = ctx.read_table(Arc::new(staged)).map_err(MedallionError::sql("stage silver rows"))?;
-    let columns: Vec<String> = silver_schema.fields().iter().map(|f| f.name().clone()).collect();
+    let staged = MemTable::try_new(silver_schema.clone(), vec![rows.to_vec()])
+        .map_err(MedallionError::sql("stage silver rows"))?;
+    let source: DataFrame = ctx
+        .read_table(Arc::new(staged))
+        .map_err(MedallionError::sql("stage silver rows"))?;
+    let columns: Vec<String> = silver_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let name = format!("silver/{}", p.source.name);
     let spec = UpsertSpec {
         table_name: &name,

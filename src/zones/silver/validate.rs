@@ -11,7 +11,10 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, ListBuilder, StringArray, StringBuilder, StructBuilder};
+use deltalake::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, ListBuilder, StringArray, StringBuilder,
+    StructBuilder,
+};
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -99,7 +102,12 @@ impl Validator {
     }
 
     /// Type one value, recording its violations; `None` stores a null.
-    fn type_value(&self, col: &ColumnSpec, raw: Option<&str>, out: &mut Vec<Violation>) -> Option<Value> {
+    fn type_value(
+        &self,
+        col: &ColumnSpec,
+        raw: Option<&str>,
+        out: &mut Vec<Violation>,
+    ) -> Option<Value> {
         let csv = &self.pipeline.source.csv;
         let text = raw.map(|t| if csv.trim { t.trim() } else { t });
         let missing = match text {
@@ -111,7 +119,11 @@ impl Validator {
                 return Some(default.clone());
             }
             if col.required {
-                out.push(Violation::new("required", Some(&col.name), "value is missing"));
+                out.push(Violation::new(
+                    "required",
+                    Some(&col.name),
+                    "value is missing",
+                ));
             }
             return None;
         }
@@ -125,26 +137,39 @@ impl Validator {
         };
         for rule in &col.rules {
             if let Some(message) = check_column_rule(rule, &value, text) {
-                out.push(Violation::new(&rule.name, Some(&col.name), message).with_action(rule.action));
+                out.push(
+                    Violation::new(&rule.name, Some(&col.name), message).with_action(rule.action),
+                );
             }
         }
         Some(value)
     }
 
-    fn apply_row_rules(&self, typed: &RecordBatch, violations: &mut [Vec<Violation>]) -> Result<()> {
+    fn apply_row_rules(
+        &self,
+        typed: &RecordBatch,
+        violations: &mut [Vec<Violation>],
+    ) -> Result<()> {
         for (rule, expr) in self.pipeline.source.row_rules.iter().zip(&self.row_rules) {
             let result = expr
                 .evaluate(typed)
                 .and_then(|v| v.into_array(typed.num_rows()))
                 .map_err(MedallionError::sql(format!("row rule {}", rule.name)))?;
             let Some(passed) = result.as_any().downcast_ref::<BooleanArray>() else {
-                return Err(MedallionError::Usage(format!("row rule {} is not boolean", rule.name)));
+                return Err(MedallionError::Usage(format!(
+                    "row rule {} is not boolean",
+                    rule.name
+                )));
             };
             for (i, v) in violations.iter_mut().enumerate() {
                 if passed.is_valid(i) && !passed.value(i) {
                     v.push(
-                        Violation::new(&rule.name, None, format!("check failed: {}", rule.sql.trim()))
-                            .with_action(rule.action),
+                        Violation::new(
+                            &rule.name,
+                            None,
+                            format!("check failed: {}", rule.sql.trim()),
+                        )
+                        .with_action(rule.action),
                     );
                 }
             }
@@ -152,7 +177,13 @@ impl Validator {
         Ok(())
     }
 
-    fn split(&self, rows: &[RawRow], typed: RecordBatch, violations: Vec<Vec<Violation>>, lineage: &Lineage) -> Result<ValidatedChunk> {
+    fn split(
+        &self,
+        rows: &[RawRow],
+        typed: RecordBatch,
+        violations: Vec<Vec<Violation>>,
+        lineage: &Lineage,
+    ) -> Result<ValidatedChunk> {
         let mut rejected_by_rule = BTreeMap::new();
         let mut warnings = BTreeMap::new();
         let mut failure = None;
@@ -163,10 +194,13 @@ impl Validator {
                 match v.action {
                     RuleAction::Reject => *rejected_by_rule.entry(v.rule.clone()).or_insert(0) += 1,
                     // Warnings count rows that are kept; a rejected row is counted by its rejections.
-                    RuleAction::Warn if !rejected => *warnings.entry(v.rule.clone()).or_insert(0) += 1,
+                    RuleAction::Warn if !rejected => {
+                        *warnings.entry(v.rule.clone()).or_insert(0) += 1
+                    }
                     RuleAction::Warn => {}
                     RuleAction::Fail => {
-                        failure.get_or_insert_with(|| (row.line, v.rule.clone(), v.message.clone()));
+                        failure
+                            .get_or_insert_with(|| (row.line, v.rule.clone(), v.message.clone()));
                     }
                 }
             }
@@ -182,29 +216,64 @@ impl Validator {
             .map(|(pair, _)| pair)
             .collect();
         let rejected = self.rejected_batch(&rejected_rows, lineage)?;
-        Ok(ValidatedChunk { accepted, rejected, rejected_by_rule, warnings, failure })
+        Ok(ValidatedChunk {
+            accepted,
+            rejected,
+            rejected_by_rule,
+            warnings,
+            failure,
+        })
     }
 
-    fn accepted_batch(&self, rows: &[RawRow], typed: RecordBatch, mask: &BooleanArray, lineage: &Lineage) -> Result<RecordBatch> {
+    fn accepted_batch(
+        &self,
+        rows: &[RawRow],
+        typed: RecordBatch,
+        mask: &BooleanArray,
+        lineage: &Lineage,
+    ) -> Result<RecordBatch> {
         let n = rows.len();
         let mut columns: Vec<ArrayRef> = typed.columns().to_vec();
-        let received = deltalake::arrow::array::TimestampMicrosecondArray::from(vec![lineage.received_at.timestamp_micros(); n])
-            .with_timezone("UTC");
+        let received = deltalake::arrow::array::TimestampMicrosecondArray::from(vec![
+            lineage
+                .received_at
+                .timestamp_micros(
+                );
+            n
+        ])
+        .with_timezone("UTC");
         columns.push(Arc::new(received));
-        columns.push(Arc::new(StringArray::from(vec![lineage.source_file.as_str(); n])));
-        columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.line as i64))));
-        columns.push(Arc::new(StringArray::from(vec![lineage.batch_id.as_str(); n])));
+        columns.push(Arc::new(StringArray::from(vec![
+            lineage
+                .source_file
+                .as_str();
+            n
+        ])));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.line as i64),
+        )));
+        columns.push(Arc::new(StringArray::from(vec![
+            lineage.batch_id.as_str();
+            n
+        ])));
         let all = RecordBatch::try_new(self.silver_schema.clone(), columns)
             .map_err(MedallionError::arrow("build silver batch"))?;
         filter_record_batch(&all, mask).map_err(MedallionError::arrow("filter accepted rows"))
     }
 
-    fn rejected_batch(&self, rows: &[(&RawRow, &Vec<Violation>)], lineage: &Lineage) -> Result<RecordBatch> {
+    fn rejected_batch(
+        &self,
+        rows: &[(&RawRow, &Vec<Violation>)],
+        lineage: &Lineage,
+    ) -> Result<RecordBatch> {
         let raw: Vec<&RawRow> = rows.iter().map(|(r, _)| *r).collect();
         let mut columns = bronze::raw_columns(&raw, self.pipeline.source.columns.len());
         columns.extend(bronze::lineage_columns(&raw, lineage));
-        let mut reasons = ListBuilder::new(StructBuilder::from_fields(schema::reason_fields(), rows.len()))
-            .with_field(schema::reason_item_field());
+        let mut reasons = ListBuilder::new(StructBuilder::from_fields(
+            schema::reason_fields(),
+            rows.len(),
+        ))
+        .with_field(schema::reason_item_field());
         for (_, vs) in rows {
             let item = reasons.values();
             for v in vs.iter().filter(|v| v.action == RuleAction::Reject) {
@@ -239,11 +308,16 @@ pub fn check_column_rule(rule: &ColumnRule, value: &Value, text: &str) -> Option
                 Value::Str(s) => s.as_str(),
                 _ => text,
             };
-            (!re.is_match(subject)).then(|| format!("{} does not match {}", excerpt(subject), re.as_str()))
+            (!re.is_match(subject))
+                .then(|| format!("{} does not match {}", excerpt(subject), re.as_str()))
         }
         ColumnCheck::Range { min, max, bounds } => {
-            let below = min.as_ref().is_some_and(|m| value.compare(m) == Some(Ordering::Less));
-            let above = max.as_ref().is_some_and(|m| value.compare(m) == Some(Ordering::Greater));
+            let below = min
+                .as_ref()
+                .is_some_and(|m| value.compare(m) == Some(Ordering::Less));
+            let above = max
+                .as_ref()
+                .is_some_and(|m| value.compare(m) == Some(Ordering::Greater));
             (below || above).then(|| format!("{} is outside {bounds}", excerpt(text)))
         }
         ColumnCheck::Allowed(allowed) => {

@@ -29,33 +29,56 @@ silver:
 "#;
 
 fn validator() -> Validator {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let p = rt.block_on(load_str(CONFIG, Path::new("/tmp"))).unwrap();
     Validator::new(Arc::new(p)).unwrap()
 }
 
 fn row(line: u64, fields: &[Option<&str>]) -> RawRow {
-    RawRow { line, fields: fields.iter().map(|f| f.map(str::to_string)).collect(), problems: Vec::new() }
+    RawRow {
+        line,
+        fields: fields.iter().map(|f| f.map(str::to_string)).collect(),
+        problems: Vec::new(),
+    }
 }
 
 fn lineage() -> Lineage {
-    Lineage { source_file: "f.csv".into(), batch_id: "b".into(), received_at: Utc::now() }
+    Lineage {
+        source_file: "f.csv".into(),
+        batch_id: "b".into(),
+        received_at: Utc::now(),
+    }
 }
 
 /// Rules per rejected row, in row order.
 fn reasons(v: &ValidatedChunk) -> Vec<Vec<String>> {
-    let list: &ListArray = v.rejected.column_by_name("rejection_reasons").unwrap().as_list();
+    let list: &ListArray = v
+        .rejected
+        .column_by_name("rejection_reasons")
+        .unwrap()
+        .as_list();
     (0..list.len())
         .map(|i| {
             let s = list.value(i);
             let s: &StructArray = s.as_struct();
             let rules = s.column(0).as_string::<i32>();
-            (0..rules.len()).map(|j| rules.value(j).to_string()).collect()
+            (0..rules.len())
+                .map(|j| rules.value(j).to_string())
+                .collect()
         })
         .collect()
 }
 
-const OK: [Option<&str>; 6] = [Some("A1"), Some("5.5"), Some("y"), Some("3"), Some("2026-01-01T00:00:00Z"), Some("2026-01-01T01:00:00Z")];
+const OK: [Option<&str>; 6] = [
+    Some("A1"),
+    Some("5.5"),
+    Some("y"),
+    Some("3"),
+    Some("2026-01-01T00:00:00Z"),
+    Some("2026-01-01T01:00:00Z"),
+];
 
 fn with(i: usize, value: Option<&str>) -> Vec<Option<&'static str>> {
     let mut r = OK.to_vec();
@@ -65,10 +88,16 @@ fn with(i: usize, value: Option<&str>) -> Vec<Option<&'static str>> {
 
 #[test]
 fn good_rows_are_typed_and_accepted() {
-    let v = validator().validate(&[row(2, &OK), row(3, &with(2, Some(" ")))], &lineage()).unwrap();
+    let v = validator()
+        .validate(&[row(2, &OK), row(3, &with(2, Some(" ")))], &lineage())
+        .unwrap();
     assert_eq!(v.accepted.num_rows(), 2);
     assert_eq!(v.rejected.num_rows(), 0);
-    let kind = v.accepted.column_by_name("kind").unwrap().as_string::<i32>();
+    let kind = v
+        .accepted
+        .column_by_name("kind")
+        .unwrap()
+        .as_string::<i32>();
     assert_eq!(kind.value(1), "x", "default applies to a missing value");
 }
 
@@ -87,7 +116,15 @@ fn each_rule_kind_rejects_with_its_name() {
     assert_eq!(v.accepted.num_rows(), 0);
     assert_eq!(
         reasons(&v),
-        [vec!["id_format"], vec!["amount_range"], vec!["kind_allowed"], vec!["required"], vec!["type"], vec!["ordered"], vec!["type"]]
+        [
+            vec!["id_format"],
+            vec!["amount_range"],
+            vec!["kind_allowed"],
+            vec!["required"],
+            vec!["type"],
+            vec!["ordered"],
+            vec!["type"]
+        ]
     );
     assert_eq!(v.rejected_by_rule.get("type"), Some(&2));
     let lines = v.rejected.column_by_name("_source_line").unwrap();
@@ -105,11 +142,15 @@ fn every_failed_rule_is_named() {
 
 #[test]
 fn warn_keeps_the_row_and_fail_is_reported() {
-    let v = validator().validate(&[row(2, &with(3, Some("11")))], &lineage()).unwrap();
+    let v = validator()
+        .validate(&[row(2, &with(3, Some("11")))], &lineage())
+        .unwrap();
     assert_eq!(v.accepted.num_rows(), 1);
     assert_eq!(v.warnings.get("n_small"), Some(&1));
     assert!(v.failure.is_none());
-    let v = validator().validate(&[row(2, &OK), row(9, &with(1, Some("95")))], &lineage()).unwrap();
+    let v = validator()
+        .validate(&[row(2, &OK), row(9, &with(1, Some("95")))], &lineage())
+        .unwrap();
     let (line, rule, _) = v.failure.unwrap();
     assert_eq!((line, rule.as_str()), (9, "not_big"));
 }
@@ -117,13 +158,23 @@ fn warn_keeps_the_row_and_fail_is_reported() {
 #[test]
 fn structural_problems_reject() {
     let mut r = row(4, &OK);
-    r.problems.push(Violation::new("field_count", None, "expected 6 fields, found 7"));
+    r.problems.push(Violation::new(
+        "field_count",
+        None,
+        "expected 6 fields, found 7",
+    ));
     let v = validator().validate(&[r], &lineage()).unwrap();
     assert_eq!(reasons(&v), [vec!["field_count"]]);
 }
 
 #[test]
 fn null_row_rule_results_pass() {
-    let v = validator().validate(&[row(2, &with(4, None))], &lineage()).unwrap();
-    assert_eq!(v.accepted.num_rows(), 1, "ends > NULL is NULL, which passes");
+    let v = validator()
+        .validate(&[row(2, &with(4, None))], &lineage())
+        .unwrap();
+    assert_eq!(
+        v.accepted.num_rows(),
+        1,
+        "ends > NULL is NULL, which passes"
+    );
 }
