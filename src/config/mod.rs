@@ -3,14 +3,16 @@
 //! patterns, SQL that does not plan) is collected and reported together, each with its
 //! place in the YAML. Nothing is written anywhere while the configuration is invalid.
 
+mod columns;
 mod model;
+mod spec;
 mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use validate::{
+pub use spec::{
     ColumnCheck, ColumnRule, ColumnSpec, CsvSpec, GoldModel, Pipeline, RowRule, SourceSpec,
 };
 

@@ -1,0 +1,107 @@
+//! The checked configuration that every stage runs from. Only `validate` builds these
+//! types, so names exist, regexes compile, defaults parse and SQL plans.
+
+use chrono_tz::Tz;
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::datafusion::logical_expr::Expr;
+use regex::Regex;
+use url::Url;
+
+use super::model::RuleAction;
+use crate::types::{Value, ValueParser};
+
+/// The checked configuration: what every stage runs from.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Root of the lakehouse, as a directory URL (ends with `/`).
+    pub lakehouse: Url,
+    pub source: SourceSpec,
+    /// Natural key of silver.
+    pub silver_key: Vec<String>,
+    pub gold: Vec<GoldModel>,
+}
+
+/// A checked CSV source.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub name: String,
+    pub raw_dir: String,
+    pub pattern: glob::Pattern,
+    pub timezone: Tz,
+    pub csv: CsvSpec,
+    pub columns: Vec<ColumnSpec>,
+    pub row_rules: Vec<RowRule>,
+}
+
+/// A checked CSV dialect.
+#[derive(Debug, Clone)]
+pub struct CsvSpec {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub header: bool,
+    pub trim: bool,
+    pub null_values: Vec<String>,
+}
+
+/// A checked column: where to read it, how to type it, what it must satisfy.
+#[derive(Debug, Clone)]
+pub struct ColumnSpec {
+    pub name: String,
+    /// Header in the file.
+    pub header: String,
+    pub parser: ValueParser,
+    pub required: bool,
+    /// Raw default text and its parsed value.
+    pub default: Option<(String, Value)>,
+    pub rules: Vec<ColumnRule>,
+}
+
+/// A named check on a column value.
+#[derive(Debug, Clone)]
+pub struct ColumnRule {
+    pub name: String,
+    pub action: RuleAction,
+    pub check: ColumnCheck,
+}
+
+/// What a column rule checks.
+#[derive(Debug, Clone)]
+pub enum ColumnCheck {
+    Pattern(Regex),
+    /// Inclusive bounds; `bounds` shows them for messages, e.g. `[0, 500]`.
+    Range {
+        min: Option<Value>,
+        max: Option<Value>,
+        bounds: String,
+    },
+    Allowed(Vec<String>),
+}
+
+/// A named SQL check over the typed row.
+#[derive(Debug, Clone)]
+pub struct RowRule {
+    pub name: String,
+    pub sql: String,
+    pub expr: Expr,
+    pub action: RuleAction,
+}
+
+/// A gold model.
+#[derive(Debug, Clone)]
+pub struct GoldModel {
+    pub name: String,
+    pub keys: Vec<String>,
+    pub sql: String,
+    /// Output schema of the model query.
+    pub schema: SchemaRef,
+}
+
+impl Pipeline {
+    /// The typed columns, in order.
+    pub fn typed_columns(&self) -> impl Iterator<Item = (&str, DataType)> {
+        self.source
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.parser.ty.arrow_type()))
+    }
+}
