@@ -207,3 +207,87 @@ fn history_latest_version(w: &Workdir, table: &str) -> i64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no version in {h:?}"))
 }
+
+#[test]
+fn gold_deletes_keys_whose_rows_moved_away() {
+    // Natural key without the customer: a correction can move a reading to another
+    // customer, so the old customer's day disappears from gold and must be deleted.
+    let cfg =
+        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
+            .unwrap()
+            .replace(
+                "key: [customer_id, meter_id, start_time]",
+                "key: [meter_id, start_time]",
+            );
+    let w = Workdir::with_config(&cfg);
+    let header = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+    w.write_raw(
+        "a.csv",
+        &format!(
+            "{header}C000001,M00000001,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.000,actual\n\
+             C000002,M00000002,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2.000,actual\n"
+        ),
+    );
+    w.run_expect(0);
+    assert_eq!(w.count("FROM gold.daily_usage"), 2);
+    w.write_raw(
+        "b.csv",
+        &format!(
+            "{header}C000002,M00000001,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.500,estimated\n"
+        ),
+    );
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout.contains("0 inserted, 1 updated, 1 deleted"),
+        "{r:?}"
+    );
+    assert_eq!(w.count("FROM gold.daily_usage"), 1);
+    assert_eq!(
+        w.count("FROM gold.daily_usage WHERE customer_id = 'C000001'"),
+        0
+    );
+    assert_eq!(
+        w.scalar("SELECT CAST(total_kwh AS VARCHAR) FROM gold.daily_usage"),
+        "3.500"
+    );
+    assert_gold_is_recompute(&w);
+}
+
+#[test]
+fn time_travel_by_timestamp_and_protocol_versions() {
+    let w = Workdir::sample_config();
+    w.add_sample(FILE1);
+    w.run_expect(0);
+    let after_first = w.scalar("SELECT CAST(processed_at AS VARCHAR) FROM _medallion.files");
+    let count_first = w.count("FROM silver.readings");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    w.add_sample(FILE2);
+    w.run_expect(0);
+    let rows = w.query_as_of(
+        "SELECT COUNT(*) AS n FROM silver.readings",
+        Some(&after_first),
+    );
+    assert_eq!(
+        text(&rows[0]["n"]),
+        count_first.to_string(),
+        "silver as of {after_first}"
+    );
+    for t in [
+        "bronze/readings",
+        "silver/readings",
+        "rejected/readings",
+        "gold/daily_usage",
+        "_medallion/files",
+    ] {
+        let log =
+            std::fs::read_to_string(w.table_path(t).join("_delta_log/00000000000000000000.json"))
+                .unwrap();
+        let protocol: Value = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find_map(|v| v.get("protocol").cloned())
+            .unwrap();
+        assert_eq!(protocol["minReaderVersion"], 1, "{t}: {protocol}");
+        assert_eq!(protocol["minWriterVersion"], 2, "{t}: {protocol}");
+    }
+}
