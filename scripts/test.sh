@@ -7,4 +7,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/medallion/target}"
 bash scripts/setup-python.sh
 MEDALLION_PYTHON="$(bash scripts/venv-python)"
 export MEDALLION_PYTHON
-cargo test --locked --all-targets "$@"
+cargo test --locked --workspace --all-targets "$@"

@@ -12,7 +12,6 @@ pub mod report;
 pub mod run;
 pub mod schema;
 pub mod storage;
-pub mod types;
 pub mod zones;
 
 pub use error::{MedallionError, Result};

@@ -122,7 +122,7 @@ async fn ingest_file(
         batch_id: lineage.batch_id.clone(),
         ..FileReport::default()
     };
-    while let Some(chunk) = reader.next_chunk(&file.name)? {
+    while let Some(chunk) = reader.next_chunk()? {
         bronze_w
             .write(bronze::to_batch(&bronze_schema, &chunk, lineage)?)
             .await?;

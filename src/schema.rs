@@ -5,10 +5,30 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 
 use crate::config::Pipeline;
-use crate::types::utc_timestamp_type;
+use medallion_csv::ColumnType;
+
+/// Delta `timestamp`: microseconds, adjusted to UTC (never `timestamp_ntz`, which raises
+/// the table protocol and breaks older readers).
+pub fn utc_timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+}
+
+/// The Arrow type silver stores a column type as.
+pub fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Int => DataType::Int32,
+        ColumnType::BigInt => DataType::Int64,
+        ColumnType::Double => DataType::Float64,
+        ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => utc_timestamp_type(),
+    }
+}
 
 pub const SOURCE_FILE: &str = "_source_file";
 pub const SOURCE_LINE: &str = "_source_line";

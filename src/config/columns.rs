@@ -11,7 +11,7 @@ use super::ConfigError;
 use super::model::*;
 use super::spec::*;
 use super::validate::{first_line, valid_name};
-use crate::types::{ColumnType, Value, ValueParser};
+use medallion_csv::{ColumnType, Value, ValueParser};
 
 pub(super) fn validate_column(
     c: &ColumnConfig,

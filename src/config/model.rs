@@ -61,6 +61,15 @@ pub struct CsvConfig {
     /// Tokens read as missing (compared after trimming).
     #[serde(default = "default_null_values")]
     pub null_values: Vec<String>,
+    /// Largest record in bytes; a longer line is rejected (`line_too_long`).
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// Most lines a quoted field may span before the record is cut (`unterminated_quote`).
+    #[serde(default = "default_max_record_lines")]
+    pub max_record_lines: usize,
+    /// Largest field in bytes (`field_too_large`).
+    #[serde(default = "default_max_field_bytes")]
+    pub max_field_bytes: usize,
 }
 
 impl Default for CsvConfig {
@@ -71,6 +80,9 @@ impl Default for CsvConfig {
             header: true,
             trim: true,
             null_values: default_null_values(),
+            max_record_bytes: default_max_record_bytes(),
+            max_record_lines: default_max_record_lines(),
+            max_field_bytes: default_max_field_bytes(),
         }
     }
 }
@@ -185,4 +197,13 @@ fn default_true() -> bool {
 }
 fn default_null_values() -> Vec<String> {
     vec![String::new()]
+}
+fn default_max_record_bytes() -> usize {
+    medallion_csv::Dialect::default().max_record_bytes
+}
+fn default_max_record_lines() -> usize {
+    medallion_csv::Dialect::default().max_record_lines
+}
+fn default_max_field_bytes() -> usize {
+    medallion_csv::Dialect::default().max_field_bytes
 }

@@ -4,11 +4,11 @@
 use chrono_tz::Tz;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::logical_expr::Expr;
-use regex::Regex;
 use url::Url;
 
 use super::model::RuleAction;
-use crate::types::{Value, ValueParser};
+pub use medallion_csv::ColumnCheck;
+use medallion_csv::{Dialect, Value, ValueParser};
 
 /// The checked configuration: what every stage runs from.
 #[derive(Debug, Clone)]
@@ -36,8 +36,8 @@ pub struct SourceSpec {
 /// A checked CSV dialect.
 #[derive(Debug, Clone)]
 pub struct CsvSpec {
-    pub delimiter: u8,
-    pub quote: u8,
+    /// Delimiter, quote and the limits that bound memory.
+    pub dialect: Dialect,
     pub header: bool,
     pub trim: bool,
     pub null_values: Vec<String>,
@@ -62,19 +62,6 @@ pub struct ColumnRule {
     pub name: String,
     pub action: RuleAction,
     pub check: ColumnCheck,
-}
-
-/// What a column rule checks.
-#[derive(Debug, Clone)]
-pub enum ColumnCheck {
-    Pattern(Regex),
-    /// Inclusive bounds; `bounds` shows them for messages, e.g. `[0, 500]`.
-    Range {
-        min: Option<Value>,
-        max: Option<Value>,
-        bounds: String,
-    },
-    Allowed(Vec<String>),
 }
 
 /// A named SQL check over the typed row.
@@ -102,6 +89,6 @@ impl Pipeline {
         self.source
             .columns
             .iter()
-            .map(|c| (c.name.as_str(), c.parser.ty.arrow_type()))
+            .map(|c| (c.name.as_str(), crate::schema::arrow_type(c.parser.ty)))
     }
 }

@@ -167,7 +167,7 @@ fn validate_source(src: &SourceConfig, errs: &mut Vec<ConfigError>) -> Option<So
             let ty = columns
                 .iter()
                 .find(|s| s.name == c.name)
-                .map_or(DataType::Null, |s| s.parser.ty.arrow_type());
+                .map_or(DataType::Null, |s| crate::schema::arrow_type(s.parser.ty));
             (c.name.clone(), ty)
         })
         .collect();
@@ -208,9 +208,25 @@ fn one_byte(text: &str, place: &str, errs: &mut Vec<ConfigError>) -> Option<u8> 
 fn validate_csv(csv: &CsvConfig, errs: &mut Vec<ConfigError>) -> Option<CsvSpec> {
     let delimiter = one_byte(&csv.delimiter, "source.csv.delimiter", errs);
     let quote = one_byte(&csv.quote, "source.csv.quote", errs);
+    let positive = |v: usize, key: &str, errs: &mut Vec<ConfigError>| {
+        if v == 0 {
+            errs.push(ConfigError::new(
+                format!("source.csv.{key}"),
+                "must be at least 1",
+            ));
+        }
+    };
+    positive(csv.max_record_bytes, "max_record_bytes", errs);
+    positive(csv.max_record_lines, "max_record_lines", errs);
+    positive(csv.max_field_bytes, "max_field_bytes", errs);
     Some(CsvSpec {
-        delimiter: delimiter?,
-        quote: quote?,
+        dialect: medallion_csv::Dialect {
+            delimiter: delimiter?,
+            quote: quote?,
+            max_record_bytes: csv.max_record_bytes,
+            max_record_lines: csv.max_record_lines,
+            max_field_bytes: csv.max_field_bytes,
+        },
         header: csv.header,
         trim: csv.trim,
         null_values: csv

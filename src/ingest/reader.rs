@@ -1,15 +1,20 @@
-//! Reads one raw CSV file as chunks of raw rows, never the whole file at once.
+//! Reads one raw file (CSV, or gzip-compressed CSV) as chunks of raw rows, never the
+//! whole file at once.
 //!
-//! Contract: every physical record after the header comes out exactly once, in order,
-//! with the line it starts on and its fields mapped to the configured columns (raw
-//! text, untrimmed). A record that is malformed (wrong field count, invalid UTF-8)
-//! still comes out, carrying the structural problems found, so it can be kept in
-//! bronze and rejected with a reason. Only problems with the file as a whole (cannot
-//! be opened, header does not match the configuration) are errors.
+//! Contract: every record after the header comes out exactly once, in order, with the
+//! line it starts on, its fields mapped to the configured columns (raw text, untrimmed),
+//! and its structural problems (wrong field count, broken quoting, bad encoding, NUL
+//! bytes, oversized lines or fields) as violations, so it can be kept in bronze and
+//! rejected with reasons. Only problems with the file as a whole are errors: it cannot
+//! be opened or decompressed, it is empty or binary, or its header does not match the
+//! configuration (missing columns are named, with the closest header as a suggestion).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use medallion_csv::{Record, RecordReader, excerpt};
 
 use crate::config::SourceSpec;
 use crate::error::{MedallionError, Result};
@@ -25,130 +30,142 @@ pub struct RawRow {
     pub line: u64,
     /// Raw text per configured column; `None` when the record has no such field.
     pub fields: Vec<Option<String>>,
-    /// Structural problems (wrong field count, bad encoding).
+    /// Structural problems (wrong field count, bad encoding, ...).
     pub problems: Vec<Violation>,
 }
 
 /// Reads a file's records chunk by chunk.
 pub struct CsvChunks {
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    records: RecordReader<Box<dyn BufRead + Send>>,
     /// For each configured column, the index of its field in a record.
     mapping: Vec<usize>,
     expected_fields: usize,
     names: Vec<String>,
-    record: csv::ByteRecord,
-    /// Records read so far.
+    file: String,
+    gzip: bool,
+    /// Records read so far (after the header).
     pub rows_read: u64,
 }
 
 impl CsvChunks {
     /// Open `path` (shown as `file` in messages) and check its header.
     pub fn open(path: &Path, file: &str, spec: &SourceSpec) -> Result<Self> {
+        let bad = |message: String| MedallionError::BadFile {
+            file: file.to_string(),
+            message,
+        };
+        let mut f = File::open(path).map_err(|source| MedallionError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut magic = [0u8; 2];
+        let n = f
+            .read(&mut magic)
+            .map_err(|source| MedallionError::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(bad("the file is empty (0 bytes)".into()));
+        }
         let f = File::open(path).map_err(|source| MedallionError::ReadFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let input: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(1 << 20, f));
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(spec.csv.delimiter)
-            .quote(spec.csv.quote)
-            .from_reader(input);
-        let names: Vec<String> = spec.columns.iter().map(|c| c.name.clone()).collect();
-        let (mapping, expected_fields) = if spec.csv.header {
-            let mut header = csv::ByteRecord::new();
-            let got =
-                reader
-                    .read_byte_record(&mut header)
-                    .map_err(|e| MedallionError::BadFile {
-                        file: file.to_string(),
-                        message: format!("cannot read the header: {e}"),
-                    })?;
-            if !got {
-                return Err(MedallionError::BadFile {
-                    file: file.to_string(),
-                    message: "the file is empty (no header line)".into(),
-                });
-            }
-            let header: Vec<String> = header
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let text = String::from_utf8_lossy(f).into_owned();
-                    if i == 0 {
-                        text.trim_start_matches('\u{feff}').to_string()
-                    } else {
-                        text
-                    }
-                })
-                .collect();
-            (map_header(&header, spec, file)?, header.len())
+        let gzip = n == 2 && magic == [0x1f, 0x8b];
+        let input: Box<dyn BufRead + Send> = if gzip {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                MultiGzDecoder::new(BufReader::new(f)),
+            ))
         } else {
-            ((0..spec.columns.len()).collect(), spec.columns.len())
+            Box::new(BufReader::with_capacity(1 << 20, f))
         };
-        Ok(CsvChunks {
-            reader,
-            mapping,
-            expected_fields,
+        let records = RecordReader::new(input, spec.csv.dialect.clone());
+        let names: Vec<String> = spec.columns.iter().map(|c| c.name.clone()).collect();
+        let mut chunks = CsvChunks {
+            records,
+            mapping: (0..spec.columns.len()).collect(),
+            expected_fields: spec.columns.len(),
             names,
-            record: csv::ByteRecord::new(),
+            file: file.to_string(),
+            gzip,
             rows_read: 0,
-        })
+        };
+        if spec.csv.header {
+            let header = chunks
+                .read_record()?
+                .ok_or_else(|| bad("the file is empty (no header line)".into()))?;
+            if !header.problems.is_empty() || header.fields.iter().any(|f| f.contains('\0')) {
+                return Err(bad(format!(
+                    "the header line is not readable text ({}); the file looks binary",
+                    header
+                        .problems
+                        .first()
+                        .map_or("NUL bytes".into(), |p| p.message())
+                )));
+            }
+            chunks.mapping = map_header(&header.fields, spec, file)?;
+            chunks.expected_fields = header.fields.len();
+        }
+        Ok(chunks)
+    }
+
+    fn read_record(&mut self) -> Result<Option<Record>> {
+        self.records
+            .next_record()
+            .map_err(|e| MedallionError::BadFile {
+                file: self.file.clone(),
+                message: if self.gzip {
+                    format!(
+                        "cannot decompress (gzip) after {} rows: {e}",
+                        self.rows_read
+                    )
+                } else {
+                    format!("cannot read after {} rows: {e}", self.rows_read)
+                },
+            })
     }
 
     /// The next chunk of at most `CHUNK_ROWS` records; `None` at the end of the file.
-    pub fn next_chunk(&mut self, file: &str) -> Result<Option<Vec<RawRow>>> {
-        let mut rows = Vec::with_capacity(CHUNK_ROWS.min(1024));
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<RawRow>>> {
+        let mut rows = Vec::with_capacity(1024);
         while rows.len() < CHUNK_ROWS {
-            let more = self
-                .reader
-                .read_byte_record(&mut self.record)
-                .map_err(|e| MedallionError::BadFile {
-                    file: file.to_string(),
-                    message: format!("unreadable after {} rows: {e}", self.rows_read),
-                })?;
-            if !more {
+            let Some(record) = self.read_record()? else {
                 break;
-            }
+            };
             self.rows_read += 1;
-            rows.push(self.convert());
+            rows.push(self.convert(record));
         }
         Ok(if rows.is_empty() { None } else { Some(rows) })
     }
 
-    fn convert(&self) -> RawRow {
-        let line = self.record.position().map_or(0, |p| p.line());
-        let mut problems = Vec::new();
-        let n = self.record.len();
-        if n != self.expected_fields {
+    fn convert(&self, record: Record) -> RawRow {
+        let mut problems: Vec<Violation> = Vec::new();
+        let cut = record.problems.iter().any(|p| p.field().is_none());
+        for p in &record.problems {
+            let column = p
+                .field()
+                .and_then(|f| self.mapping.iter().position(|&m| m == f))
+                .map(|c| self.names[c].as_str());
+            problems.push(Violation::new(p.rule(), column, p.message()));
+        }
+        let n = record.fields.len();
+        if n != self.expected_fields && !cut {
             problems.push(Violation::new(
                 "field_count",
                 None,
                 format!("expected {} fields, found {n}", self.expected_fields),
             ));
         }
+        let mut fields: Vec<Option<String>> = record.fields.into_iter().map(Some).collect();
         let fields = self
             .mapping
             .iter()
-            .zip(&self.names)
-            .map(|(&idx, name)| {
-                let bytes = self.record.get(idx)?;
-                Some(match std::str::from_utf8(bytes) {
-                    Ok(s) => s.to_string(),
-                    Err(e) => {
-                        problems.push(Violation::new(
-                            "encoding",
-                            Some(name),
-                            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-                        ));
-                        String::from_utf8_lossy(bytes).into_owned()
-                    }
-                })
-            })
+            .map(|&i| fields.get_mut(i).and_then(Option::take))
             .collect();
         RawRow {
-            line,
+            line: record.line,
             fields,
             problems,
         }
@@ -187,7 +204,31 @@ fn map_header(header: &[String], spec: &SourceSpec, file: &str) -> Result<Vec<us
     if !extra.is_empty() {
         message.push_str(&format!("; unexpected {}", quote_list(&extra)));
     }
-    if header.len() == 1 && header[0].contains([';', '\t', '|']) {
+    let hints: Vec<String> = missing
+        .iter()
+        .filter_map(|m| {
+            extra
+                .iter()
+                .map(|e| {
+                    (
+                        strsim::levenshtein(&m.to_lowercase(), &e.trim().to_lowercase()),
+                        e,
+                    )
+                })
+                .filter(|(d, _)| *d <= 3)
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, e)| format!("{} for {}", excerpt(e), excerpt(m)))
+        })
+        .collect();
+    if !hints.is_empty() {
+        message.push_str(&format!(" (did you mean {}?)", hints.join(", ")));
+    }
+    let delim = spec.csv.dialect.delimiter;
+    if header.len() == 1
+        && [b';', b'\t', b'|', b',']
+            .iter()
+            .any(|d| *d != delim && header[0].as_bytes().contains(d))
+    {
         message.push_str(" (wrong delimiter?)");
     }
     Err(MedallionError::BadFile {
@@ -199,7 +240,7 @@ fn map_header(header: &[String], spec: &SourceSpec, file: &str) -> Result<Vec<us
 fn quote_list(items: &[&str]) -> String {
     items
         .iter()
-        .map(|s| format!("{}", crate::types::excerpt(s)))
+        .map(|s| excerpt(s).to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -9,7 +9,7 @@ use deltalake::arrow::array::{
 };
 
 use crate::error::{MedallionError, Result};
-use crate::types::{ColumnType, Value};
+use medallion_csv::{ColumnType, Value};
 
 /// A builder for one typed column.
 pub enum TypedBuilder {

@@ -15,7 +15,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
-pub use validate::{ValidatedChunk, Validator, check_column_rule};
+pub use validate::{ValidatedChunk, Validator};
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};

@@ -7,7 +7,6 @@
 //! every row rule (SQL over the typed row; NULL passes). `warn` rules only count;
 //! the first `fail` rule broken is reported so the caller can abandon the file.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -23,12 +22,12 @@ use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::prelude::SessionContext;
 
 use super::builders::TypedBuilder;
-use crate::config::{ColumnCheck, ColumnRule, ColumnSpec, Pipeline, RuleAction};
+use crate::config::{ColumnSpec, Pipeline, RuleAction};
 use crate::error::{MedallionError, Result};
 use crate::ingest::reader::RawRow;
 use crate::schema;
-use crate::types::{Value, excerpt};
 use crate::zones::{Lineage, Violation, bronze};
+use medallion_csv::Value;
 
 /// The outcome of validating one chunk.
 #[derive(Debug)]
@@ -136,7 +135,7 @@ impl Validator {
             }
         };
         for rule in &col.rules {
-            if let Some(message) = check_column_rule(rule, &value, text) {
+            if let Some(message) = rule.check.check(&value, text) {
                 out.push(
                     Violation::new(&rule.name, Some(&col.name), message).with_action(rule.action),
                 );
@@ -298,37 +297,6 @@ fn append_reason(item: &mut StructBuilder, v: &Violation) {
         b.append_value(&v.message);
     }
     item.append(true);
-}
-
-/// The failure message of a column rule for `value`, or `None` when it passes.
-pub fn check_column_rule(rule: &ColumnRule, value: &Value, text: &str) -> Option<String> {
-    match &rule.check {
-        ColumnCheck::Pattern(re) => {
-            let subject = match value {
-                Value::Str(s) => s.as_str(),
-                _ => text,
-            };
-            (!re.is_match(subject))
-                .then(|| format!("{} does not match {}", excerpt(subject), re.as_str()))
-        }
-        ColumnCheck::Range { min, max, bounds } => {
-            let below = min
-                .as_ref()
-                .is_some_and(|m| value.compare(m) == Some(Ordering::Less));
-            let above = max
-                .as_ref()
-                .is_some_and(|m| value.compare(m) == Some(Ordering::Greater));
-            (below || above).then(|| format!("{} is outside {bounds}", excerpt(text)))
-        }
-        ColumnCheck::Allowed(allowed) => {
-            let subject = match value {
-                Value::Str(s) => s.as_str(),
-                _ => text,
-            };
-            (!allowed.iter().any(|a| a == subject))
-                .then(|| format!("{} is not one of: {}", excerpt(subject), allowed.join(", ")))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,9 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use deltalake::arrow::datatypes::{DataType, TimeUnit};
 
 /// A column type as written in `config.yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,30 +40,10 @@ impl ColumnType {
         })
     }
 
-    /// The Arrow type silver stores this column as (Delta-compatible: timestamps are UTC
-    /// microseconds, i.e. Delta `timestamp`, never `timestamp_ntz`).
-    pub fn arrow_type(&self) -> DataType {
-        match self {
-            ColumnType::String => DataType::Utf8,
-            ColumnType::Int => DataType::Int32,
-            ColumnType::BigInt => DataType::Int64,
-            ColumnType::Double => DataType::Float64,
-            ColumnType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
-            ColumnType::Bool => DataType::Boolean,
-            ColumnType::Date => DataType::Date32,
-            ColumnType::Timestamp => utc_timestamp_type(),
-        }
-    }
-
     /// Whether `min`/`max` make sense for this type.
     pub fn is_ordered(&self) -> bool {
         !matches!(self, ColumnType::Bool)
     }
-}
-
-/// Delta `timestamp`: microseconds, adjusted to UTC.
-pub fn utc_timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
 }
 
 fn parse_decimal_type(t: &str) -> Option<ColumnType> {

@@ -1,0 +1,80 @@
+//! Column rules on typed values: a regex, inclusive bounds, or a set of allowed values.
+//! Messages quote at most 64 characters of the value.
+
+use std::cmp::Ordering;
+
+use regex::Regex;
+
+use crate::values::{Value, excerpt};
+
+/// What a column rule checks.
+#[derive(Debug, Clone)]
+pub enum ColumnCheck {
+    /// The value (as text) must match.
+    Pattern(Regex),
+    /// Inclusive bounds; `bounds` shows them for messages, e.g. `[0, 500]`.
+    Range {
+        min: Option<Value>,
+        max: Option<Value>,
+        bounds: String,
+    },
+    /// The value (as text) must be one of these.
+    Allowed(Vec<String>),
+}
+
+impl ColumnCheck {
+    /// The failure message for `value` (whose text was `text`), or `None` when it passes.
+    pub fn check(&self, value: &Value, text: &str) -> Option<String> {
+        let subject = match value {
+            Value::Str(s) => s.as_str(),
+            _ => text,
+        };
+        match self {
+            ColumnCheck::Pattern(re) => (!re.is_match(subject))
+                .then(|| format!("{} does not match {}", excerpt(subject), re.as_str())),
+            ColumnCheck::Range { min, max, bounds } => {
+                let below = min
+                    .as_ref()
+                    .is_some_and(|m| value.compare(m) == Some(Ordering::Less));
+                let above = max
+                    .as_ref()
+                    .is_some_and(|m| value.compare(m) == Some(Ordering::Greater));
+                (below || above).then(|| format!("{} is outside {bounds}", excerpt(text)))
+            }
+            ColumnCheck::Allowed(allowed) => (!allowed.iter().any(|a| a == subject))
+                .then(|| format!("{} is not one of: {}", excerpt(subject), allowed.join(", "))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_check() {
+        let p = ColumnCheck::Pattern(Regex::new(r"^C\d{6}$").unwrap());
+        assert!(p.check(&Value::Str("C000001".into()), "C000001").is_none());
+        assert!(
+            p.check(&Value::Str("C1".into()), "C1")
+                .unwrap()
+                .contains("does not match")
+        );
+        let r = ColumnCheck::Range {
+            min: Some(Value::Decimal(0)),
+            max: Some(Value::Decimal(500_000)),
+            bounds: "[0, 500]".into(),
+        };
+        assert!(r.check(&Value::Decimal(500_000), "500").is_none());
+        assert_eq!(
+            r.check(&Value::Decimal(-1), "-0.001").unwrap(),
+            "\"-0.001\" is outside [0, 500]"
+        );
+        let a = ColumnCheck::Allowed(vec!["actual".into(), "estimated".into()]);
+        assert!(
+            a.check(&Value::Str("guess".into()), "guess")
+                .unwrap()
+                .contains("not one of")
+        );
+    }
+}

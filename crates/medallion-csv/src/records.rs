@@ -1,0 +1,379 @@
+//! A tolerant CSV record reader with bounded memory.
+//!
+//! Contract: every physical record of the input comes out exactly once, in order, as a
+//! [`Record`] with the line it starts on (line 1 is the first line), its fields as text,
+//! and the [`Problem`]s found. Malformed input never stops the reader and never makes it
+//! buffer more than about `2 × max_record_bytes`:
+//! - a line longer than `max_record_bytes` is consumed without being stored past the
+//!   limit and reported as [`Problem::LineTooLong`];
+//! - a quoted field still open after `max_record_lines` lines or `max_record_bytes`
+//!   bytes (or at the end of the input) cuts the record at its first line
+//!   ([`Problem::UnterminatedQuote`], fields split without quoting) and the lines after
+//!   it are read again as records of their own, so one stray quote costs one line;
+//! - fields with invalid UTF-8, NUL bytes or over `max_field_bytes` are reported (and
+//!   kept lossily / truncated).
+//!
+//! Only I/O errors (including a corrupt compressed stream) are errors. Line endings may
+//! be LF or CRLF; a UTF-8 BOM at the start is skipped; blank lines are skipped.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead};
+
+use csv_core::{ReadRecordResult, Terminator};
+
+/// How to split records, and the limits that bound memory.
+#[derive(Debug, Clone)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// Largest record (one or more lines), in bytes.
+    pub max_record_bytes: usize,
+    /// Most physical lines one record (a quoted field with newlines) may span.
+    pub max_record_lines: usize,
+    /// Largest field, in bytes.
+    pub max_field_bytes: usize,
+}
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Dialect {
+            delimiter: b',',
+            quote: b'"',
+            max_record_bytes: 1 << 20,
+            max_record_lines: 100,
+            max_field_bytes: 256 << 10,
+        }
+    }
+}
+
+/// Something wrong with one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The physical line is longer than `max_record_bytes` (it was cut).
+    LineTooLong { limit: usize },
+    /// A quoted field was not closed within the limits or before the end of input.
+    UnterminatedQuote { max_lines: usize, max_bytes: usize },
+    /// Field `field` (0-based) is not valid UTF-8 from byte `at`.
+    Encoding { field: usize, at: usize },
+    /// Field `field` contains a NUL byte.
+    NulByte { field: usize },
+    /// Field `field` has `bytes` bytes, more than the limit (it was cut).
+    FieldTooLarge {
+        field: usize,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+impl Problem {
+    /// The rule name reported for this problem.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Problem::LineTooLong { .. } => "line_too_long",
+            Problem::UnterminatedQuote { .. } => "unterminated_quote",
+            Problem::Encoding { .. } => "encoding",
+            Problem::NulByte { .. } => "nul_byte",
+            Problem::FieldTooLarge { .. } => "field_too_large",
+        }
+    }
+
+    /// The field the problem is in, if it is about one field.
+    pub fn field(&self) -> Option<usize> {
+        match self {
+            Problem::Encoding { field, .. }
+            | Problem::NulByte { field }
+            | Problem::FieldTooLarge { field, .. } => Some(*field),
+            _ => None,
+        }
+    }
+
+    /// A message without any of the record's content.
+    pub fn message(&self) -> String {
+        match self {
+            Problem::LineTooLong { limit } => {
+                format!("line longer than {limit} bytes (max_record_bytes); not parsed")
+            }
+            Problem::UnterminatedQuote {
+                max_lines,
+                max_bytes,
+            } => format!(
+                "quoted field not closed within {max_lines} lines / {max_bytes} bytes or before the end of the file; \
+                 the record was cut at its first line"
+            ),
+            Problem::Encoding { at, .. } => format!("invalid UTF-8 at byte {at}"),
+            Problem::NulByte { .. } => "contains a NUL byte".to_string(),
+            Problem::FieldTooLarge { bytes, limit, .. } => {
+                format!("{bytes} bytes, more than {limit} (max_field_bytes); cut")
+            }
+        }
+    }
+}
+
+/// One record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Physical line the record starts on.
+    pub line: u64,
+    pub fields: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+struct Line {
+    no: u64,
+    bytes: Vec<u8>,
+    too_long: bool,
+}
+
+/// Reads records from a buffered input.
+pub struct RecordReader<R> {
+    input: R,
+    dialect: Dialect,
+    next_no: u64,
+    pending: VecDeque<Line>,
+    eof: bool,
+}
+
+impl<R: BufRead> RecordReader<R> {
+    pub fn new(input: R, dialect: Dialect) -> Self {
+        RecordReader {
+            input,
+            dialect,
+            next_no: 1,
+            pending: VecDeque::new(),
+            eof: false,
+        }
+    }
+
+    /// The next record, or `None` at the end of the input.
+    pub fn next_record(&mut self) -> io::Result<Option<Record>> {
+        let first = loop {
+            match self.next_line()? {
+                None => return Ok(None),
+                Some(l) if l.bytes.is_empty() && !l.too_long => continue,
+                Some(l) => break l,
+            }
+        };
+        if first.too_long {
+            let (fields, mut problems) =
+                self.finish_fields(split_unquoted(&first.bytes, self.dialect.delimiter));
+            problems.insert(
+                0,
+                Problem::LineTooLong {
+                    limit: self.dialect.max_record_bytes,
+                },
+            );
+            return Ok(Some(Record {
+                line: first.no,
+                fields,
+                problems,
+            }));
+        }
+        let mut parser = Parser::new(&self.dialect);
+        let mut continuation: Vec<Line> = Vec::new();
+        let mut bytes = first.bytes.len();
+        let mut done = parser.feed(&first.bytes);
+        while !done {
+            let within = continuation.len() + 1 < self.dialect.max_record_lines
+                && bytes <= self.dialect.max_record_bytes;
+            let next = if within { self.next_line()? } else { None };
+            match next {
+                Some(l) if !l.too_long => {
+                    bytes += l.bytes.len() + 1;
+                    done = parser.feed(&l.bytes);
+                    continuation.push(l);
+                }
+                other => {
+                    // Limits reached, a too-long line, or the end of input: cut the record at
+                    // its first line and read the rest again.
+                    if let Some(l) = other {
+                        continuation.push(l);
+                    }
+                    for l in continuation.into_iter().rev() {
+                        self.pending.push_front(l);
+                    }
+                    let (fields, mut problems) =
+                        self.finish_fields(split_unquoted(&first.bytes, self.dialect.delimiter));
+                    problems.insert(
+                        0,
+                        Problem::UnterminatedQuote {
+                            max_lines: self.dialect.max_record_lines,
+                            max_bytes: self.dialect.max_record_bytes,
+                        },
+                    );
+                    return Ok(Some(Record {
+                        line: first.no,
+                        fields,
+                        problems,
+                    }));
+                }
+            }
+        }
+        let (fields, problems) = self.finish_fields(parser.fields());
+        Ok(Some(Record {
+            line: first.no,
+            fields,
+            problems,
+        }))
+    }
+
+    /// Turn raw fields into text, checking encoding, NUL bytes and size.
+    fn finish_fields(&self, raw: Vec<&[u8]>) -> (Vec<String>, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let fields = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut f = f;
+                if f.len() > self.dialect.max_field_bytes {
+                    problems.push(Problem::FieldTooLarge {
+                        field: i,
+                        bytes: f.len(),
+                        limit: self.dialect.max_field_bytes,
+                    });
+                    f = &f[..self.dialect.max_field_bytes];
+                }
+                if f.contains(&0) {
+                    problems.push(Problem::NulByte { field: i });
+                }
+                match std::str::from_utf8(f) {
+                    Ok(s) => s.to_string(),
+                    Err(e) => {
+                        problems.push(Problem::Encoding {
+                            field: i,
+                            at: e.valid_up_to(),
+                        });
+                        String::from_utf8_lossy(f).into_owned()
+                    }
+                }
+            })
+            .collect();
+        (fields, problems)
+    }
+
+    /// The next physical line (without its terminator), stored up to the record limit.
+    fn next_line(&mut self) -> io::Result<Option<Line>> {
+        if let Some(l) = self.pending.pop_front() {
+            return Ok(Some(l));
+        }
+        if self.eof {
+            return Ok(None);
+        }
+        let limit = self.dialect.max_record_bytes;
+        let mut bytes = Vec::new();
+        let mut too_long = false;
+        let mut seen_any = false;
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                self.eof = true;
+                if !seen_any {
+                    return Ok(None);
+                }
+                break;
+            }
+            seen_any = true;
+            let (chunk, used, newline) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (&buf[..i], i + 1, true),
+                None => (buf, buf.len(), false),
+            };
+            let room = (limit + 1).saturating_sub(bytes.len());
+            if chunk.len() > room {
+                too_long = true;
+            }
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            self.input.consume(used);
+            if newline {
+                break;
+            }
+        }
+        if bytes.last() == Some(&b'\r') && !too_long {
+            bytes.pop();
+        }
+        if bytes.len() > limit {
+            too_long = true;
+            bytes.truncate(limit);
+        }
+        let no = self.next_no;
+        self.next_no += 1;
+        if no == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            bytes.drain(..3);
+        }
+        Ok(Some(Line {
+            no,
+            bytes,
+            too_long,
+        }))
+    }
+}
+
+/// Incremental csv_core parsing of one record, fed line by line.
+struct Parser {
+    core: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    outlen: usize,
+    endlen: usize,
+}
+
+impl Parser {
+    fn new(d: &Dialect) -> Self {
+        let core = csv_core::ReaderBuilder::new()
+            .delimiter(d.delimiter)
+            .quote(d.quote)
+            .terminator(Terminator::Any(b'\n'))
+            .build();
+        Parser {
+            core,
+            out: vec![0; 256],
+            ends: vec![0; 16],
+            outlen: 0,
+            endlen: 0,
+        }
+    }
+
+    /// Feed one line (its newline is added); true once the record is complete.
+    fn feed(&mut self, line: &[u8]) -> bool {
+        // An empty slice means "end of input" to csv_core: never pass one.
+        (!line.is_empty() && self.run(line)) || self.run(b"\n")
+    }
+
+    fn run(&mut self, mut input: &[u8]) -> bool {
+        loop {
+            let (res, nin, nout, nend) = self.core.read_record(
+                input,
+                &mut self.out[self.outlen..],
+                &mut self.ends[self.endlen..],
+            );
+            input = &input[nin..];
+            self.outlen += nout;
+            self.endlen += nend;
+            match res {
+                ReadRecordResult::InputEmpty => return false,
+                ReadRecordResult::OutputFull => self.out.resize(self.out.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::Record | ReadRecordResult::End => return true,
+            }
+        }
+    }
+
+    fn fields(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends[..self.endlen]
+            .iter()
+            .map(|&end| {
+                let f = &self.out[start..end];
+                start = end;
+                f
+            })
+            .collect()
+    }
+}
+
+/// Fields of a line split on the delimiter alone (for records whose quoting is broken).
+fn split_unquoted(line: &[u8], delimiter: u8) -> Vec<&[u8]> {
+    line.split(|&b| b == delimiter).collect()
+}
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;
