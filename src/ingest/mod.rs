@@ -58,8 +58,7 @@ pub fn discover(p: &Pipeline) -> Result<Vec<RawFile>> {
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if file_name.starts_with('.')
-                || !(p.source.pattern.matches(&name) || p.source.pattern.matches(&file_name))
+            if file_name.starts_with('.') || !matches_pattern(&p.source.pattern, &name, &file_name)
             {
                 continue;
             }
@@ -73,6 +72,16 @@ pub fn discover(p: &Pipeline) -> Result<Vec<RawFile>> {
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
+}
+
+/// A file matches when its path or name matches the pattern, or when it is a `.gz`
+/// whose name without `.gz` does (compressed exports are accepted).
+fn matches_pattern(pattern: &glob::Pattern, path: &str, name: &str) -> bool {
+    let plain = |n: &str| pattern.matches(n);
+    plain(path)
+        || plain(name)
+        || path.strip_suffix(".gz").is_some_and(plain)
+        || name.strip_suffix(".gz").is_some_and(plain)
 }
 
 /// The raw zone's local directory.
