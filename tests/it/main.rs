@@ -1,5 +1,6 @@
 //! Integration tests: the real `medallion` binary against temporary lakehouses.
 
+mod bad_input;
 mod cli;
 mod interop;
 mod other_schema;

@@ -5,7 +5,7 @@
 //! and the [`Problem`]s found. Malformed input never stops the reader and never makes it
 //! buffer more than about `2 × max_record_bytes`:
 //! - a line longer than `max_record_bytes` is consumed without being stored past the
-//!   limit and reported as [`Problem::LineTooLong`];
+//!   limit and reported as [`Problem::LineTooLong`] with no fields;
 //! - a quoted field still open after `max_record_lines` lines or `max_record_bytes`
 //!   bytes (or at the end of the input) cuts the record at its first line
 //!   ([`Problem::UnterminatedQuote`], fields split without quoting) and the lines after
@@ -154,17 +154,13 @@ impl<R: BufRead> RecordReader<R> {
             }
         };
         if first.too_long {
-            let (fields, mut problems) =
-                self.finish_fields(split_unquoted(&first.bytes, self.dialect.delimiter));
-            problems.insert(
-                0,
-                Problem::LineTooLong {
-                    limit: self.dialect.max_record_bytes,
-                },
-            );
+            // Not parsed: its fields would be cut at an arbitrary place.
+            let problems = vec![Problem::LineTooLong {
+                limit: self.dialect.max_record_bytes,
+            }];
             return Ok(Some(Record {
                 line: first.no,
-                fields,
+                fields: Vec::new(),
                 problems,
             }));
         }
