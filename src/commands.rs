@@ -146,11 +146,17 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
             rows,
         });
     }
-    let loaded = ledger::loaded_files(&lake).await?;
-    let (files_loaded, files_pending) = ingest::discover(p)?
-        .into_iter()
-        .map(|f| f.name)
-        .partition(|n| loaded.contains(n));
+    let ledger_state = ledger::state(&lake).await?;
+    let mut files_loaded = Vec::new();
+    let mut files_pending = Vec::new();
+    for f in ingest::discover(p)? {
+        match ingest::fingerprint(&f)? {
+            Some(print) if ledger_state.is_settled(&f.name, &print.sha256) => {
+                files_loaded.push(f.name)
+            }
+            _ => files_pending.push(f.name),
+        }
+    }
     Ok(Status {
         tables: out,
         files_loaded,

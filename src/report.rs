@@ -23,6 +23,8 @@ pub struct FileReport {
     pub rejected_by_rule: BTreeMap<String, u64>,
     pub warnings: BTreeMap<String, u64>,
     pub gold: Vec<(String, UpsertMetrics)>,
+    /// A file of this name was loaded before with other content.
+    pub new_version: bool,
     pub bronze_version: Option<i64>,
     pub rejected_version: Option<i64>,
     pub elapsed: Duration,
@@ -40,6 +42,10 @@ pub struct RunReport {
     pub files: Vec<FileReport>,
     /// Files found in the raw zone that were already loaded.
     pub already_loaded: usize,
+    /// (file, the file already loaded with the same content): skipped.
+    pub duplicates: Vec<(String, String)>,
+    /// Files that changed while being read: left for the next run.
+    pub unstable: Vec<String>,
 }
 
 impl RunReport {
@@ -106,6 +112,15 @@ impl fmt::Display for FileReport {
 
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (file, original) in &self.duplicates {
+            writeln!(f, "duplicate {file}: same content as {original}, skipped")?;
+        }
+        for file in &self.unstable {
+            writeln!(
+                f,
+                "skipped {file}: it changed while being read (still being written?); next run"
+            )?;
+        }
         if self.files.is_empty() {
             return writeln!(
                 f,

@@ -14,7 +14,7 @@ use chrono::{SubsecRound, Utc};
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::ingest::ledger::{self, LedgerEntry};
+use crate::ingest::ledger::{self, FileStatus, LedgerEntry};
 use crate::ingest::reader::CsvChunks;
 use crate::ingest::{self, RawFile};
 use crate::report::{FileReport, RunReport};
@@ -45,17 +45,46 @@ impl SourceTables {
 pub async fn run(p: Arc<Pipeline>) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
     let files = ingest::discover(&p)?;
-    let loaded = ledger::loaded_files(&lake).await?;
+    let mut ledger_state = ledger::state(&lake).await?;
     let validator = Validator::new(p.clone())?;
     let mut report = RunReport::default();
     for file in files {
-        if loaded.contains(&file.name) {
+        let Some(print) = ingest::fingerprint(&file)? else {
+            tracing::warn!(file = %file.name, "the file changed while it was read; left for the next run");
+            report.unstable.push(file.name.clone());
+            continue;
+        };
+        if ledger_state.is_settled(&file.name, &print.sha256) {
             report.already_loaded += 1;
+            continue;
+        }
+        let mut entry = LedgerEntry {
+            file: file.name.clone(),
+            sha256: print.sha256.clone(),
+            size: print.size,
+            modified: print.modified,
+            batch_id: uuid::Uuid::now_v7().to_string(),
+            status: FileStatus::Loaded,
+            rows_read: 0,
+            silver_accepted: 0,
+            rejected: 0,
+            message: None,
+        };
+        if let Some(original) = ledger_state.loaded.get(&print.sha256) {
+            entry.status = FileStatus::Duplicate;
+            entry.message = Some(format!("same content as {original}"));
+            ledger::record(&lake, &entry).await?;
+            report
+                .duplicates
+                .push((file.name.clone(), original.clone()));
+            ledger_state
+                .settled
+                .insert((file.name.clone(), print.sha256.clone()));
             continue;
         }
         let lineage = Lineage {
             source_file: file.name.clone(),
-            batch_id: uuid::Uuid::now_v7().to_string(),
+            batch_id: entry.batch_id.clone(),
             received_at: Utc::now().trunc_subsecs(6),
         };
         let started = Instant::now();
@@ -72,21 +101,28 @@ pub async fn run(p: Arc<Pipeline>) -> Result<RunReport> {
             }
         };
         fr.elapsed = started.elapsed();
-        let entry = LedgerEntry {
-            file: file.name.clone(),
-            size: file.size,
-            modified: file.modified,
-            batch_id: lineage.batch_id.clone(),
-            loaded: fr.loaded(),
-            rows_read: fr.rows_read,
-            silver_accepted: fr.silver_accepted,
-            rejected: fr.rejected,
-            message: fr.error.clone(),
+        fr.new_version = ledger_state.loaded_names.contains(&file.name);
+        entry.status = if fr.loaded() {
+            FileStatus::Loaded
+        } else {
+            FileStatus::Failed
         };
+        entry.rows_read = fr.rows_read;
+        entry.silver_accepted = fr.silver_accepted;
+        entry.rejected = fr.rejected;
+        entry.message = fr.error.clone();
         if let Err(e) = ledger::record(&lake, &entry).await {
             tracing::error!(file = %file.name, "cannot record the file in the ledger: {e}");
             fr.error
                 .get_or_insert_with(|| format!("cannot record the file in the ledger: {e}"));
+        } else if fr.loaded() {
+            ledger_state
+                .loaded
+                .insert(print.sha256.clone(), file.name.clone());
+            ledger_state.loaded_names.insert(file.name.clone());
+            ledger_state
+                .settled
+                .insert((file.name.clone(), print.sha256));
         }
         report.files.push(fr);
     }

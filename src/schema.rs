@@ -111,6 +111,7 @@ pub fn rejected_schema(p: &Pipeline) -> SchemaRef {
 pub fn ledger_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("file", DataType::Utf8, false),
+        Field::new("sha256", DataType::Utf8, false),
         Field::new("size", DataType::Int64, false),
         Field::new("modified", utc_timestamp_type(), true),
         Field::new(BATCH_ID, DataType::Utf8, false),

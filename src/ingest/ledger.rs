@@ -1,15 +1,17 @@
-//! The file ledger: a Delta table (`_medallion/files`) with one row per processed file
-//! attempt, queryable as `_medallion.files`. A file counts as done once a row with
-//! status `loaded` exists for its name; failed attempts are recorded and retried on
-//! the next run.
+//! The file ledger: a Delta table (`_medallion/files`) with one row per file attempt,
+//! queryable as `_medallion.files`. A file is identified by its content (sha256): once
+//! a content hash is `loaded`, the same content under another name is recorded once as
+//! a `duplicate` and skipped, and a changed file under a loaded name is a new file
+//! version and is loaded. Failed attempts are recorded and retried on the next run.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
     Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
+use deltalake::arrow::datatypes::DataType;
 
 use crate::error::{MedallionError, Result};
 use crate::schema;
@@ -18,49 +20,99 @@ use crate::storage::{self, AppendWriter, Lakehouse};
 /// Table path of the ledger.
 pub const LEDGER_TABLE: &str = "_medallion/files";
 
+/// What happened to a file attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    Loaded,
+    Failed,
+    Duplicate,
+}
+
+impl FileStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Loaded => "loaded",
+            FileStatus::Failed => "failed",
+            FileStatus::Duplicate => "duplicate",
+        }
+    }
+}
+
 /// One ledger row.
 #[derive(Debug, Clone)]
 pub struct LedgerEntry {
     pub file: String,
+    pub sha256: String,
     pub size: u64,
     pub modified: Option<DateTime<Utc>>,
     pub batch_id: String,
-    pub loaded: bool,
+    pub status: FileStatus,
     pub rows_read: u64,
     pub silver_accepted: u64,
     pub rejected: u64,
     pub message: Option<String>,
 }
 
-/// Names of files already loaded.
-pub async fn loaded_files(lake: &Lakehouse) -> Result<HashSet<String>> {
+/// What the ledger knows, for deciding what to do with each raw file.
+#[derive(Debug, Default)]
+pub struct LedgerState {
+    /// Content hash → the name it was loaded under.
+    pub loaded: HashMap<String, String>,
+    /// (name, hash) pairs already settled: loaded or recorded as duplicate.
+    pub settled: HashSet<(String, String)>,
+    /// Names that were loaded with some content.
+    pub loaded_names: HashSet<String>,
+}
+
+impl LedgerState {
+    /// Whether `name` with content `sha256` needs nothing more.
+    pub fn is_settled(&self, name: &str, sha256: &str) -> bool {
+        self.settled
+            .contains(&(name.to_string(), sha256.to_string()))
+    }
+}
+
+/// Read the ledger.
+pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
+    let mut state = LedgerState::default();
     let Some(table) = lake.open(LEDGER_TABLE).await? else {
-        return Ok(HashSet::new());
+        return Ok(state);
     };
     let ctx = storage::session();
     storage::register(&ctx, "ledger", &table).await?;
+    let err = || MedallionError::sql("read the file ledger");
     let batches = ctx
-        .sql("SELECT DISTINCT file FROM ledger WHERE status = 'loaded'")
+        .sql("SELECT file, sha256, status FROM ledger WHERE status IN ('loaded', 'duplicate') ORDER BY processed_at")
         .await
-        .map_err(MedallionError::sql("read the file ledger"))?
+        .map_err(err())?
         .collect()
         .await
-        .map_err(MedallionError::sql("read the file ledger"))?;
-    let mut out = HashSet::new();
+        .map_err(err())?;
     for b in batches {
-        let col = deltalake::arrow::compute::cast(
-            b.column(0),
-            &deltalake::arrow::datatypes::DataType::Utf8,
-        )
-        .map_err(MedallionError::arrow("read the file ledger"))?;
-        let col = col.as_string::<i32>();
-        for i in 0..col.len() {
-            if col.is_valid(i) {
-                out.insert(col.value(i).to_string());
+        let text = |i: usize| deltalake::arrow::compute::cast(b.column(i), &DataType::Utf8);
+        let (file, sha, status) = (
+            text(0).map_err(MedallionError::arrow("read the file ledger"))?,
+            text(1).map_err(MedallionError::arrow("read the file ledger"))?,
+            text(2).map_err(MedallionError::arrow("read the file ledger"))?,
+        );
+        let (file, sha, status) = (
+            file.as_string::<i32>(),
+            sha.as_string::<i32>(),
+            status.as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            if !(file.is_valid(i) && sha.is_valid(i)) {
+                continue;
             }
+            let (f, h) = (file.value(i).to_string(), sha.value(i).to_string());
+            if status.value(i) == "loaded" {
+                state.loaded.entry(h.clone()).or_insert_with(|| f.clone());
+                state.loaded_names.insert(f.clone());
+            }
+            state.settled.insert((f, h));
         }
     }
-    Ok(out)
+    Ok(state)
 }
 
 /// Append one entry to the ledger.
@@ -72,17 +124,14 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
         schema,
         vec![
             Arc::new(StringArray::from(vec![e.file.as_str()])),
+            Arc::new(StringArray::from(vec![e.sha256.as_str()])),
             Arc::new(Int64Array::from(vec![e.size as i64])),
             Arc::new(
                 TimestampMicrosecondArray::from(vec![e.modified.map(|m| m.timestamp_micros())])
                     .with_timezone("UTC"),
             ),
             Arc::new(StringArray::from(vec![e.batch_id.as_str()])),
-            Arc::new(StringArray::from(vec![if e.loaded {
-                "loaded"
-            } else {
-                "failed"
-            }])),
+            Arc::new(StringArray::from(vec![e.status.as_str()])),
             Arc::new(Int64Array::from(vec![e.rows_read as i64])),
             Arc::new(Int64Array::from(vec![e.silver_accepted as i64])),
             Arc::new(Int64Array::from(vec![e.rejected as i64])),
@@ -95,7 +144,7 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
     writer.write(batch).await?;
     let props = storage::commit_info(
         "ledger",
-        serde_json::json!({ "batch_id": e.batch_id, "source_file": e.file, "rows": 1 }),
+        serde_json::json!({ "batch_id": e.batch_id, "source_file": e.file, "rows": 1, "status": e.status.as_str() }),
     );
     writer.commit(&mut table, props).await?;
     Ok(())

@@ -32,6 +32,8 @@ pub struct RawRow {
     pub fields: Vec<Option<String>>,
     /// Structural problems (wrong field count, bad encoding, ...).
     pub problems: Vec<Violation>,
+    /// The record was cut (unclosed quote, line too long): its fields are not checked.
+    pub cut: bool,
 }
 
 /// Reads a file's records chunk by chunk.
@@ -168,6 +170,7 @@ impl CsvChunks {
             line: record.line,
             fields,
             problems,
+            cut,
         }
     }
 }

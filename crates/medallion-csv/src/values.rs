@@ -210,7 +210,12 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Strin
         || !all_digits(int_part)
         || !all_digits(frac_part)
     {
-        return Err(format!("not a decimal: {}", excerpt(text)));
+        let hint = if text.contains(['e', 'E']) {
+            " (exponent notation is not accepted)"
+        } else {
+            ""
+        };
+        return Err(format!("not a decimal: {}{hint}", excerpt(text)));
     }
     if frac_part.len() > scale {
         return Err(format!(

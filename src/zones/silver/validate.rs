@@ -88,15 +88,19 @@ impl Validator {
         let mut columns = Vec::with_capacity(self.pipeline.source.columns.len());
         for (i, col) in self.pipeline.source.columns.iter().enumerate() {
             let mut builder = TypedBuilder::new(col.parser.ty, rows.len());
+            let mut ignored = Vec::new();
             for (row, v) in rows.iter().zip(violations.iter_mut()) {
-                let value = self.type_value(col, row.fields[i].as_deref(), v);
+                // A cut record is rejected for being cut; its fields mean nothing more.
+                let out = if row.cut { &mut ignored } else { v };
+                let value = self.type_value(col, row.fields[i].as_deref(), out);
                 builder.append(value.as_ref());
+                ignored.clear();
             }
             columns.push(builder.finish()?);
         }
         let typed = RecordBatch::try_new(self.typed_schema.clone(), columns)
             .map_err(MedallionError::arrow("build typed batch"))?;
-        self.apply_row_rules(&typed, &mut violations)?;
+        self.apply_row_rules(&typed, rows, &mut violations)?;
         self.split(rows, typed, violations, lineage)
     }
 
@@ -147,6 +151,7 @@ impl Validator {
     fn apply_row_rules(
         &self,
         typed: &RecordBatch,
+        rows: &[RawRow],
         violations: &mut [Vec<Violation>],
     ) -> Result<()> {
         for (rule, expr) in self.pipeline.source.row_rules.iter().zip(&self.row_rules) {
@@ -161,7 +166,7 @@ impl Validator {
                 )));
             };
             for (i, v) in violations.iter_mut().enumerate() {
-                if passed.is_valid(i) && !passed.value(i) {
+                if !rows[i].cut && passed.is_valid(i) && !passed.value(i) {
                     v.push(
                         Violation::new(
                             &rule.name,

@@ -41,6 +41,7 @@ fn row(line: u64, fields: &[Option<&str>]) -> RawRow {
         line,
         fields: fields.iter().map(|f| f.map(str::to_string)).collect(),
         problems: Vec::new(),
+        cut: false,
     }
 }
 
