@@ -64,9 +64,14 @@ impl fmt::Display for FileReport {
             writeln!(f, "FAILED {}", self.file)?;
             return writeln!(f, "  {e}");
         }
+        let new = if self.new_version {
+            ", a new version of a file loaded before"
+        } else {
+            ""
+        };
         writeln!(
             f,
-            "loaded {} (batch {}, {:.2?})",
+            "loaded {} (batch {}, {:.2?}{new})",
             self.file, self.batch_id, self.elapsed
         )?;
         writeln!(f, "  rows read        {}", self.rows_read)?;

@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod interop;
+mod ledger;
 mod other_schema;
 mod pipeline;
 mod rules;

@@ -1,0 +1,65 @@
+//! The file ledger identifies files by content: the same content under a new name is a
+//! duplicate (recorded, skipped); a changed file under a loaded name is a new version.
+
+use crate::workdir::{Workdir, text};
+
+const HEADER: &str = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+
+#[test]
+fn duplicates_are_skipped_and_new_versions_loaded() {
+    let w = Workdir::sample_config();
+    let v1 = format!(
+        "{HEADER}C000001,M00000001,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.000,actual\n"
+    );
+    w.write_raw("a.csv", &v1);
+    w.run_expect(0);
+
+    // Same bytes, new name: recorded once as a duplicate, nothing loaded twice.
+    w.write_raw("a_copy.csv", &v1);
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout
+            .contains("duplicate a_copy.csv: same content as a.csv, skipped"),
+        "{r:?}"
+    );
+    assert_eq!(w.count("FROM bronze.readings"), 1);
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout.contains("nothing to do") && !r.stdout.contains("duplicate"),
+        "{r:?}"
+    );
+    assert_eq!(
+        w.count("FROM _medallion.files WHERE status = 'duplicate'"),
+        1
+    );
+
+    // Changed content under a loaded name: a new file version, loaded and upserted.
+    let v2 = format!(
+        "{HEADER}C000001,M00000001,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.500,actual\n"
+    );
+    w.write_raw("a.csv", &v2);
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout.contains("loaded a.csv")
+            && r.stdout.contains("a new version of a file loaded before"),
+        "{r:?}"
+    );
+    assert_eq!(
+        w.count("FROM bronze.readings WHERE _source_file = 'a.csv'"),
+        2
+    );
+    assert_eq!(
+        w.scalar("SELECT CAST(usage_kwh AS VARCHAR) FROM silver.readings"),
+        "1.500"
+    );
+    let hashes = w.query(
+        "SELECT DISTINCT sha256 FROM _medallion.files WHERE file = 'a.csv' AND status = 'loaded'",
+    );
+    assert_eq!(hashes.len(), 2);
+    assert!(hashes.iter().all(|h| text(&h["sha256"]).len() == 64));
+    let s = w.medallion(&["status"]);
+    assert!(
+        s.stdout.contains("files loaded: 2") && s.stdout.contains("files pending: 0"),
+        "{s:?}"
+    );
+}
