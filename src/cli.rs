@@ -42,8 +42,16 @@ pub enum Command {
     /// Ingest every new file of the raw zone through bronze, silver/rejected and gold.
     ///
     /// Prints a summary per file. Exits 0 when every file loaded, 1 when any failed (the
-    /// others still load). With no new files it does nothing and says so.
-    Run,
+    /// others still load). With no new files it does nothing and says so. One run
+    /// ingests at a time: others wait for its lease (see --lease-wait).
+    Run {
+        /// Seconds to wait while another run holds the ingest lease.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        lease_wait: u64,
+        /// Seconds the lease lasts without renewal: how long a killed run can block others.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+        lease_ttl: u64,
+    },
 
     /// Run SQL over the tables: bronze.<source>, silver.<source>, rejected.<source>,
     /// gold.<model>, _medallion.files.
@@ -101,8 +109,15 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Run => {
-            let report = crate::run::run(pipeline).await?;
+        Command::Run {
+            lease_wait,
+            lease_ttl,
+        } => {
+            let opts = crate::run::RunOptions {
+                lease_ttl: std::time::Duration::from_secs(lease_ttl),
+                lease_wait: std::time::Duration::from_secs(lease_wait),
+            };
+            let report = crate::run::run(pipeline, opts).await?;
             print!("{report}");
             Ok(if report.failed() > 0 { 1 } else { 0 })
         }

@@ -63,6 +63,19 @@ pub enum MedallionError {
         source: Box<DataFusionError>,
     },
 
+    /// Another `medallion run` holds the ingest lease.
+    #[error(
+        "another medallion run holds the ingest lease ({holder}, until {expires_at}); try again later"
+    )]
+    LeaseHeld {
+        holder: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+
+    /// This run lost the ingest lease (it stalled past its expiry and another run took over).
+    #[error("this run lost the ingest lease to another run; stopped before committing more")]
+    LeaseLost,
+
     /// The user asked for something that does not exist (an unknown table, a bad version).
     #[error("{0}")]
     Usage(String),

@@ -25,6 +25,10 @@ pub struct FileReport {
     pub gold: Vec<(String, UpsertMetrics)>,
     /// A file of this name was loaded before with other content.
     pub new_version: bool,
+    /// This completes a batch that an earlier run left part-way.
+    pub recovered: bool,
+    /// Some stage of the batch was committed (by this or an earlier attempt).
+    pub committed: bool,
     pub bronze_version: Option<i64>,
     pub rejected_version: Option<i64>,
     pub elapsed: Duration,

@@ -115,6 +115,7 @@ pub fn ledger_schema() -> SchemaRef {
         Field::new("size", DataType::Int64, false),
         Field::new("modified", utc_timestamp_type(), true),
         Field::new(BATCH_ID, DataType::Utf8, false),
+        Field::new("seq", DataType::Int64, false),
         Field::new("status", DataType::Utf8, false),
         Field::new("rows_read", DataType::Int64, false),
         Field::new("silver_accepted", DataType::Int64, false),

@@ -3,6 +3,12 @@
 //! a content hash is `loaded`, the same content under another name is recorded once as
 //! a `duplicate` and skipped, and a changed file under a loaded name is a new file
 //! version and is loaded. Failed attempts are recorded and retried on the next run.
+//!
+//! Each attempt first writes a `claimed` row that fixes its batch id and its batch
+//! sequence number (`seq`, increasing); the stage commits carry that `seq` as their
+//! application transaction version. A claim without a final row (`loaded`/`failed`)
+//! is a batch left part-way by a crash, which the next run completes with the same
+//! batch id and `seq`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,6 +29,7 @@ pub const LEDGER_TABLE: &str = "_medallion/files";
 /// What happened to a file attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileStatus {
+    Claimed,
     Loaded,
     Failed,
     Duplicate,
@@ -31,6 +38,7 @@ pub enum FileStatus {
 impl FileStatus {
     fn as_str(self) -> &'static str {
         match self {
+            FileStatus::Claimed => "claimed",
             FileStatus::Loaded => "loaded",
             FileStatus::Failed => "failed",
             FileStatus::Duplicate => "duplicate",
@@ -46,6 +54,7 @@ pub struct LedgerEntry {
     pub size: u64,
     pub modified: Option<DateTime<Utc>>,
     pub batch_id: String,
+    pub seq: i64,
     pub status: FileStatus,
     pub rows_read: u64,
     pub silver_accepted: u64,
@@ -62,6 +71,10 @@ pub struct LedgerState {
     pub settled: HashSet<(String, String)>,
     /// Names that were loaded with some content.
     pub loaded_names: HashSet<String>,
+    /// Claims without a final row: batches left part-way, oldest first.
+    pub unfinished: Vec<LedgerEntry>,
+    /// The next batch sequence number.
+    pub next_seq: i64,
 }
 
 impl LedgerState {
@@ -74,44 +87,92 @@ impl LedgerState {
 
 /// Read the ledger.
 pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
-    let mut state = LedgerState::default();
+    let mut state = LedgerState {
+        next_seq: 1,
+        ..LedgerState::default()
+    };
     let Some(table) = lake.open(LEDGER_TABLE).await? else {
         return Ok(state);
     };
     let ctx = storage::session();
     storage::register(&ctx, "ledger", &table).await?;
     let err = || MedallionError::sql("read the file ledger");
+    let sql = "SELECT file, sha256, status, _batch_id, seq, size, modified FROM ledger ORDER BY seq, processed_at";
     let batches = ctx
-        .sql("SELECT file, sha256, status FROM ledger WHERE status IN ('loaded', 'duplicate') ORDER BY processed_at")
+        .sql(sql)
         .await
         .map_err(err())?
         .collect()
         .await
         .map_err(err())?;
+    let mut finished = HashSet::new();
+    let mut claims = Vec::new();
     for b in batches {
-        let text = |i: usize| deltalake::arrow::compute::cast(b.column(i), &DataType::Utf8);
-        let (file, sha, status) = (
-            text(0).map_err(MedallionError::arrow("read the file ledger"))?,
-            text(1).map_err(MedallionError::arrow("read the file ledger"))?,
-            text(2).map_err(MedallionError::arrow("read the file ledger"))?,
+        let cast = |i: usize, t: &DataType| {
+            deltalake::arrow::compute::cast(b.column(i), t)
+                .map_err(MedallionError::arrow("read the file ledger"))
+        };
+        let (file, sha, status, batch) = (
+            cast(0, &DataType::Utf8)?,
+            cast(1, &DataType::Utf8)?,
+            cast(2, &DataType::Utf8)?,
+            cast(3, &DataType::Utf8)?,
         );
-        let (file, sha, status) = (
+        let (file, sha, status, batch) = (
             file.as_string::<i32>(),
             sha.as_string::<i32>(),
             status.as_string::<i32>(),
+            batch.as_string::<i32>(),
         );
+        let seq = b
+            .column(4)
+            .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        let size = b
+            .column(5)
+            .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        let modified = b
+            .column(6)
+            .as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
         for i in 0..b.num_rows() {
-            if !(file.is_valid(i) && sha.is_valid(i)) {
-                continue;
-            }
+            state.next_seq = state.next_seq.max(seq.value(i) + 1);
             let (f, h) = (file.value(i).to_string(), sha.value(i).to_string());
-            if status.value(i) == "loaded" {
-                state.loaded.entry(h.clone()).or_insert_with(|| f.clone());
-                state.loaded_names.insert(f.clone());
+            match status.value(i) {
+                "loaded" => {
+                    finished.insert(seq.value(i));
+                    state.loaded.entry(h.clone()).or_insert_with(|| f.clone());
+                    state.loaded_names.insert(f.clone());
+                    state.settled.insert((f, h));
+                }
+                "duplicate" => {
+                    state.settled.insert((f, h));
+                }
+                "failed" => {
+                    finished.insert(seq.value(i));
+                }
+                "claimed" => claims.push(LedgerEntry {
+                    file: f,
+                    sha256: h,
+                    size: size.value(i) as u64,
+                    modified: modified
+                        .is_valid(i)
+                        .then(|| DateTime::<Utc>::from_timestamp_micros(modified.value(i)))
+                        .flatten(),
+                    batch_id: batch.value(i).to_string(),
+                    seq: seq.value(i),
+                    status: FileStatus::Claimed,
+                    rows_read: 0,
+                    silver_accepted: 0,
+                    rejected: 0,
+                    message: None,
+                }),
+                _ => {}
             }
-            state.settled.insert((f, h));
         }
     }
+    state.unfinished = claims
+        .into_iter()
+        .filter(|c| !finished.contains(&c.seq))
+        .collect();
     Ok(state)
 }
 
@@ -131,6 +192,7 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
                     .with_timezone("UTC"),
             ),
             Arc::new(StringArray::from(vec![e.batch_id.as_str()])),
+            Arc::new(Int64Array::from(vec![e.seq])),
             Arc::new(StringArray::from(vec![e.status.as_str()])),
             Arc::new(Int64Array::from(vec![e.rows_read as i64])),
             Arc::new(Int64Array::from(vec![e.silver_accepted as i64])),
@@ -146,6 +208,11 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
         "ledger",
         serde_json::json!({ "batch_id": e.batch_id, "source_file": e.file, "rows": 1, "status": e.status.as_str() }),
     );
-    writer.commit(&mut table, props).await?;
+    // Claim and final rows are each written once per batch sequence number.
+    let app = match e.status {
+        FileStatus::Claimed => "medallion/ledger/claim",
+        _ => "medallion/ledger/final",
+    };
+    writer.commit(&mut table, props, Some((app, e.seq))).await?;
     Ok(())
 }

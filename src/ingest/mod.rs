@@ -1,6 +1,7 @@
 //! The landing zone: which raw files exist, which are new, and the ledger that records
 //! what was done with each. Raw files are only ever read, never modified or deleted.
 
+pub mod lease;
 pub mod ledger;
 pub mod reader;
 

@@ -21,6 +21,10 @@ pub struct UpsertSpec<'a> {
     pub columns: &'a [String],
     /// Optional boolean source column: false means "delete this key".
     pub present_flag: Option<&'a str>,
+    /// Delete target rows that no source row matches (a full refresh).
+    pub delete_unmatched: bool,
+    /// Application transaction (app id, batch sequence) committed with the merge.
+    pub txn: Option<(&'a str, i64)>,
 }
 
 /// Rows changed by one upsert, and the version it wrote.
@@ -45,6 +49,13 @@ pub async fn upsert(
     props: CommitProperties,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
     let before = table.version();
+    let props = match spec.txn {
+        Some((app, seq)) => {
+            props.with_application_transaction(deltalake::kernel::Transaction::new(app, seq))
+        }
+        None => props,
+    };
+    let reload = table.clone();
     let predicate = spec
         .keys
         .iter()
@@ -83,10 +94,32 @@ pub async fn upsert(
     if let Some(f) = &flag {
         builder = builder.and_then(|b| b.when_matched_delete(|d| d.predicate(format!("NOT {f}"))));
     }
-    let (table, m) = builder
+    if spec.delete_unmatched {
+        builder = builder.and_then(|b| b.when_not_matched_by_source_delete(|d| d));
+    }
+    let merged = builder
         .map_err(MedallionError::delta("merge", spec.table_name))?
-        .await
-        .map_err(err)?;
+        .await;
+    let (table, m) = match merged {
+        Ok(done) => done,
+        Err(e) => {
+            // An ambiguous commit may have landed: never write it twice.
+            if let Some((app, seq)) = spec.txn {
+                let mut t = reload;
+                t.update_state()
+                    .await
+                    .map_err(MedallionError::delta("reload", spec.table_name))?;
+                if super::txn_version(&t, app, spec.table_name)
+                    .await?
+                    .unwrap_or(0)
+                    >= seq
+                {
+                    return Ok((t, UpsertMetrics::default()));
+                }
+            }
+            return Err(err(e));
+        }
+    };
     let version = table
         .version()
         .filter(|v| Some(*v) != before)

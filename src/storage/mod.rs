@@ -20,7 +20,7 @@ use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructField, StructType};
-use deltalake::{DeltaTable, DeltaTableBuilder};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
 pub use merge::{UpsertMetrics, UpsertSpec, upsert};
@@ -115,6 +115,28 @@ impl Lakehouse {
                 .ok_or_else(|| MedallionError::Usage(format!("table {relative} vanished"))),
             Err(e) => Err(MedallionError::delta("create", relative)(e)),
         }
+    }
+}
+
+/// The version of application transaction `app` committed in `table`, if any.
+pub async fn txn_version(table: &DeltaTable, app: &str, name: &str) -> Result<Option<i64>> {
+    let snapshot = table
+        .snapshot()
+        .map_err(MedallionError::delta("read transactions", name))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app)
+        .await
+        .map_err(MedallionError::delta("read transactions", name))
+}
+
+/// Whether `e` is a commit that lost a race with a concurrent commit (retry or skip).
+pub fn is_conflict(e: &MedallionError) -> bool {
+    match e {
+        MedallionError::Delta { source, .. } => matches!(
+            source.as_ref(),
+            DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)
+        ),
+        _ => false,
     }
 }
 

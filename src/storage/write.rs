@@ -5,6 +5,7 @@
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
@@ -47,19 +48,50 @@ impl AppendWriter {
     }
 
     /// Commit everything written as one version; `None` when nothing was written.
+    ///
+    /// With `txn = Some((app, seq))` the commit carries that application transaction and
+    /// is exactly-once: after any commit error the table is re-read, and if `app` already
+    /// reached `seq` (an ambiguous commit that did land) nothing is written again;
+    /// conflicts are retried with backoff.
     pub async fn commit(
         self,
         table: &mut DeltaTable,
         props: CommitProperties,
+        txn: Option<(&str, i64)>,
     ) -> Result<Option<i64>> {
-        if self.rows == 0 {
+        if self.rows == 0 && txn.is_none() {
             return Ok(None);
         }
+        let props = match txn {
+            Some((app, seq)) => props.with_application_transaction(Transaction::new(app, seq)),
+            None => props,
+        };
         let mut writer = self.writer.with_commit_properties(props);
-        let version = writer
-            .flush_and_commit(table)
-            .await
-            .map_err(MedallionError::delta("commit append", &self.table_name))?;
-        Ok(Some(version as i64))
+        let mut attempt = 0u32;
+        loop {
+            let err = match writer.flush_and_commit(table).await {
+                Ok(version) => return Ok(Some(version as i64)),
+                Err(e) => MedallionError::delta("commit append", &self.table_name)(e),
+            };
+            let Some((app, seq)) = txn else {
+                return Err(err);
+            };
+            table
+                .update_state()
+                .await
+                .map_err(MedallionError::delta("reload", &self.table_name))?;
+            if super::txn_version(table, app, &self.table_name)
+                .await?
+                .unwrap_or(0)
+                >= seq
+            {
+                return Ok(table.version().map(|v| v as i64));
+            }
+            attempt += 1;
+            if !super::is_conflict(&err) || attempt >= 6 {
+                return Err(err);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        }
     }
 }

@@ -27,7 +27,8 @@ pub struct GoldMetrics {
     pub changes: UpsertMetrics,
 }
 
-/// Silver as the batch saw it: before and after its upsert.
+/// Silver as the batch saw it: before and after its upsert. Without `before` the
+/// model is recomputed in full (and gold rows the recompute lacks are deleted).
 pub struct SilverVersions<'a> {
     pub before: Option<&'a DeltaTable>,
     pub after: &'a DeltaTable,
@@ -41,10 +42,11 @@ pub async fn refresh(
     silver: &SilverVersions<'_>,
     batch: &[RecordBatch],
     lineage: &Lineage,
+    txn: (&str, i64),
 ) -> Result<GoldMetrics> {
     let relative = format!("gold/{}", model.name);
     let existing = lake.open(&relative).await?;
-    let full = existing.is_none();
+    let full = existing.is_none() || silver.before.is_none();
     let table = match existing {
         Some(t) => t,
         None => {
@@ -99,6 +101,8 @@ pub async fn refresh(
         keys: &model.keys,
         columns: &columns,
         present_flag: Some(PRESENT),
+        delete_unmatched: full,
+        txn: Some(txn),
     };
     let props = storage::commit_info(
         "gold_merge",

@@ -70,6 +70,8 @@ pub async fn upsert_batch(
     silver: DeltaTable,
     rows: &[RecordBatch],
     lineage: &Lineage,
+    seq: i64,
+    app: &str,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
     let silver_schema = schema::silver_schema(p);
     let n_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
@@ -89,6 +91,8 @@ pub async fn upsert_batch(
         keys: &p.silver_key,
         columns: &columns,
         present_flag: None,
+        delete_unmatched: false,
+        txn: Some((app, seq)),
     };
     let props = storage::commit_info(
         "silver_upsert",

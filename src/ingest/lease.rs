@@ -1,0 +1,244 @@
+//! The ingest lease: at most one `medallion run` ingests into a lakehouse at a time.
+//!
+//! The lease is a Delta table (`_medallion/lease`, one row per event) whose every commit
+//! carries the application transaction `medallion/lease` with a new epoch. Two processes
+//! that try to take the lease at once commit the same app id, so Delta's conflict check
+//! lets exactly one win. The holder renews it in the background every `ttl / 3`; a
+//! killed holder stops renewing, so its lease expires after `ttl` — at once when it
+//! was a process on this host that no longer exists. A holder that fails to renew
+//! (someone took over an expired lease) marks the lease lost and stops before its next
+//! commit. Exactly-once does not rest on the lease alone: every stage commit is also
+//! guarded by its own transaction version (see `run`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use futures::TryStreamExt;
+
+use crate::error::{MedallionError, Result};
+use crate::schema::utc_timestamp_type;
+use crate::storage::{self, AppendWriter, Lakehouse};
+
+const LEASE_TABLE: &str = "_medallion/lease";
+const LEASE_APP: &str = "medallion/lease";
+
+/// A held lease; released on `release`, or left to expire when the process dies.
+pub struct Lease {
+    lake: Lakehouse,
+    holder: String,
+    ttl: Duration,
+    epoch: Arc<AtomicI64>,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+/// This process's identity: `host:pid:random`.
+fn holder_id() -> String {
+    format!(
+        "{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for 256 bytes; gethostname NUL-terminates within it or fails.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Whether the holder is a process of this host that no longer exists.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (
+        parts.next(),
+        parts.next().and_then(|p| p.parse::<i32>().ok()),
+    ) else {
+        return false;
+    };
+    if host != hostname() || pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks whether the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+fn lease_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("holder", DataType::Utf8, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("epoch", DataType::Int64, false),
+        Field::new("expires_at", utc_timestamp_type(), false),
+    ]))
+}
+
+/// The latest lease event: (epoch, holder, action, expires_at).
+async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, DateTime<Utc>)>)> {
+    let epoch = storage::txn_version(table, LEASE_APP, LEASE_TABLE)
+        .await?
+        .unwrap_or(0);
+    let infos: Vec<_> = table
+        .history(Some(1))
+        .try_collect()
+        .await
+        .map_err(MedallionError::delta("read lease", LEASE_TABLE))?;
+    let event = infos
+        .first()
+        .and_then(|c| c.info.get("medallion"))
+        .and_then(|m| {
+            let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let expires = text("expires_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok())?;
+            Some((
+                text("holder")?,
+                text("action")?,
+                expires.with_timezone(&Utc),
+            ))
+        });
+    Ok((epoch, event))
+}
+
+/// Commit one lease event at `epoch`; `Ok(false)` when another process won the race.
+async fn commit_event(
+    lake: &Lakehouse,
+    holder: &str,
+    action: &str,
+    epoch: i64,
+    ttl: Duration,
+) -> Result<bool> {
+    let mut table = lake
+        .open_or_create(LEASE_TABLE, &lease_schema(), &[])
+        .await?;
+    if storage::txn_version(&table, LEASE_APP, LEASE_TABLE)
+        .await?
+        .unwrap_or(0)
+        != epoch - 1
+    {
+        return Ok(false);
+    }
+    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+    let batch = RecordBatch::try_new(
+        lease_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![holder])),
+            Arc::new(StringArray::from(vec![action])),
+            Arc::new(Int64Array::from(vec![epoch])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![expires.timestamp_micros()])
+                    .with_timezone("UTC"),
+            ),
+        ],
+    )
+    .map_err(MedallionError::arrow("build lease row"))?;
+    let mut writer = AppendWriter::new(&table, LEASE_TABLE)?;
+    writer.write(batch).await?;
+    let props = storage::commit_info(
+        "lease",
+        serde_json::json!({ "holder": holder, "action": action, "expires_at": expires.to_rfc3339(), "rows": 1 }),
+    )
+    .with_application_transaction(deltalake::kernel::Transaction::new(LEASE_APP, epoch));
+    match writer.commit(&mut table, props, None).await {
+        Ok(_) => Ok(true),
+        Err(e) if storage::is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Lease {
+    /// Take the lease, waiting up to `wait` while another live process holds it.
+    pub async fn acquire(lake: &Lakehouse, ttl: Duration, wait: Duration) -> Result<Lease> {
+        let holder = holder_id();
+        let started = std::time::Instant::now();
+        loop {
+            let table = lake
+                .open_or_create(LEASE_TABLE, &lease_schema(), &[])
+                .await?;
+            let (epoch, event) = current(&table).await?;
+            let blocker = match event {
+                Some((h, action, expires))
+                    if action != "release" && expires > Utc::now() && !holder_is_dead(&h) =>
+                {
+                    Some((h, expires))
+                }
+                _ => None,
+            };
+            match blocker {
+                None => {
+                    if commit_event(lake, &holder, "acquire", epoch + 1, ttl).await? {
+                        return Ok(Self::start(lake.clone(), holder, ttl, epoch + 1));
+                    }
+                }
+                Some((h, expires)) if started.elapsed() >= wait => {
+                    return Err(MedallionError::LeaseHeld {
+                        holder: h,
+                        expires_at: expires,
+                    });
+                }
+                Some(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn start(lake: Lakehouse, holder: String, ttl: Duration, epoch: i64) -> Lease {
+        let epoch = Arc::new(AtomicI64::new(epoch));
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (lake, holder, epoch, lost) =
+                (lake.clone(), holder.clone(), epoch.clone(), lost.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let next = epoch.load(Ordering::SeqCst) + 1;
+                    match commit_event(&lake, &holder, "renew", next, ttl).await {
+                        Ok(true) => epoch.store(next, Ordering::SeqCst),
+                        Ok(false) => {
+                            tracing::error!("the ingest lease was taken over by another process");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => tracing::warn!("cannot renew the ingest lease (will retry): {e}"),
+                    }
+                }
+            })
+        };
+        Lease {
+            lake,
+            holder,
+            ttl,
+            epoch,
+            lost,
+            renewer,
+        }
+    }
+
+    /// Fail when the lease was lost: the caller must not commit anything more.
+    pub fn check(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(MedallionError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    /// Give the lease back so the next run need not wait for it to expire.
+    pub async fn release(self) -> Result<()> {
+        self.renewer.abort();
+        let _ = self.renewer.await;
+        if !self.lost.load(Ordering::SeqCst) {
+            let next = self.epoch.load(Ordering::SeqCst) + 1;
+            commit_event(&self.lake, &self.holder, "release", next, self.ttl).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! `medallion run`: every new raw file through bronze, silver/rejected and gold,
+//! exactly once, even across crashes and concurrent runs.
+//!
+//! How exactly-once holds:
+//! 1. One run ingests at a time: it takes the ingest lease (`ingest::lease`) and waits
+//!    while another live run holds it; a killed holder's lease expires.
+//! 2. Each file attempt is a batch with a sequence number `seq`, fixed by a `claimed`
+//!    ledger row before anything else is written.
+//! 3. Every stage commit (bronze, rejected, silver, each gold model, the ledger rows)
+//!    carries the application transaction `medallion/<stage>` at version `seq`,
+//!    atomically with its data. A stage whose table already has `seq` is skipped, and
+//!    after a commit error the version is re-read, so an ambiguous commit is never
+//!    written twice.
+//! 4. A run first completes batches that a previous run left part-way (a claim without
+//!    a final ledger row), with the same batch id and `seq`, then takes new files.
+
+mod batch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, Utc};
+
+use crate::config::Pipeline;
+use crate::error::{MedallionError, Result};
+use crate::ingest::lease::Lease;
+use crate::ingest::ledger::{self, FileStatus, LedgerEntry};
+use crate::ingest::{self, RawFile};
+use crate::report::{FileReport, RunReport};
+use crate::storage::Lakehouse;
+use crate::zones::Lineage;
+use crate::zones::silver::Validator;
+
+pub use batch::SourceTables;
+
+/// How a run coordinates with other runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// How long the ingest lease lasts without renewal (a killed run blocks others at most this long).
+    pub lease_ttl: Duration,
+    /// How long to wait for another run's lease before giving up.
+    pub lease_wait: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            lease_ttl: Duration::from_secs(30),
+            lease_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Abort the process at a named point when `MEDALLION_FAILPOINT` names it (tests only).
+pub(crate) fn failpoint(name: &str) {
+    if std::env::var("MEDALLION_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+/// Ingest every file of the raw zone not loaded yet (after finishing interrupted batches).
+pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
+    let lake = Lakehouse::new(p.lakehouse.clone());
+    let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
+    let result = run_holding_lease(&lake, &p, &lease).await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!("cannot release the ingest lease (it will expire): {e}");
+    }
+    result
+}
+
+async fn run_holding_lease(
+    lake: &Lakehouse,
+    p: &Arc<Pipeline>,
+    lease: &Lease,
+) -> Result<RunReport> {
+    let files = ingest::discover(p)?;
+    let mut state = ledger::state(lake).await?;
+    let validator = Validator::new(p.clone())?;
+    let mut report = RunReport::default();
+
+    for claim in std::mem::take(&mut state.unfinished) {
+        lease.check()?;
+        let file = files.iter().find(|f| f.name == claim.file);
+        let same = match file {
+            Some(f) => ingest::fingerprint(f)?.is_some_and(|print| print.sha256 == claim.sha256),
+            None => false,
+        };
+        let fr = match (file, same) {
+            (Some(f), true) => attempt(lake, p, &validator, lease, f, claim.clone(), true).await?,
+            _ => {
+                let message =
+                    "the raw file changed or vanished before its interrupted batch was completed; \
+                               rows already committed for the batch stay, nothing more is loaded"
+                        .to_string();
+                let mut entry = claim.clone();
+                entry.status = FileStatus::Failed;
+                entry.message = Some(message.clone());
+                ledger::record(lake, &entry).await?;
+                FileReport {
+                    file: claim.file.clone(),
+                    batch_id: claim.batch_id.clone(),
+                    error: Some(message),
+                    ..FileReport::default()
+                }
+            }
+        };
+        if fr.loaded() {
+            state
+                .loaded
+                .insert(claim.sha256.clone(), claim.file.clone());
+            state.loaded_names.insert(claim.file.clone());
+            state
+                .settled
+                .insert((claim.file.clone(), claim.sha256.clone()));
+        }
+        report.files.push(fr);
+    }
+
+    for file in files {
+        lease.check()?;
+        let Some(print) = ingest::fingerprint(&file)? else {
+            tracing::warn!(file = %file.name, "the file changed while it was read; left for the next run");
+            report.unstable.push(file.name.clone());
+            continue;
+        };
+        if state.is_settled(&file.name, &print.sha256) {
+            report.already_loaded += 1;
+            continue;
+        }
+        let mut entry = LedgerEntry {
+            file: file.name.clone(),
+            sha256: print.sha256.clone(),
+            size: print.size,
+            modified: print.modified,
+            batch_id: uuid::Uuid::now_v7().to_string(),
+            seq: state.next_seq,
+            status: FileStatus::Claimed,
+            rows_read: 0,
+            silver_accepted: 0,
+            rejected: 0,
+            message: None,
+        };
+        state.next_seq += 1;
+        if let Some(original) = state.loaded.get(&print.sha256) {
+            entry.status = FileStatus::Duplicate;
+            entry.message = Some(format!("same content as {original}"));
+            ledger::record(lake, &entry).await?;
+            report
+                .duplicates
+                .push((file.name.clone(), original.clone()));
+            state
+                .settled
+                .insert((file.name.clone(), print.sha256.clone()));
+            continue;
+        }
+        ledger::record(lake, &entry).await?;
+        let mut fr = attempt(lake, p, &validator, lease, &file, entry, false).await?;
+        fr.new_version = state.loaded_names.contains(&file.name);
+        if fr.loaded() {
+            state.loaded.insert(print.sha256.clone(), file.name.clone());
+            state.loaded_names.insert(file.name.clone());
+            state.settled.insert((file.name.clone(), print.sha256));
+        }
+        report.files.push(fr);
+    }
+    Ok(report)
+}
+
+/// Run one claimed batch and record its outcome. A failure before anything was
+/// committed is final (`failed`; the file is retried as a new batch next run); a
+/// failure after a commit leaves the claim open so the next run completes it.
+async fn attempt(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    validator: &Validator,
+    lease: &Lease,
+    file: &RawFile,
+    mut entry: LedgerEntry,
+    recovering: bool,
+) -> Result<FileReport> {
+    let lineage = Lineage {
+        source_file: file.name.clone(),
+        batch_id: entry.batch_id.clone(),
+        received_at: Utc::now().trunc_subsecs(6),
+    };
+    let started = Instant::now();
+    let mut fr = FileReport {
+        file: file.name.clone(),
+        batch_id: entry.batch_id.clone(),
+        recovered: recovering,
+        ..FileReport::default()
+    };
+    let outcome = batch::ingest(
+        lake, p, validator, lease, file, &lineage, entry.seq, recovering, &mut fr,
+    )
+    .await;
+    fr.elapsed = started.elapsed();
+    match outcome {
+        Ok(()) => entry.status = FileStatus::Loaded,
+        Err(e @ MedallionError::LeaseLost) => return Err(e),
+        Err(e) if fr.committed => {
+            tracing::error!(file = %file.name, "{e}");
+            fr.error = Some(format!("{e} (the batch is completed by the next run)"));
+            return Ok(fr);
+        }
+        Err(e) => {
+            tracing::error!(file = %file.name, "{e}");
+            fr.error = Some(e.to_string());
+            entry.status = FileStatus::Failed;
+            entry.message = fr.error.clone();
+        }
+    }
+    entry.rows_read = fr.rows_read;
+    entry.silver_accepted = fr.silver_accepted;
+    entry.rejected = fr.rejected;
+    lease.check()?;
+    failpoint("before_ledger_final");
+    ledger::record(lake, &entry).await?;
+    Ok(fr)
+}
