@@ -68,10 +68,10 @@ impl fmt::Display for FileReport {
             writeln!(f, "FAILED {}", self.file)?;
             return writeln!(f, "  {e}");
         }
-        let new = if self.new_version {
-            ", a new version of a file loaded before"
-        } else {
-            ""
+        let new = match (self.new_version, self.recovered) {
+            (true, _) => ", a new version of a file loaded before",
+            (_, true) => ", completing a batch an earlier run left part-way",
+            _ => "",
         };
         writeln!(
             f,

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cli;
+mod exactly_once;
 mod interop;
 mod ledger;
 mod other_schema;
