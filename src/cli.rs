@@ -80,6 +80,19 @@ pub enum Command {
 
     /// Check the configuration and list every problem found; writes nothing.
     Validate,
+
+    /// Delete data files that no table version needs any more: files removed by a
+    /// commit, and files a crashed run wrote but never committed. Only files older than
+    /// the retention are deleted (at least 24 hours, so no live run or reader is hurt);
+    /// time travel to versions older than the retention may stop working.
+    Vacuum {
+        /// Keep files younger than this many hours.
+        #[arg(long, default_value_t = 168, value_name = "HOURS")]
+        retain_hours: u64,
+        /// List what would be deleted without deleting it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// How `query` prints its result.
@@ -145,6 +158,18 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                     e.rows.map(|r| r.to_string()).unwrap_or_default(),
                     e.source_file.unwrap_or_default(),
                 );
+            }
+            Ok(0)
+        }
+        Command::Vacuum {
+            retain_hours,
+            dry_run,
+        } => {
+            let retention = std::time::Duration::from_secs(retain_hours.saturating_mul(3600));
+            let result = commands::vacuum(&pipeline, retention, dry_run).await?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for (table, files) in result {
+                println!("{table:<28} {verb} {} file(s)", files.len());
             }
             Ok(0)
         }

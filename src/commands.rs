@@ -27,6 +27,10 @@ pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
             .map(|m| (format!("gold.{}", m.name), format!("gold/{}", m.name))),
     );
     out.push(("_medallion.files".into(), ledger::LEDGER_TABLE.into()));
+    out.push((
+        "_medallion.lease".into(),
+        crate::ingest::lease::LEASE_TABLE.into(),
+    ));
     out
 }
 
@@ -162,4 +166,19 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
         files_loaded,
         files_pending,
     })
+}
+
+/// Vacuum every table; returns (table, files deleted or that would be).
+pub async fn vacuum(
+    p: &Pipeline,
+    retention: std::time::Duration,
+    dry_run: bool,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let lake = Lakehouse::new(p.lakehouse.clone());
+    let mut out = Vec::new();
+    for (sql_name, relative) in tables(p) {
+        let files = storage::vacuum(&lake, &relative, retention, dry_run).await?;
+        out.push((sql_name, files));
+    }
+    Ok(out)
 }

@@ -24,7 +24,8 @@ use crate::error::{MedallionError, Result};
 use crate::schema::utc_timestamp_type;
 use crate::storage::{self, AppendWriter, Lakehouse};
 
-const LEASE_TABLE: &str = "_medallion/lease";
+/// Table path of the lease.
+pub const LEASE_TABLE: &str = "_medallion/lease";
 const LEASE_APP: &str = "medallion/lease";
 
 /// A held lease; released on `release`, or left to expire when the process dies.

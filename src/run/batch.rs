@@ -113,6 +113,8 @@ pub async fn ingest(
         }
     }
     fr.rows_read = reader.rows_read;
+    bronze_w.stage().await?;
+    rejected_w.stage().await?;
     failpoint("after_data_files");
 
     let info = |rows: u64| serde_json::json!({ "batch_id": lineage.batch_id, "source_file": lineage.source_file, "rows": rows, "seq": seq });

@@ -9,6 +9,7 @@
 
 mod merge;
 mod read;
+mod vacuum;
 mod write;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use url::Url;
 
 pub use merge::{UpsertMetrics, UpsertSpec, upsert};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
+pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::AppendWriter;
 
 use crate::error::{MedallionError, Result};

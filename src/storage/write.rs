@@ -1,12 +1,13 @@
-//! Streaming appends: batches are encoded to Parquet as they arrive (bounded memory) and
-//! become visible only when `commit` writes one Delta version for all of them. Dropping
-//! an `AppendWriter` without committing leaves only unreferenced data files, which no
+//! Streaming appends: batches are encoded to Parquet as they arrive (bounded memory);
+//! `stage` uploads the data files, and `commit` makes them visible as one Delta version.
+//! A process that dies between the two leaves only unreferenced data files, which no
 //! reader sees and `vacuum` removes.
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
 use crate::error::{MedallionError, Result};
@@ -16,6 +17,7 @@ pub struct AppendWriter {
     table_name: String,
     writer: RecordBatchWriter,
     rows: u64,
+    staged: Vec<Add>,
 }
 
 impl AppendWriter {
@@ -27,6 +29,7 @@ impl AppendWriter {
             table_name: table_name.to_string(),
             writer,
             rows: 0,
+            staged: Vec::new(),
         })
     }
 
@@ -47,32 +50,45 @@ impl AppendWriter {
         self.rows
     }
 
-    /// Commit everything written as one version; `None` when nothing was written.
+    /// Upload every data file written so far (still invisible until `commit`).
+    pub async fn stage(&mut self) -> Result<()> {
+        let adds = self
+            .writer
+            .flush()
+            .await
+            .map_err(MedallionError::delta("upload data files", &self.table_name))?;
+        self.staged.extend(adds);
+        Ok(())
+    }
+
+    /// Commit everything written as one version; `None` when there was nothing to do.
     ///
-    /// With `txn = Some((app, seq))` the commit carries that application transaction and
-    /// is exactly-once: after any commit error the table is re-read, and if `app` already
-    /// reached `seq` (an ambiguous commit that did land) nothing is written again;
-    /// conflicts are retried with backoff.
+    /// With `txn = Some((app, seq))` the commit carries that application transaction
+    /// (even with no rows, to mark the stage done) and is exactly-once: after any commit
+    /// error the table is re-read, and if `app` already reached `seq` (an ambiguous
+    /// commit that did land) nothing is written again; conflicts are retried with backoff.
     pub async fn commit(
-        self,
+        mut self,
         table: &mut DeltaTable,
         props: CommitProperties,
         txn: Option<(&str, i64)>,
     ) -> Result<Option<i64>> {
-        if self.rows == 0 && txn.is_none() {
+        self.stage().await?;
+        if self.staged.is_empty() && txn.is_none() {
             return Ok(None);
         }
         let props = match txn {
             Some((app, seq)) => props.with_application_transaction(Transaction::new(app, seq)),
             None => props,
         };
-        let mut writer = self.writer.with_commit_properties(props);
+        let actions: Vec<Action> = self.staged.iter().cloned().map(Action::Add).collect();
         let mut attempt = 0u32;
         loop {
-            let err = match writer.flush_and_commit(table).await {
-                Ok(version) => return Ok(Some(version as i64)),
-                Err(e) => MedallionError::delta("commit append", &self.table_name)(e),
-            };
+            let err =
+                match try_commit(&self.table_name, table, props.clone(), actions.clone()).await {
+                    Ok(version) => return Ok(Some(version)),
+                    Err(e) => e,
+                };
             let Some((app, seq)) = txn else {
                 return Err(err);
             };
@@ -94,4 +110,27 @@ impl AppendWriter {
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
         }
     }
+}
+
+async fn try_commit(
+    table_name: &str,
+    table: &mut DeltaTable,
+    props: CommitProperties,
+    actions: Vec<Action>,
+) -> Result<i64> {
+    let err = || MedallionError::delta("commit append", table_name);
+    let snapshot = table.snapshot().map_err(err())?;
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let finalized = CommitBuilder::from(props)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(err())?;
+    let version = finalized.version() as i64;
+    table.update_state().await.map_err(err())?;
+    Ok(version)
 }

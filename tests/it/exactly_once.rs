@@ -55,7 +55,7 @@ fn workdir_with_files(n: usize) -> Workdir {
 
 fn spawn_run(w: &Workdir, failpoint: Option<&str>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_medallion"));
-    cmd.args(["run", "--lease-ttl", "5", "--config"])
+    cmd.args(["run", "--config"])
         .arg(w.root.join("config.yaml"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -245,6 +245,25 @@ fn random_kills_then_recovery() {
     let r = w.run_expect(0);
     eprintln!("{}", r.stdout.lines().last().unwrap_or_default());
     check_invariants(&w, n);
+    // Opening stays fast as versions grow: the lease table (a few commits per run) has
+    // passed the checkpoint interval and carries a checkpoint.
+    let lease_log = w.table_path("_medallion/lease/_delta_log");
+    let versions = std::fs::read_dir(&lease_log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    if versions > 100 {
+        assert!(
+            lease_log.join("_last_checkpoint").exists(),
+            "{versions} versions and no checkpoint"
+        );
+    }
 }
 
 #[test]
@@ -278,4 +297,50 @@ fn concurrent_runs_load_every_file_once() {
     }
     w.run_expect(0);
     check_invariants(&w, n);
+}
+
+#[test]
+fn vacuum_removes_only_old_unreferenced_files() {
+    let w = workdir_with_files(2);
+    let out = spawn_run(&w, Some("after_data_files"))
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    w.run_expect(0);
+    let bronze = w.table_path("bronze/readings");
+    let parquet = |dir: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect()
+    };
+    let all = parquet(&bronze);
+    // Age every file by two days: only the crashed run's uncommitted file is unreferenced.
+    for f in &all {
+        let ok = Command::new("touch")
+            .args(["-d", "2 days ago"])
+            .arg(f)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let dry = w.medallion(&["vacuum", "--dry-run", "--retain-hours", "24"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stdout
+            .contains("bronze.readings              would delete 1 file(s)"),
+        "{dry:?}"
+    );
+    assert_eq!(
+        parquet(&bronze).len(),
+        all.len(),
+        "a dry run deletes nothing"
+    );
+    let too_short = w.medallion(&["vacuum", "--retain-hours", "1"]);
+    assert_eq!(too_short.code, 2, "{too_short:?}");
+    let r = w.medallion(&["vacuum", "--retain-hours", "24"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(parquet(&bronze).len(), all.len() - 1);
+    check_invariants(&w, 2);
 }
