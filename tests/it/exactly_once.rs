@@ -35,7 +35,7 @@ fn make_file(i: usize) -> String {
             j % 4,
             start.format("%Y-%m-%dT%H:%M:%SZ"),
             end.format("%Y-%m-%dT%H:%M:%SZ"),
-            if (i + j) % 9 == 0 {
+            if (i + j).is_multiple_of(9) {
                 "estimated"
             } else {
                 "actual"
