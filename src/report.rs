@@ -38,6 +38,24 @@ impl FileReport {
     pub fn loaded(&self) -> bool {
         self.error.is_none()
     }
+
+    /// Versions this attempt committed per table (stages done by an earlier attempt are absent).
+    pub fn table_versions(&self, p: &crate::config::Pipeline) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let name = &p.source.name;
+        let mut put = |table: String, v: Option<i64>| {
+            if let Some(v) = v {
+                m.insert(table, v.into());
+            }
+        };
+        put(format!("bronze/{name}"), self.bronze_version);
+        put(format!("rejected/{name}"), self.rejected_version);
+        put(format!("silver/{name}"), self.silver.version);
+        for (model, g) in &self.gold {
+            put(format!("gold/{model}"), g.version);
+        }
+        serde_json::Value::Object(m)
+    }
 }
 
 /// What one `run` did.

@@ -121,6 +121,7 @@ pub fn ledger_schema() -> SchemaRef {
         Field::new("silver_accepted", DataType::Int64, false),
         Field::new("rejected", DataType::Int64, false),
         Field::new("message", DataType::Utf8, true),
+        Field::new("table_versions", DataType::Utf8, true),
         Field::new("processed_at", utc_timestamp_type(), false),
     ]))
 }

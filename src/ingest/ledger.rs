@@ -60,6 +60,8 @@ pub struct LedgerEntry {
     pub silver_accepted: u64,
     pub rejected: u64,
     pub message: Option<String>,
+    /// Versions this attempt committed, as JSON (`{"bronze/readings": 3, ...}`).
+    pub table_versions: Option<String>,
 }
 
 /// What the ledger knows, for deciding what to do with each raw file.
@@ -164,6 +166,7 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
                     silver_accepted: 0,
                     rejected: 0,
                     message: None,
+                    table_versions: None,
                 }),
                 _ => {}
             }
@@ -198,6 +201,7 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
             Arc::new(Int64Array::from(vec![e.silver_accepted as i64])),
             Arc::new(Int64Array::from(vec![e.rejected as i64])),
             Arc::new(StringArray::from(vec![e.message.as_deref()])),
+            Arc::new(StringArray::from(vec![e.table_versions.as_deref()])),
             Arc::new(TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC")),
         ],
     )

@@ -141,6 +141,7 @@ async fn run_holding_lease(
             silver_accepted: 0,
             rejected: 0,
             message: None,
+            table_versions: None,
         };
         state.next_seq += 1;
         if let Some(original) = state.loaded.get(&print.sha256) {
@@ -215,6 +216,7 @@ async fn attempt(
     entry.rows_read = fr.rows_read;
     entry.silver_accepted = fr.silver_accepted;
     entry.rejected = fr.rejected;
+    entry.table_versions = Some(fr.table_versions(p).to_string());
     lease.check()?;
     failpoint("before_ledger_final");
     ledger::record(lake, &entry).await?;
