@@ -81,6 +81,35 @@ pub enum Command {
     /// Check the configuration and list every problem found; writes nothing.
     Validate,
 
+    /// Write realistic hourly meter readings (the sample schema) for benchmarks and
+    /// demos; deterministic for a seed. Does not read the configuration.
+    Generate {
+        /// Readings to write (hourly, every meter, in time order).
+        #[arg(long)]
+        rows: u64,
+        /// Customers; each owns 1 to 3 meters.
+        #[arg(long, default_value_t = 1000)]
+        customers: u64,
+        /// Days of readings available (rows must fit meters × days × 24).
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Fraction of rows that break one reject rule each.
+        #[arg(long, default_value_t = 0.001)]
+        bad_fraction: f64,
+        /// Fraction of good rows re-read with a new value in a corrections file.
+        #[arg(long, default_value_t = 0.01)]
+        corrections: f64,
+        /// Split the readings into this many files.
+        #[arg(long, default_value_t = 1)]
+        files: u64,
+        /// Seed: the same seed writes the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Directory to write into (e.g. the raw zone).
+        #[arg(long)]
+        out: PathBuf,
+    },
+
     /// Delete data files that no table version needs any more: files removed by a
     /// commit, and files a crashed run wrote but never committed. Only files older than
     /// the retention are deleted (at least 24 hours, so no live run or reader is hurt);
@@ -103,15 +132,50 @@ pub enum OutputFormat {
     Json,
 }
 
+async fn load(path: &std::path::Path) -> Result<Arc<config::Pipeline>> {
+    Ok(Arc::new(config::load(path).await?))
+}
+
 fn parse_time_travel(s: &str) -> std::result::Result<TimeTravel, String> {
     s.parse()
 }
 
 /// Run a parsed command line; returns the process exit code.
 pub async fn execute(cli: Cli) -> Result<i32> {
-    let pipeline = Arc::new(config::load(&cli.config).await?);
     match cli.command {
+        Command::Generate {
+            rows,
+            customers,
+            days,
+            bad_fraction,
+            corrections,
+            files,
+            seed,
+            out,
+        } => {
+            let spec = crate::generate::GenerateSpec {
+                rows,
+                customers,
+                days,
+                bad_fraction,
+                corrections,
+                files,
+                seed,
+                out,
+            };
+            let g = crate::generate::generate(&spec)?;
+            println!(
+                "wrote {} file(s), {} bytes: {} readings ({} bad), {} corrections",
+                g.files.len(),
+                g.bytes,
+                g.rows,
+                g.bad_rows,
+                g.correction_rows
+            );
+            Ok(0)
+        }
         Command::Validate => {
+            let pipeline = load(&cli.config).await?;
             println!(
                 "{}: ok ({} columns, {} row rules, {} gold models; lakehouse {})",
                 cli.config.display(),
@@ -126,6 +190,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             lease_wait,
             lease_ttl,
         } => {
+            let pipeline = load(&cli.config).await?;
             let opts = crate::run::RunOptions {
                 lease_ttl: std::time::Duration::from_secs(lease_ttl),
                 lease_wait: std::time::Duration::from_secs(lease_wait),
@@ -135,11 +200,13 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             Ok(if report.failed() > 0 { 1 } else { 0 })
         }
         Command::Query { sql, as_of, format } => {
+            let pipeline = load(&cli.config).await?;
             let batches = commands::query(&pipeline, &sql, as_of).await?;
             print_batches(&batches, format)?;
             Ok(0)
         }
         Command::History { table } => {
+            let pipeline = load(&cli.config).await?;
             let entries = commands::history(&pipeline, &table).await?;
             println!(
                 "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  source file",
@@ -165,6 +232,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             retain_hours,
             dry_run,
         } => {
+            let pipeline = load(&cli.config).await?;
             let retention = std::time::Duration::from_secs(retain_hours.saturating_mul(3600));
             let result = commands::vacuum(&pipeline, retention, dry_run).await?;
             let verb = if dry_run { "would delete" } else { "deleted" };
@@ -174,6 +242,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Status => {
+            let pipeline = load(&cli.config).await?;
             let s = commands::status(&pipeline).await?;
             println!("{:<28} {:>8} {:>10}", "table", "version", "rows");
             for t in &s.tables {

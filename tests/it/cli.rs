@@ -81,3 +81,43 @@ fn missing_config_and_bad_arguments() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("does not exist yet"), "{r:?}");
 }
+
+#[test]
+fn generated_data_loads_with_exact_counts() {
+    let w = Workdir::sample_config();
+    let raw = w.raw();
+    let g = w.medallion(&[
+        "generate",
+        "--rows",
+        "3000",
+        "--customers",
+        "30",
+        "--days",
+        "5",
+        "--bad-fraction",
+        "0.01",
+        "--corrections",
+        "0.02",
+        "--files",
+        "2",
+        "--seed",
+        "7",
+        "--out",
+        raw.to_str().unwrap(),
+    ]);
+    assert_eq!(g.code, 0, "{g:?}");
+    // "wrote 3 file(s), B bytes: 3000 readings (X bad), Y corrections"
+    let words: Vec<&str> = g.stdout.split_whitespace().collect();
+    let bad: u64 = words[7].trim_start_matches('(').parse().unwrap();
+    let corrections: u64 = words[9].parse().unwrap();
+    assert!(bad > 0 && corrections > 0, "{g:?}");
+    w.run_expect(0);
+    assert_eq!(w.count("FROM bronze.readings"), 3000 + corrections);
+    assert_eq!(w.count("FROM rejected.readings"), bad);
+    assert_eq!(w.count("FROM silver.readings"), 3000 - bad);
+    let model = crate::workdir::sample_model_sql();
+    assert_eq!(
+        w.gold_recompute_diff("gold.daily_usage", &model, "silver.readings"),
+        0
+    );
+}

@@ -57,9 +57,16 @@ fn duplicates_are_skipped_and_new_versions_loaded() {
     );
     assert_eq!(hashes.len(), 2);
     assert!(hashes.iter().all(|h| text(&h["sha256"]).len() == 64));
-    let versions = w.scalar("SELECT table_versions FROM _medallion.files WHERE status = 'loaded' ORDER BY seq LIMIT 1");
+    let versions = w.scalar(
+        "SELECT table_versions FROM _medallion.files WHERE status = 'loaded' ORDER BY seq LIMIT 1",
+    );
     let versions: serde_json::Value = serde_json::from_str(&versions).unwrap();
-    for t in ["bronze/readings", "rejected/readings", "silver/readings", "gold/daily_usage"] {
+    for t in [
+        "bronze/readings",
+        "rejected/readings",
+        "silver/readings",
+        "gold/daily_usage",
+    ] {
         assert!(versions[t].is_u64(), "{t} version recorded: {versions}");
     }
     let s = w.medallion(&["status"]);
