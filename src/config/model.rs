@@ -164,6 +164,10 @@ pub enum RuleAction {
 pub struct SilverConfig {
     /// Natural key; a later row with the same key replaces the earlier one.
     pub key: Vec<String>,
+    /// Rows per silver MERGE: a larger file is upserted in slices of this size, which
+    /// bounds memory (the last line of a key still wins).
+    #[serde(default = "default_silver_batch_rows")]
+    pub batch_rows: u64,
 }
 
 /// A gold model: a SQL query over `silver` and the keys its rows are merged on.
@@ -206,4 +210,7 @@ fn default_max_record_lines() -> usize {
 }
 fn default_max_field_bytes() -> usize {
     medallion_csv::Dialect::default().max_field_bytes
+}
+fn default_silver_batch_rows() -> u64 {
+    1 << 20
 }

@@ -18,6 +18,8 @@ pub struct Pipeline {
     pub source: SourceSpec,
     /// Natural key of silver.
     pub silver_key: Vec<String>,
+    /// Rows per silver MERGE.
+    pub silver_batch_rows: u64,
     pub gold: Vec<GoldModel>,
 }
 

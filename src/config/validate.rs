@@ -24,6 +24,9 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
     let lakehouse = resolve_lakehouse(&file.lakehouse, base, &mut errs);
     let source = validate_source(&file.source, &mut errs);
 
+    if file.silver.batch_rows == 0 {
+        errs.push(ConfigError::new("silver.batch_rows", "must be at least 1"));
+    }
     if file.silver.key.is_empty() {
         errs.push(ConfigError::new(
             "silver.key",
@@ -51,6 +54,7 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
             lakehouse,
             source,
             silver_key: file.silver.key.clone(),
+            silver_batch_rows: file.silver.batch_rows,
             gold: Vec::new(),
         },
         _ => {

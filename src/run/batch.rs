@@ -17,7 +17,7 @@ use crate::ingest::reader::CsvChunks;
 use crate::report::FileReport;
 use crate::schema;
 use crate::storage::{self, AppendWriter, Lakehouse};
-use crate::zones::gold::{self, SilverVersions};
+use crate::zones::gold;
 use crate::zones::silver::{self, Validator};
 use crate::zones::{Lineage, bronze};
 
@@ -84,7 +84,7 @@ pub async fn ingest(
     let mut reader = CsvChunks::open(&file.path, &file.name, &p.source)?;
     let mut bronze_w = AppendWriter::new(&bronze_table, &tables.bronze)?;
     let mut rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
-    let mut accepted = Vec::new();
+    let mut staging = silver::Staging::new(&schema::silver_schema(p))?;
     while let Some(chunk) = reader.next_chunk()? {
         let v = validator.validate(&chunk, lineage)?;
         if let Some((line, rule, message)) = v.failure {
@@ -108,9 +108,7 @@ pub async fn ingest(
         if !rejected_done {
             rejected_w.write(v.rejected).await?;
         }
-        if v.accepted.num_rows() > 0 {
-            accepted.push(v.accepted);
-        }
+        staging.write(&v.accepted)?;
     }
     fr.rows_read = reader.rows_read;
     bronze_w.stage().await?;
@@ -136,30 +134,44 @@ pub async fn ingest(
         failpoint("after_rejected_commit");
     }
 
-    let ctx = storage::session();
-    let rows = if accepted.is_empty() {
-        Vec::new()
-    } else {
-        silver::dedupe_batch(&ctx, p, accepted).await?
-    };
-    // Gold can be refreshed incrementally only from the silver state this attempt saw
-    // before its own upsert; after an interrupted attempt, gold is recomputed in full.
-    let (after, before) = if silver_done || rows.is_empty() {
-        (silver_table, None)
-    } else {
-        lease.check()?;
-        let before = silver_table.clone();
-        let (after, metrics) =
-            silver::upsert_batch(&ctx, p, silver_table, &rows, lineage, seq, APP_SILVER).await?;
-        fr.silver = metrics;
-        failpoint("after_silver_commit");
-        (after, Some(before))
-    };
+    // Silver, in slices of bounded size read back from the staged rows. Only the last
+    // slice's commit carries the transaction: an interrupted attempt redoes every slice,
+    // which is idempotent (upserting the same rows again changes nothing). Gold can be
+    // refreshed incrementally only from the silver state this attempt saw before its
+    // first upsert; after an interrupted attempt, gold is recomputed in full.
+    let mut staged = staging.finish()?;
     let full = silver_done || recovering;
-    if rows.is_empty() && !full {
+    let mut affected: Vec<Vec<deltalake::arrow::record_batch::RecordBatch>> =
+        vec![Vec::new(); p.gold.len()];
+    let mut silver = silver_table;
+    let mut touched = false;
+    if !silver_done {
+        let ctx = storage::session();
+        let before = silver.clone();
+        while let Some((slice, last)) = staged.next_slice(p.silver_batch_rows)? {
+            let rows = silver::dedupe_batch(&ctx, p, slice).await?;
+            if !full {
+                for (keys, model) in affected.iter_mut().zip(&p.gold) {
+                    keys.extend(gold::affected_keys(p, model, &before, &rows).await?);
+                }
+            }
+            lease.check()?;
+            let txn = last.then_some((APP_SILVER, seq));
+            let (after, m) = silver::upsert_batch(&ctx, p, silver, &rows, lineage, txn).await?;
+            silver = after;
+            touched = true;
+            fr.silver.inserted += m.inserted;
+            fr.silver.updated += m.updated;
+            fr.silver.version = m.version.or(fr.silver.version);
+        }
+        if touched {
+            failpoint("after_silver_commit");
+        }
+    }
+    if !touched && !full {
         return Ok(());
     }
-    for model in &p.gold {
+    for (model, keys) in p.gold.iter().zip(affected) {
         let app = gold_app(&model.name);
         let relative = format!("gold/{}", model.name);
         if let Some(t) = lake.open(&relative).await?
@@ -168,11 +180,8 @@ pub async fn ingest(
             continue;
         }
         lease.check()?;
-        let versions = SilverVersions {
-            before: if full { None } else { before.as_ref() },
-            after: &after,
-        };
-        let g = gold::refresh(lake, p, model, &versions, &rows, lineage, (&app, seq)).await?;
+        let keys = if full { None } else { Some(keys) };
+        let g = gold::refresh(lake, model, &silver, keys, lineage, (&app, seq)).await?;
         fr.gold.push((g.model, g.changes));
         failpoint("after_gold_commit");
     }

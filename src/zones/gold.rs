@@ -27,26 +27,19 @@ pub struct GoldMetrics {
     pub changes: UpsertMetrics,
 }
 
-/// Silver as the batch saw it: before and after its upsert. Without `before` the
-/// model is recomputed in full (and gold rows the recompute lacks are deleted).
-pub struct SilverVersions<'a> {
-    pub before: Option<&'a DeltaTable>,
-    pub after: &'a DeltaTable,
-}
-
-/// Refresh one model for a batch whose deduplicated silver rows are `batch`.
+/// Refresh one model: recompute the `affected` keys (all keys when `None`) from
+/// `silver` and MERGE them into gold.
 pub async fn refresh(
     lake: &Lakehouse,
-    p: &Pipeline,
     model: &GoldModel,
-    silver: &SilverVersions<'_>,
-    batch: &[RecordBatch],
+    silver: &DeltaTable,
+    affected: Option<Vec<RecordBatch>>,
     lineage: &Lineage,
     txn: (&str, i64),
 ) -> Result<GoldMetrics> {
     let relative = format!("gold/{}", model.name);
     let existing = lake.open(&relative).await?;
-    let full = existing.is_none() || silver.before.is_none();
+    let full = existing.is_none() || affected.is_none();
     let table = match existing {
         Some(t) => t,
         None => {
@@ -56,17 +49,17 @@ pub async fn refresh(
     };
     let ctx = storage::session();
     let model_sql = model.sql.trim().trim_end_matches(';');
-    let source_sql = if full {
-        format!("SELECT *, TRUE AS {PRESENT} FROM ({model_sql}) __m")
-    } else {
-        let affected = affected_keys(p, model, silver.before, batch).await?;
-        let table = MemTable::try_new(key_schema(model)?, vec![affected])
-            .map_err(MedallionError::sql("stage gold keys"))?;
-        ctx.register_table("__affected", Arc::new(table))
-            .map_err(MedallionError::sql("stage gold keys"))?;
-        recompute_sql(model, model_sql)
+    let source_sql = match affected {
+        Some(affected) if !full => {
+            let table = MemTable::try_new(key_schema(model)?, vec![affected])
+                .map_err(MedallionError::sql("stage gold keys"))?;
+            ctx.register_table("__affected", Arc::new(table))
+                .map_err(MedallionError::sql("stage gold keys"))?;
+            recompute_sql(model, model_sql)
+        }
+        _ => format!("SELECT *, TRUE AS {PRESENT} FROM ({model_sql}) __m"),
     };
-    storage::register(&ctx, "silver", silver.after).await?;
+    storage::register(&ctx, "silver", silver).await?;
     let df = ctx
         .sql(&source_sql)
         .await
@@ -167,16 +160,17 @@ fn recompute_sql(model: &GoldModel, model_sql: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT {select}, COALESCE(__m.{PRESENT}, FALSE) AS {PRESENT} FROM __affected __a \
+        "SELECT {select}, COALESCE(__m.{PRESENT}, FALSE) AS {PRESENT} FROM (SELECT DISTINCT * FROM __affected) __a \
          LEFT JOIN (SELECT *, TRUE AS {PRESENT} FROM ({model_sql}) __inner) __m ON {on}"
     )
 }
 
-/// Model keys produced by the batch rows and by the silver rows they replaced.
-async fn affected_keys(
+/// Model keys produced by `batch` (deduplicated silver rows about to be upserted) and
+/// by the silver rows in `before` (silver before the file's first upsert) they replace.
+pub async fn affected_keys(
     p: &Pipeline,
     model: &GoldModel,
-    before: Option<&DeltaTable>,
+    before: &DeltaTable,
     batch: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
     let ctx = storage::session();
@@ -191,28 +185,23 @@ async fn affected_keys(
         .map(|f| quote(f.name()))
         .collect::<Vec<_>>()
         .join(", ");
-    let touched = match before {
-        Some(t) => {
-            storage::register(&ctx, "__silver_before", t).await?;
-            let on = p
-                .silver_key
-                .iter()
-                .map(|k| format!("__b.{q} = __s.{q}", q = quote(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            format!(
-                "SELECT {cols} FROM __batch UNION ALL SELECT {scols} FROM __silver_before __s \
-                 WHERE EXISTS (SELECT 1 FROM __batch __b WHERE {on})",
-                scols = silver_schema
-                    .fields()
-                    .iter()
-                    .map(|f| format!("__s.{}", quote(f.name())))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-        None => format!("SELECT {cols} FROM __batch"),
-    };
+    storage::register(&ctx, "__silver_before", before).await?;
+    let on = p
+        .silver_key
+        .iter()
+        .map(|k| format!("__b.{q} = __s.{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let scols = silver_schema
+        .fields()
+        .iter()
+        .map(|f| format!("__s.{}", quote(f.name())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let touched = format!(
+        "SELECT {cols} FROM __batch UNION ALL SELECT {scols} FROM __silver_before __s \
+         WHERE EXISTS (SELECT 1 FROM __batch __b WHERE {on})"
+    );
     let touched_df = ctx
         .sql(&touched)
         .await

@@ -293,3 +293,45 @@ fn time_travel_by_timestamp_and_protocol_versions() {
         assert_eq!(protocol["minWriterVersion"], 2, "{t}: {protocol}");
     }
 }
+
+#[test]
+fn silver_upserts_in_bounded_slices() {
+    // Slices of 100 rows: the sample becomes 22 upserts; every equality still holds and
+    // a key repeated across slices keeps its last line.
+    let cfg =
+        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
+            .unwrap()
+            .replace(
+                "  key: [customer_id, meter_id, start_time]\n",
+                "  key: [customer_id, meter_id, start_time]\n  batch_rows: 100\n",
+            );
+    let exp = expected();
+    let w = Workdir::with_config(&cfg);
+    w.add_sample(FILE1);
+    w.add_sample(FILE2);
+    let header = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+    let mut dup = String::from(header);
+    for i in 0..250 {
+        // The same key on every line: 250 lines over 3 slices, the last one wins.
+        dup.push_str(&format!(
+            "C999999,M99999999,2026-02-01T00:00:00Z,2026-02-01T01:00:00Z,{}.000,actual\n",
+            i % 50
+        ));
+    }
+    w.write_raw("z_dups.csv", &dup);
+    w.run_expect(0);
+    assert_file_counts(&w, FILE1, &exp["files"][FILE1]);
+    assert_file_counts(&w, FILE2, &exp["files"][FILE2]);
+    assert_eq!(
+        w.count("FROM silver.readings"),
+        exp["silver_rows_after_all"].as_u64().unwrap() + 1
+    );
+    assert_eq!(
+        w.scalar(
+            "SELECT CAST(usage_kwh AS VARCHAR) FROM silver.readings WHERE customer_id = 'C999999'"
+        ),
+        "49.000"
+    );
+    assert_silver_keys_unique(&w);
+    assert_gold_is_recompute(&w);
+}

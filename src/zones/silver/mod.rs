@@ -6,6 +6,7 @@
 //! it twice for the same batch leaves silver unchanged the second time (same values).
 
 mod builders;
+mod staging;
 mod validate;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
+pub use staging::{StagedRows, Staging};
 pub use validate::{ValidatedChunk, Validator};
 
 use crate::config::Pipeline;
@@ -70,8 +72,7 @@ pub async fn upsert_batch(
     silver: DeltaTable,
     rows: &[RecordBatch],
     lineage: &Lineage,
-    seq: i64,
-    app: &str,
+    txn: Option<(&str, i64)>,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
     let silver_schema = schema::silver_schema(p);
     let n_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
@@ -92,7 +93,7 @@ pub async fn upsert_batch(
         columns: &columns,
         present_flag: None,
         delete_unmatched: false,
-        txn: Some((app, seq)),
+        txn,
     };
     let props = storage::commit_info(
         "silver_upsert",
