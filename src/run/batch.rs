@@ -13,7 +13,7 @@ use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::RawFile;
 use crate::ingest::lease::Lease;
-use crate::ingest::reader::CsvChunks;
+use crate::ingest::reader::{CsvChunks, RawRow};
 use crate::report::FileReport;
 use crate::schema;
 use crate::storage::{self, AppendWriter, Lakehouse};
@@ -81,11 +81,13 @@ pub async fn ingest(
     let silver_done = done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
     fr.committed = bronze_done;
 
-    let mut reader = CsvChunks::open(&file.path, &file.name, &p.source)?;
+    let mut chunks = read_in_background(CsvChunks::open(&file.path, &file.name, &p.source)?);
     let mut bronze_w = AppendWriter::new(&bronze_table, &tables.bronze)?;
     let mut rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
     let mut staging = silver::Staging::new(&schema::silver_schema(p))?;
-    while let Some(chunk) = reader.next_chunk()? {
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        fr.rows_read += chunk.len() as u64;
         let v = validator.validate(&chunk, lineage)?;
         if let Some((line, rule, message)) = v.failure {
             return Err(MedallionError::FailRule {
@@ -110,7 +112,6 @@ pub async fn ingest(
         }
         staging.write(&v.accepted)?;
     }
-    fr.rows_read = reader.rows_read;
     bronze_w.stage().await?;
     rejected_w.stage().await?;
     failpoint("after_data_files");
@@ -186,6 +187,27 @@ pub async fn ingest(
         failpoint("after_gold_commit");
     }
     Ok(())
+}
+
+/// Parse the file on its own thread, a couple of chunks ahead of validation and
+/// writing (two cores busy, memory bounded by the channel).
+fn read_in_background(mut reader: CsvChunks) -> tokio::sync::mpsc::Receiver<Result<Vec<RawRow>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    std::thread::spawn(move || {
+        loop {
+            let next = reader.next_chunk();
+            let stop = !matches!(next, Ok(Some(_)));
+            let item = match next {
+                Ok(Some(chunk)) => Ok(chunk),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            if tx.blocking_send(item).is_err() || stop {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn merge_counts(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
