@@ -83,32 +83,7 @@ pub enum Command {
 
     /// Write realistic hourly meter readings (the sample schema) for benchmarks and
     /// demos; deterministic for a seed. Does not read the configuration.
-    Generate {
-        /// Readings to write (hourly, every meter, in time order).
-        #[arg(long)]
-        rows: u64,
-        /// Customers; each owns 1 to 3 meters.
-        #[arg(long, default_value_t = 1000)]
-        customers: u64,
-        /// Days of readings available (rows must fit meters × days × 24).
-        #[arg(long, default_value_t = 30)]
-        days: u64,
-        /// Fraction of rows that break one reject rule each.
-        #[arg(long, default_value_t = 0.001)]
-        bad_fraction: f64,
-        /// Fraction of good rows re-read with a new value in a corrections file.
-        #[arg(long, default_value_t = 0.01)]
-        corrections: f64,
-        /// Split the readings into this many files.
-        #[arg(long, default_value_t = 1)]
-        files: u64,
-        /// Seed: the same seed writes the same bytes.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Directory to write into (e.g. the raw zone).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Generate(crate::generate::GenerateSpec),
 
     /// Delete data files that no table version needs any more: files removed by a
     /// commit, and files a crashed run wrote but never committed. Only files older than
@@ -143,26 +118,7 @@ fn parse_time_travel(s: &str) -> std::result::Result<TimeTravel, String> {
 /// Run a parsed command line; returns the process exit code.
 pub async fn execute(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Generate {
-            rows,
-            customers,
-            days,
-            bad_fraction,
-            corrections,
-            files,
-            seed,
-            out,
-        } => {
-            let spec = crate::generate::GenerateSpec {
-                rows,
-                customers,
-                days,
-                bad_fraction,
-                corrections,
-                files,
-                seed,
-                out,
-            };
+        Command::Generate(spec) => {
             let g = crate::generate::generate(&spec)?;
             println!(
                 "wrote {} file(s), {} bytes: {} readings ({} bad), {} corrections",

@@ -13,16 +13,32 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{MedallionError, Result};
 
-/// What to generate.
-#[derive(Debug, Clone)]
+/// What to generate (also the arguments of `medallion generate`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct GenerateSpec {
+    /// Readings to write (hourly, every meter, in time order).
+    #[arg(long)]
     pub rows: u64,
+    /// Customers; each owns 1 to 3 meters.
+    #[arg(long, default_value_t = 1000)]
     pub customers: u64,
+    /// Days of readings available (rows must fit meters × days × 24).
+    #[arg(long, default_value_t = 30)]
     pub days: u64,
+    /// Fraction of rows that break one reject rule each.
+    #[arg(long, default_value_t = 0.001)]
     pub bad_fraction: f64,
+    /// Fraction of good rows re-read with a new value in a corrections file.
+    #[arg(long, default_value_t = 0.01)]
     pub corrections: f64,
+    /// Split the readings into this many files.
+    #[arg(long, default_value_t = 1)]
     pub files: u64,
+    /// Seed: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Directory to write into (e.g. the raw zone).
+    #[arg(long)]
     pub out: PathBuf,
 }
 
