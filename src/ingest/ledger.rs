@@ -19,6 +19,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::DataType;
 
+use super::Fingerprint;
 use crate::error::{MedallionError, Result};
 use crate::schema;
 use crate::storage::{self, AppendWriter, Lakehouse};
@@ -62,6 +63,26 @@ pub struct LedgerEntry {
     pub message: Option<String>,
     /// Versions this attempt committed, as JSON (`{"bronze/readings": 3, ...}`).
     pub table_versions: Option<String>,
+}
+
+impl LedgerEntry {
+    /// The claim of a file version as batch `seq`.
+    pub fn claim(print: Fingerprint, file: String, batch_id: String, seq: i64) -> Self {
+        LedgerEntry {
+            file,
+            sha256: print.sha256,
+            size: print.size,
+            modified: print.modified,
+            batch_id,
+            seq,
+            status: FileStatus::Claimed,
+            rows_read: 0,
+            silver_accepted: 0,
+            rejected: 0,
+            message: None,
+            table_versions: None,
+        }
+    }
 }
 
 /// What the ledger knows, for deciding what to do with each raw file.
@@ -151,23 +172,19 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
                 "failed" => {
                     finished.insert(seq.value(i));
                 }
-                "claimed" => claims.push(LedgerEntry {
-                    file: f,
-                    sha256: h,
-                    size: size.value(i) as u64,
-                    modified: modified
-                        .is_valid(i)
-                        .then(|| DateTime::<Utc>::from_timestamp_micros(modified.value(i)))
-                        .flatten(),
-                    batch_id: batch.value(i).to_string(),
-                    seq: seq.value(i),
-                    status: FileStatus::Claimed,
-                    rows_read: 0,
-                    silver_accepted: 0,
-                    rejected: 0,
-                    message: None,
-                    table_versions: None,
-                }),
+                "claimed" => claims.push(LedgerEntry::claim(
+                    Fingerprint {
+                        sha256: h,
+                        size: size.value(i) as u64,
+                        modified: modified
+                            .is_valid(i)
+                            .then(|| DateTime::<Utc>::from_timestamp_micros(modified.value(i)))
+                            .flatten(),
+                    },
+                    f,
+                    batch.value(i).to_string(),
+                    seq.value(i),
+                )),
                 _ => {}
             }
         }

@@ -129,20 +129,9 @@ async fn run_holding_lease(
             report.already_loaded += 1;
             continue;
         }
-        let mut entry = LedgerEntry {
-            file: file.name.clone(),
-            sha256: print.sha256.clone(),
-            size: print.size,
-            modified: print.modified,
-            batch_id: uuid::Uuid::now_v7().to_string(),
-            seq: state.next_seq,
-            status: FileStatus::Claimed,
-            rows_read: 0,
-            silver_accepted: 0,
-            rejected: 0,
-            message: None,
-            table_versions: None,
-        };
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let mut entry =
+            LedgerEntry::claim(print.clone(), file.name.clone(), batch_id, state.next_seq);
         state.next_seq += 1;
         if let Some(original) = state.loaded.get(&print.sha256) {
             entry.status = FileStatus::Duplicate;
