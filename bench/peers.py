@@ -85,20 +85,25 @@ def check_header(spec, path):
         raise SystemExit(f"{path}: header {header} is not {want} (the peers read columns in order)")
 
 
+class Violation:
+    """One check that can fail on a row: rule name, column (None for row rules), action,
+    and, per engine, the condition (true = broken) and the message."""
+
+    def __init__(self, rule, column, action, cond, message):
+        self.rule, self.column, self.action, self.cond, self.message = rule, column, action, cond, message
+
+
 def duckdb_validated_sql(spec, source):
-    """SELECT over `source` (bronze: raw text columns + lineage) giving per row: raw text
-    (r__<i>), typed values (column names), rejection_reasons (reject rules), warnings
-    (names of warn rules broken), failures (fail rules broken)."""
+    """(SELECT over `source`, violations). `source` is bronze (raw text columns named as
+    configured + lineage). Each output row has the raw text (r__<i>), the typed values
+    (column names), the lineage, one boolean f__<k> per violation k and _rejected."""
     ws = sql_str(R.WHITESPACE)
     nulls = "(" + ", ".join(sql_str(v) for v in spec.null_values) + ")"
-    s1 = []  # raw, trimmed text, missing flag
-    s2 = []  # typed
-    viol = []  # (action, expr producing a struct or NULL)
+    s1, s2, viol = [], [], []
     for i, c in enumerate(spec.columns):
         q = f'"{c.name}"'
         s1.append(f"{q} AS r__{i}")
-        t = f"trim({q}, {ws})" if spec.trim else q
-        s1.append(f"{t} AS t__{i}")
+        s1.append((f"trim({q}, {ws})" if spec.trim else q) + f" AS t__{i}")
         s1.append(f"({q} IS NULL OR trim({q}, {ws}) IN {nulls}) AS m__{i}")
         v = f"t__{i}"
         k = c.type.kind
@@ -125,13 +130,12 @@ def duckdb_validated_sql(spec, source):
         default = "NULL" if c.default is None else f"CAST({sql_str(c.default)} AS {c.type.duckdb()})"
         s2.append(f"CASE WHEN m__{i} THEN {default} ELSE {parsed} END AS \"{c.name}\"")
         s2.append(f"(NOT m__{i} AND ({parsed}) IS NULL) AS tf__{i}")
-        excerpt = f"'\"' || left(t__{i}, 64) || '\"'"
+        # messages are built for rejected rows only, from the raw text
+        excerpt = f"'\"' || left(trim(r__{i}, {ws}), 64) || '\"'"
         if c.required and c.default is None:
-            viol.append(("reject", f"CASE WHEN m__{i} THEN {{'rule': 'required', 'column': {sql_str(c.name)}, "
-                                   f"'message': 'value is missing'}} END"))
-        viol.append(("reject", f"CASE WHEN tf__{i} THEN {{'rule': 'type', 'column': {sql_str(c.name)}, "
-                               f"'message': 'not a {k}: ' || {excerpt}}} END"))
-        ok = f"(NOT m__{i} AND NOT tf__{i})"
+            viol.append(Violation("required", c.name, "reject", f"m__{i}", "'value is missing'"))
+        viol.append(Violation("type", c.name, "reject", f"tf__{i}", f"'not a {c.type.kind}: ' || {excerpt}"))
+        ok = f"NOT m__{i} AND NOT tf__{i}"
         for r in c.rules:
             if r.kind == "pattern":
                 bad = f"NOT regexp_matches(t__{i}, {sql_str(R.rust_regex_to_re2(r.pattern))})"
@@ -147,28 +151,41 @@ def duckdb_validated_sql(spec, source):
                     conds.append(f'"{c.name}" > CAST({sql_str(r.max)} AS {c.type.duckdb()})')
                 bad = "(" + " OR ".join(conds) + ")"
                 msg = f"{excerpt} || ' is outside [{r.min}, {r.max}]'"
-            viol.append((r.action, f"CASE WHEN {ok} AND {bad} THEN {{'rule': {sql_str(r.name)}, "
-                                   f"'column': {sql_str(c.name)}, 'message': {msg}}} END"))
+            viol.append(Violation(r.name, c.name, r.action, f"{ok} AND {bad}", msg))
     for r in spec.row_rules:
-        viol.append((r.action, f"CASE WHEN ({r.check}) = false THEN {{'rule': {sql_str(r.name)}, "
-                               f"'column': NULL::VARCHAR, 'message': {sql_str('check failed: ' + r.check.strip())}}} END"))
-
-    def lst(action):
-        items = [e for a, e in viol if a == action]
-        if not items:
-            return "[]::STRUCT(rule VARCHAR, \"column\" VARCHAR, message VARCHAR)[]"
-        return "list_filter([" + ", ".join(items) + "], x -> x IS NOT NULL)"
-
+        viol.append(Violation(r.name, None, r.action, f"({r.check}) = false",
+                              sql_str("check failed: " + r.check.strip())))
+    flags = ", ".join(f"coalesce({x.cond}, false) AS f__{k}" for k, x in enumerate(viol))
+    rejected = " OR ".join(f"f__{k}" for k, x in enumerate(viol) if x.action == "reject") or "false"
     lineage = "_source_file, _source_line, _batch_id, _received_at"
-    return f"""
+    sql = f"""
         WITH s1 AS (SELECT {', '.join(s1)}, {lineage} FROM {source}),
-             s2 AS (SELECT s1.*, {', '.join(s2)} FROM s1)
-        SELECT {', '.join(f'r__{i}' for i in range(len(spec.columns)))},
-               {', '.join(f'"{c.name}"' for c in spec.columns)}, {lineage},
-               {lst('reject')} AS rejection_reasons,
-               list_transform({lst('warn')}, x -> x.rule) AS warnings,
-               list_transform({lst('fail')}, x -> x.rule) AS failures
-        FROM s2"""
+             s2 AS (SELECT s1.*, {', '.join(s2)} FROM s1),
+             s3 AS (SELECT {', '.join(f'r__{i}' for i in range(len(spec.columns)))},
+                           {', '.join(f'"{c.name}"' for c in spec.columns)}, {lineage}, {flags} FROM s2)
+        SELECT *, ({rejected}) AS _rejected FROM s3"""
+    return sql, viol
+
+
+def duckdb_reasons_sql(viol, action="reject"):
+    items = [f"CASE WHEN f__{k} THEN {{'rule': {sql_str(x.rule)}, 'column': "
+             f"{sql_str(x.column) if x.column else 'NULL::VARCHAR'}, 'message': {x.message}}} END"
+             for k, x in enumerate(viol) if x.action == action]
+    if not items:
+        return "[]::STRUCT(rule VARCHAR, \"column\" VARCHAR, message VARCHAR)[]"
+    return "list_filter([" + ", ".join(items) + "], x -> x IS NOT NULL)"
+
+
+def count_violations(viol, sums_rejected, sums_kept):
+    """Per rule: rejected rows per violation (like medallion, a row failing `type` on two
+    columns counts twice), warnings on kept rows."""
+    by_rule, warned = {}, {}
+    for x, nr, nk in zip(viol, sums_rejected, sums_kept):
+        if x.action == "reject" and nr:
+            by_rule[x.rule] = by_rule.get(x.rule, 0) + int(nr)
+        elif x.action == "warn" and nk:
+            warned[x.rule] = warned.get(x.rule, 0) + int(nk)
+    return dict(sorted(by_rule.items())), dict(sorted(warned.items()))
 
 
 def run_duckdb(args):
@@ -192,18 +209,20 @@ def run_duckdb(args):
                         TO {sql_str(out / 'bronze' / f'part-{i:05d}.parquet')} (FORMAT parquet)""")
     t_bronze = time.perf_counter()
     bronze = f"read_parquet({sql_str(out / 'bronze' / '*.parquet')})"
-    con.execute(f"CREATE TEMP TABLE v AS {duckdb_validated_sql(spec, bronze)}")
-    fails = con.execute("SELECT count(*) FROM v WHERE len(failures) > 0").fetchone()[0]
-    if fails:
-        raise SystemExit(f"{fails} rows break a fail rule")
+    sql, viol = duckdb_validated_sql(spec, bronze)
+    con.execute(f"CREATE TEMP TABLE v AS {sql}")
+    fail = " OR ".join(f"f__{k}" for k, x in enumerate(viol) if x.action == "fail")
+    if fail and con.execute(f"SELECT count(*) FROM v WHERE {fail}").fetchone()[0]:
+        raise SystemExit("rows break a fail rule")
+    t_validate = time.perf_counter()
     raw_out = ", ".join(f'r__{i} AS "{c.name}"' for i, c in enumerate(spec.columns))
     con.execute(f"""COPY (SELECT {raw_out}, _source_file, _source_line, _batch_id, _received_at,
-                                 rejection_reasons FROM v WHERE len(rejection_reasons) > 0)
+                                 {duckdb_reasons_sql(viol)} AS rejection_reasons FROM v WHERE _rejected)
                     TO {sql_str(out / 'rejected.parquet')} (FORMAT parquet)""")
     typed = ", ".join(f'"{c.name}"' for c in spec.columns)
     key = ", ".join(f'"{k}"' for k in spec.key)
     con.execute(f"""COPY (SELECT {typed}, _received_at AS received_at, _source_file, _source_line, _batch_id
-                          FROM v WHERE len(rejection_reasons) = 0
+                          FROM v WHERE NOT _rejected
                           QUALIFY row_number() OVER (PARTITION BY {key}
                                                      ORDER BY _source_file DESC, _source_line DESC) = 1)
                     TO {sql_str(out / 'silver.parquet')} (FORMAT parquet)""")
@@ -218,21 +237,15 @@ def run_duckdb(args):
         con.execute(f"COPY (SELECT {sel} FROM ({g.sql})) TO {sql_str(out / 'gold' / (g.name + '.parquet'))} "
                     "(FORMAT parquet)")
     t_gold = time.perf_counter()
-    counts = duckdb_job_counts(con, spec)
+    sums = ", ".join(f"count(*) FILTER (WHERE f__{k} AND _rejected), count(*) FILTER (WHERE f__{k} AND NOT _rejected)"
+                     for k in range(len(viol)))
+    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE _rejected), {sums} FROM v").fetchone()
+    by_rule, warned = count_violations(viol, row[2::2], row[3::2])
     shutil.rmtree(out / "_tmp", ignore_errors=True)
-    result(job="duckdb", files=len(files), stages_s={"bronze": t_bronze - t0, "silver": t_silver - t_bronze,
-                                                   "gold": t_gold - t_silver}, **counts)
-
-
-def duckdb_job_counts(con, spec):
-    (rows,) = con.execute("SELECT count(*) FROM v").fetchone()
-    (rejected,) = con.execute("SELECT count(*) FROM v WHERE len(rejection_reasons) > 0").fetchone()
-    by_rule = dict(con.execute("""SELECT r.rule, count(*) FROM (SELECT unnest(rejection_reasons) AS r FROM v)
-                                  GROUP BY 1 ORDER BY 1""").fetchall())
-    warned = dict(con.execute("""SELECT w, count(*) FROM (SELECT unnest(warnings) AS w FROM v
-                                 WHERE len(rejection_reasons) = 0) GROUP BY 1 ORDER BY 1""").fetchall())
-    return {"rows": rows, "accepted": rows - rejected, "rejected": rejected,
-            "rejected_by_rule": by_rule, "warned": warned}
+    result(job="duckdb", files=len(files),
+           stages_s={"bronze": t_bronze - t0, "validate": t_validate - t_bronze, "rejected+silver": t_silver - t_validate,
+                     "gold": t_gold - t_silver},
+           rows=row[0], accepted=row[0] - row[1], rejected=row[1], rejected_by_rule=by_rule, warned=warned)
 
 
 def run_duckdb_copy(args):
@@ -253,25 +266,20 @@ def run_duckdb_copy(args):
 
 
 def polars_validate(spec, raw):
-    """raw: DataFrame of text columns (configured names) + lineage. Returns the frame with
-    typed columns (configured names), r__<i> raw text, rejection_reasons, warnings."""
+    """raw: DataFrame of text columns (configured names) + lineage. Returns (frame,
+    violations): the frame has r__<i> raw text, typed columns (configured names), one
+    boolean f__<k> per violation and _rejected; reasons are built by polars_reasons for
+    the rejected rows only (building lists of structs for every row is slow in Polars)."""
     import polars as pl
 
-    reason = pl.Struct({"rule": pl.String, "column": pl.String, "message": pl.String})
-    exprs_raw = [pl.col(c.name).alias(f"r__{i}") for i, c in enumerate(spec.columns)]
-    df = raw.with_columns(exprs_raw)
+    df = raw.with_columns([pl.col(c.name).alias(f"r__{i}") for i, c in enumerate(spec.columns)])
     pre = []
     for i, c in enumerate(spec.columns):
         r = pl.col(f"r__{i}")
-        t = r.str.strip_chars() if spec.trim else r
+        t = r.str.strip_chars() if spec.trim else r  # Rust str::trim, as medallion
         pre += [t.alias(f"t__{i}"), (r.is_null() | r.str.strip_chars().is_in(spec.null_values)).alias(f"m__{i}")]
     df = df.with_columns(pre)
     typed, viol = [], []
-
-    def struct(rule, column, message):
-        return pl.struct(rule=pl.lit(rule, pl.String), column=pl.lit(column, pl.String),
-                         message=message.cast(pl.String) if isinstance(message, pl.Expr) else pl.lit(message, pl.String))
-
     for i, c in enumerate(spec.columns):
         v, m = pl.col(f"t__{i}"), pl.col(f"m__{i}")
         k = c.type.kind
@@ -282,10 +290,11 @@ def polars_validate(spec, raw):
             dtype = pl.Decimal(c.type.precision, c.type.scale)
             parsed = pl.when(v.str.contains(syn) & v.str.contains(fits)).then(v.cast(dtype, strict=False))
         elif k == "timestamp":
+            # normalize every accepted spelling to YYYY-MM-DDTHH:MM:SS[.f]+hh:mm, one parse
             dtype = pl.Datetime("us", "UTC")
             u = v.str.to_uppercase()
-            u = u.str.slice(0, 10) + "T" + u.str.slice(11)          # separator
-            u = pl.when(u.str.len_bytes() == 16).then(u + ":00").otherwise(u)  # YYYY-MM-DD HH:MM
+            u = u.str.slice(0, 10) + "T" + u.str.slice(11)
+            u = pl.when(u.str.len_bytes() == 16).then(u + ":00").otherwise(u)
             u = u.str.replace(r"Z$", "+00:00")
             u = pl.when(u.str.contains(r"[+-][0-9]{2}:[0-9]{2}$")).then(u).otherwise(u + "+00:00")
             parsed = pl.when(v.str.contains(R.TS_ANY)).then(
@@ -312,10 +321,10 @@ def polars_validate(spec, raw):
     df = df.with_columns(typed)
     for i, c in enumerate(spec.columns):
         v, m, tf = pl.col(f"t__{i}"), pl.col(f"m__{i}"), pl.col(f"tf__{i}")
-        excerpt = '"' + v.str.slice(0, 64) + '"'
+        excerpt = '"' + pl.col(f"r__{i}").str.strip_chars().str.slice(0, 64) + '"'
         if c.required and c.default is None:
-            viol.append(("reject", pl.when(m).then(struct("required", c.name, "value is missing"))))
-        viol.append(("reject", pl.when(tf).then(struct("type", c.name, f"not a {c.type.kind}: " + excerpt))))
+            viol.append(Violation("required", c.name, "reject", m, pl.lit("value is missing")))
+        viol.append(Violation("type", c.name, "reject", tf, f"not a {c.type.kind}: " + excerpt))
         ok = ~m & ~tf
         for r in c.rules:
             col = pl.col(c.name)
@@ -333,21 +342,27 @@ def polars_validate(spec, raw):
                 if r.max is not None:
                     bad = bad | (col > pl.lit(str(r.max)).cast(dtype))
                 msg = excerpt + f" is outside [{r.min}, {r.max}]"
-            viol.append((r.action, pl.when(ok & bad).then(struct(r.name, c.name, msg))))
+            viol.append(Violation(r.name, c.name, r.action, ok & bad, msg))
     for r in spec.row_rules:
-        failed = pl.sql_expr(r.check).not_().fill_null(False)
-        viol.append((r.action, pl.when(failed).then(struct(r.name, None, "check failed: " + r.check.strip()))))
+        viol.append(Violation(r.name, None, r.action, pl.sql_expr(r.check).not_(),
+                              pl.lit("check failed: " + r.check.strip())))
+    flags = [x.cond.fill_null(False).alias(f"f__{k}") for k, x in enumerate(viol)]
+    rej = [pl.col(f"f__{k}") for k, x in enumerate(viol) if x.action == "reject"]
+    df = df.with_columns(flags).with_columns(
+        _rejected=pl.any_horizontal(rej) if rej else pl.lit(False))
+    return df, viol
 
-    def lst(action):
-        items = [e for a, e in viol if a == action]
-        if not items:
-            return pl.lit([], pl.List(reason))
-        return pl.concat_list(items).list.drop_nulls()
 
-    df = df.with_columns(rejection_reasons=lst("reject"),
-                         warnings=lst("warn").list.eval(pl.element().struct.field("rule")),
-                         failures=lst("fail").list.eval(pl.element().struct.field("rule")))
-    return df
+def polars_reasons(viol, action="reject"):
+    import polars as pl
+
+    items = [pl.when(pl.col(f"f__{k}")).then(pl.struct(rule=pl.lit(x.rule, pl.String),
+                                                       column=pl.lit(x.column, pl.String),
+                                                       message=x.message.cast(pl.String)))
+             for k, x in enumerate(viol) if x.action == action]
+    if not items:
+        return pl.lit([], pl.List(pl.Struct({"rule": pl.String, "column": pl.String, "message": pl.String})))
+    return pl.concat_list(items).list.drop_nulls()
 
 
 def to_arrow(df):
@@ -391,26 +406,29 @@ def run_polars_delta(args):
         write_deltalake(paths["bronze"], to_arrow(raw), mode="append")
         stages["bronze"] += time.perf_counter() - t
         t = time.perf_counter()
-        v = polars_validate(spec, raw)
-        if v.select(pl.col("failures").list.len().sum()).item():
+        v, viol = polars_validate(spec, raw)
+        fail = [pl.col(f"f__{k}") for k, x in enumerate(viol) if x.action == "fail"]
+        if fail and v.select(pl.any_horizontal(fail).any()).item():
             raise SystemExit(f"{name}: a fail rule is broken; file not loaded")
-        is_rej = pl.col("rejection_reasons").list.len() > 0
-        rej = v.filter(is_rej)
-        acc = v.filter(~is_rej)
+        rej = v.filter(pl.col("_rejected"))
+        acc = v.filter(~pl.col("_rejected"))
         stages["validate"] += time.perf_counter() - t
         t = time.perf_counter()
         if rej.height:
             write_deltalake(paths["rejected"], to_arrow(rej.select(
                 [pl.col(f"r__{i}").alias(c.name) for i, c in enumerate(spec.columns)]
-                + lineage + ["rejection_reasons"])), mode="append")
+                + lineage + [polars_reasons(viol).alias("rejection_reasons")])), mode="append")
         stages["rejected"] += time.perf_counter() - t
         totals["rows"] += v.height
         totals["rejected"] += rej.height
         totals["accepted"] += acc.height
-        for rule, n in rej.select(pl.col("rejection_reasons").explode().struct.field("rule")) \
-                          .to_series().value_counts().iter_rows():
+        sums = v.select([pl.col(f"f__{k}").and_(pl.col("_rejected")).sum().alias(f"r{k}") for k in range(len(viol))]
+                        + [pl.col(f"f__{k}").and_(~pl.col("_rejected")).sum().alias(f"k{k}")
+                           for k in range(len(viol))]).row(0)
+        by_rule, warned = count_violations(viol, sums[:len(viol)], sums[len(viol):])
+        for rule, n in by_rule.items():
             totals["rejected_by_rule"][rule] = totals["rejected_by_rule"].get(rule, 0) + n
-        for rule, n in acc.select(pl.col("warnings").explode()).drop_nulls().to_series().value_counts().iter_rows():
+        for rule, n in warned.items():
             totals["warned"][rule] = totals["warned"].get(rule, 0) + n
         # silver: last line of the file wins, then MERGE on the natural key
         t = time.perf_counter()

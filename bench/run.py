@@ -205,9 +205,10 @@ def make_incremental(spec, raw_files, out_file, n, seed, tmp):
     src = (f"(SELECT {cols}, '' AS _source_file, 0::BIGINT AS _source_line, '' AS _batch_id, "
            f"now() AS _received_at FROM {peers.duckdb_read_csv(spec, raw_files)})")
     key = ", ".join(f'"{k}"' for k in spec.key)
+    sql, _ = peers.duckdb_validated_sql(spec, src)
     con.execute(f"""CREATE TEMP TABLE acc AS
-                    SELECT * FROM ({peers.duckdb_validated_sql(spec, src)})
-                    WHERE len(rejection_reasons) = 0
+                    SELECT * FROM ({sql})
+                    WHERE NOT _rejected
                     QUALIFY row_number() OVER (PARTITION BY {key}) = 1""")
     half = n // 2
     (span,) = con.execute("SELECT date_diff('day', min(start_time), max(start_time)) + 1 FROM acc").fetchone()
@@ -511,7 +512,8 @@ def medallion_info(binary):
     b = Path(binary).resolve()
     info = {"binary": str(binary)}
     try:
-        info["version"] = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+        info["version"] = subprocess.run([str(binary), "--version"], capture_output=True,
+                                         text=True).stdout.strip().removeprefix("medallion ")
     except OSError as e:
         sys.exit(f"cannot run {binary}: {e}")
     parts = b.parts

@@ -75,3 +75,39 @@ fn duplicates_are_skipped_and_new_versions_loaded() {
         "{s:?}"
     );
 }
+
+#[test]
+fn checkpoints_are_written_as_versions_grow() {
+    // Two ledger commits per file: 60 files take the ledger past delta-rs' checkpoint
+    // interval (100 versions), so opening it keeps reading one checkpoint, not every commit.
+    let w = Workdir::sample_config();
+    for i in 0..60 {
+        w.write_raw(
+            &format!("f{i:03}.csv"),
+            &format!("{HEADER}C000001,M00000001,2026-03-01T{:02}:00:00Z,2026-03-01T{:02}:30:00Z,1.000,actual\n", i % 24, i % 24)
+                .replace("2026-03-01", &format!("2026-03-{:02}", 1 + i / 24)),
+        );
+    }
+    w.run_expect(0);
+    let log = w.table_path("_medallion/files/_delta_log");
+    assert!(
+        log.join("_last_checkpoint").exists(),
+        "the ledger has a checkpoint"
+    );
+    let checkpoints = std::fs::read_dir(&log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".checkpoint.parquet")
+        })
+        .count();
+    assert!(checkpoints >= 1, "a checkpoint file exists");
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout.contains("nothing to do") && r.stdout.contains("60 already loaded"),
+        "{r:?}"
+    );
+}
