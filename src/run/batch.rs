@@ -140,7 +140,7 @@ pub async fn ingest(
     // which is idempotent (upserting the same rows again changes nothing). Gold can be
     // refreshed incrementally only from the silver state this attempt saw before its
     // first upsert; after an interrupted attempt, gold is recomputed in full.
-    let mut staged = staging.finish()?;
+    let mut staged = staging.finish(p.silver_batch_rows)?;
     let full = silver_done || recovering;
     let mut affected: Vec<Vec<deltalake::arrow::record_batch::RecordBatch>> =
         vec![Vec::new(); p.gold.len()];

@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::datafusion::common::{Column, ScalarValue};
+use deltalake::datafusion::functions_aggregate::expr_fn::{max, min};
+use deltalake::datafusion::logical_expr::Expr;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use deltalake::kernel::transaction::CommitProperties;
 
 use crate::error::{MedallionError, Result};
@@ -40,6 +43,59 @@ fn quoted(side: &str, column: &str) -> String {
     format!("{side}.\"{}\"", column.replace('"', "\"\""))
 }
 
+fn target(k: &str) -> Expr {
+    Expr::Column(Column::new(Some("target"), k))
+}
+
+/// Equal keys, plus each key's literal [min, max] over the source: the bounds do not
+/// change which rows match (a matching target key equals a source key), but they let
+/// delta-rs skip target files whose statistics lie outside them instead of scanning
+/// the whole table (delta-rs #3491, #3786). Not used when unmatched target rows are
+/// deleted, where every target row must be considered.
+async fn match_predicate(source: &DataFrame, spec: &UpsertSpec<'_>) -> Result<Expr> {
+    let mut conjuncts: Vec<Expr> = spec
+        .keys
+        .iter()
+        .map(|k| target(k).eq(Expr::Column(Column::new(Some("source"), k))))
+        .collect();
+    if !spec.delete_unmatched {
+        let aggs: Vec<Expr> = spec
+            .keys
+            .iter()
+            .enumerate()
+            .flat_map(|(i, k)| {
+                [
+                    min(col(Column::from_name(k))).alias(format!("__min{i}")),
+                    max(col(Column::from_name(k))).alias(format!("__max{i}")),
+                ]
+            })
+            .collect();
+        let bounds = source
+            .clone()
+            .aggregate(vec![], aggs)
+            .map_err(MedallionError::sql("merge bounds"))?
+            .collect()
+            .await
+            .map_err(MedallionError::sql("merge bounds"))?;
+        if let Some(b) = bounds.first().filter(|b| b.num_rows() == 1) {
+            for (i, k) in spec.keys.iter().enumerate() {
+                let lo = ScalarValue::try_from_array(b.column(2 * i), 0)
+                    .map_err(MedallionError::sql("merge bounds"))?;
+                let hi = ScalarValue::try_from_array(b.column(2 * i + 1), 0)
+                    .map_err(MedallionError::sql("merge bounds"))?;
+                if !lo.is_null() && !hi.is_null() {
+                    conjuncts.push(target(k).gt_eq(lit(lo)));
+                    conjuncts.push(target(k).lt_eq(lit(hi)));
+                }
+            }
+        }
+    }
+    Ok(conjuncts
+        .into_iter()
+        .reduce(Expr::and)
+        .unwrap_or_else(|| lit(true)))
+}
+
 /// MERGE `source` into `table` on `spec.keys`.
 pub async fn upsert(
     table: DeltaTable,
@@ -56,12 +112,7 @@ pub async fn upsert(
         None => props,
     };
     let reload = table.clone();
-    let predicate = spec
-        .keys
-        .iter()
-        .map(|k| format!("{} = {}", quoted("target", k), quoted("source", k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let predicate = match_predicate(&source, spec).await?;
     let flag = spec.present_flag.map(|f| quoted("source", f));
     let columns = spec.columns;
     let err = MedallionError::delta("merge", spec.table_name);
@@ -120,6 +171,14 @@ pub async fn upsert(
             return Err(err(e));
         }
     };
+    tracing::debug!(
+        table = spec.table_name,
+        files_scanned = m.num_target_files_scanned,
+        files_skipped = m.num_target_files_skipped_during_scan,
+        scan_ms = m.scan_time_ms,
+        rewrite_ms = m.rewrite_time_ms,
+        "merge"
+    );
     let version = table
         .version()
         .filter(|v| Some(*v) != before)

@@ -64,8 +64,8 @@ impl Staging {
         self.writer.write(batch).map_err(pq("stage accepted rows"))
     }
 
-    /// Stop writing; read the rows back.
-    pub fn finish(self) -> Result<StagedRows> {
+    /// Stop writing; read the rows back in batches of at most `batch_rows`.
+    pub fn finish(self, batch_rows: u64) -> Result<StagedRows> {
         self.writer.close().map_err(pq("stage accepted rows"))?;
         let reader = if self.rows == 0 {
             None
@@ -73,7 +73,7 @@ impl Staging {
             Some(
                 ParquetRecordBatchReaderBuilder::try_new(self.file)
                     .map_err(pq("read staged rows"))?
-                    .with_batch_size(ROW_GROUP_ROWS)
+                    .with_batch_size(ROW_GROUP_ROWS.min(batch_rows.max(1) as usize))
                     .build()
                     .map_err(pq("read staged rows"))?,
             )
