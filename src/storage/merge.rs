@@ -47,6 +47,42 @@ fn target(k: &str) -> Expr {
     Expr::Column(Column::new(Some("target"), k))
 }
 
+/// Each key column's (name, min, max) over `df`; keys whose bounds are null are left out.
+pub async fn key_bounds(
+    df: &DataFrame,
+    keys: &[String],
+) -> Result<Vec<(String, ScalarValue, ScalarValue)>> {
+    let aggs: Vec<Expr> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, k)| {
+            [
+                min(col(Column::from_name(k))).alias(format!("__min{i}")),
+                max(col(Column::from_name(k))).alias(format!("__max{i}")),
+            ]
+        })
+        .collect();
+    let err = || MedallionError::sql("key bounds");
+    let bounds = df
+        .clone()
+        .aggregate(vec![], aggs)
+        .map_err(err())?
+        .collect()
+        .await
+        .map_err(err())?;
+    let mut out = Vec::new();
+    if let Some(b) = bounds.first().filter(|b| b.num_rows() == 1) {
+        for (i, k) in keys.iter().enumerate() {
+            let lo = ScalarValue::try_from_array(b.column(2 * i), 0).map_err(err())?;
+            let hi = ScalarValue::try_from_array(b.column(2 * i + 1), 0).map_err(err())?;
+            if !lo.is_null() && !hi.is_null() {
+                out.push((k.clone(), lo, hi));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Equal keys, plus each key's literal [min, max] over the source: the bounds do not
 /// change which rows match (a matching target key equals a source key), but they let
 /// delta-rs skip target files whose statistics lie outside them instead of scanning
@@ -59,35 +95,9 @@ async fn match_predicate(source: &DataFrame, spec: &UpsertSpec<'_>) -> Result<Ex
         .map(|k| target(k).eq(Expr::Column(Column::new(Some("source"), k))))
         .collect();
     if !spec.delete_unmatched {
-        let aggs: Vec<Expr> = spec
-            .keys
-            .iter()
-            .enumerate()
-            .flat_map(|(i, k)| {
-                [
-                    min(col(Column::from_name(k))).alias(format!("__min{i}")),
-                    max(col(Column::from_name(k))).alias(format!("__max{i}")),
-                ]
-            })
-            .collect();
-        let bounds = source
-            .clone()
-            .aggregate(vec![], aggs)
-            .map_err(MedallionError::sql("merge bounds"))?
-            .collect()
-            .await
-            .map_err(MedallionError::sql("merge bounds"))?;
-        if let Some(b) = bounds.first().filter(|b| b.num_rows() == 1) {
-            for (i, k) in spec.keys.iter().enumerate() {
-                let lo = ScalarValue::try_from_array(b.column(2 * i), 0)
-                    .map_err(MedallionError::sql("merge bounds"))?;
-                let hi = ScalarValue::try_from_array(b.column(2 * i + 1), 0)
-                    .map_err(MedallionError::sql("merge bounds"))?;
-                if !lo.is_null() && !hi.is_null() {
-                    conjuncts.push(target(k).gt_eq(lit(lo)));
-                    conjuncts.push(target(k).lt_eq(lit(hi)));
-                }
-            }
+        for (k, lo, hi) in key_bounds(source, spec.keys).await? {
+            conjuncts.push(target(&k).gt_eq(lit(lo)));
+            conjuncts.push(target(&k).lt_eq(lit(hi)));
         }
     }
     Ok(conjuncts

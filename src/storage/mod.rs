@@ -24,7 +24,7 @@ use deltalake::kernel::{StructField, StructType};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
-pub use merge::{UpsertMetrics, UpsertSpec, upsert};
+pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
 pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::AppendWriter;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::common::{Column, JoinType};
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::{col, lit};
 
 use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
@@ -179,33 +181,24 @@ pub async fn affected_keys(
         .map_err(MedallionError::sql("stage batch rows"))?;
     ctx.register_table("__batch", Arc::new(staged))
         .map_err(MedallionError::sql("stage batch rows"))?;
-    let cols = silver_schema
-        .fields()
-        .iter()
-        .map(|f| quote(f.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
     storage::register(&ctx, "__silver_before", before).await?;
-    let on = p
-        .silver_key
-        .iter()
-        .map(|k| format!("__b.{q} = __s.{q}", q = quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let scols = silver_schema
-        .fields()
-        .iter()
-        .map(|f| format!("__s.{}", quote(f.name())))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let touched = format!(
-        "SELECT {cols} FROM __batch UNION ALL SELECT {scols} FROM __silver_before __s \
-         WHERE EXISTS (SELECT 1 FROM __batch __b WHERE {on})"
-    );
-    let touched_df = ctx
-        .sql(&touched)
-        .await
-        .map_err(MedallionError::sql("rows touched by the batch"))?;
+    // Silver rows the batch replaces: same natural key. The literal key bounds let the
+    // scan skip silver files whose statistics lie outside the batch.
+    let err = || MedallionError::sql("rows touched by the batch");
+    let batch_df = ctx.table("__batch").await.map_err(err())?;
+    let keys: Vec<&str> = p.silver_key.iter().map(String::as_str).collect();
+    let mut replaced = ctx.table("__silver_before").await.map_err(err())?;
+    for (k, lo, hi) in storage::key_bounds(&batch_df, &p.silver_key).await? {
+        let c = || col(Column::from_name(&k));
+        replaced = replaced
+            .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
+            .map_err(err())?;
+    }
+    let batch_keys = batch_df.clone().select_columns(&keys).map_err(err())?;
+    let replaced = replaced
+        .join(batch_keys, JoinType::LeftSemi, &keys, &keys, None)
+        .map_err(err())?;
+    let touched_df = batch_df.union(replaced).map_err(err())?;
     ctx.register_table("silver", touched_df.into_view())
         .map_err(MedallionError::sql("rows touched by the batch"))?;
     let keys = model
