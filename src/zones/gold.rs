@@ -51,17 +51,33 @@ pub async fn refresh(
     };
     let ctx = storage::session();
     let model_sql = model.sql.trim().trim_end_matches(';');
+    storage::register(&ctx, "silver", silver).await?;
     let source_sql = match affected {
         Some(affected) if !full => {
-            let table = MemTable::try_new(key_schema(model)?, vec![affected])
-                .map_err(MedallionError::sql("stage gold keys"))?;
-            ctx.register_table("__affected", Arc::new(table))
-                .map_err(MedallionError::sql("stage gold keys"))?;
-            recompute_sql(model, model_sql)
+            let err = || MedallionError::sql("stage gold keys");
+            let table = MemTable::try_new(key_schema(model)?, vec![affected]).map_err(err())?;
+            let affected = ctx.read_table(Arc::new(table)).map_err(err())?;
+            // The model restricted to the affected keys' literal bounds: DataFusion pushes
+            // these below the aggregation to the silver scan, which skips files whose
+            // statistics lie outside them. The join below keeps exactly the affected keys.
+            let mut restricted = ctx
+                .sql(model_sql)
+                .await
+                .map_err(MedallionError::sql(format!("gold model {}", model.name)))?;
+            for (k, lo, hi) in storage::key_bounds(&affected, &model.keys).await? {
+                let c = || col(Column::from_name(&k));
+                restricted = restricted
+                    .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
+                    .map_err(err())?;
+            }
+            ctx.register_table("__affected", affected.into_view())
+                .map_err(err())?;
+            ctx.register_table("__model", restricted.into_view())
+                .map_err(err())?;
+            recompute_sql(model)
         }
         _ => format!("SELECT *, TRUE AS {PRESENT} FROM ({model_sql}) __m"),
     };
-    storage::register(&ctx, "silver", silver).await?;
     let df = ctx
         .sql(&source_sql)
         .await
@@ -140,7 +156,7 @@ fn key_schema(model: &GoldModel) -> Result<deltalake::arrow::datatypes::SchemaRe
 }
 
 /// The model over silver, restricted to the affected keys, with deletes for keys gone.
-fn recompute_sql(model: &GoldModel, model_sql: &str) -> String {
+fn recompute_sql(model: &GoldModel) -> String {
     let on = model
         .keys
         .iter()
@@ -163,7 +179,7 @@ fn recompute_sql(model: &GoldModel, model_sql: &str) -> String {
         .join(", ");
     format!(
         "SELECT {select}, COALESCE(__m.{PRESENT}, FALSE) AS {PRESENT} FROM (SELECT DISTINCT * FROM __affected) __a \
-         LEFT JOIN (SELECT *, TRUE AS {PRESENT} FROM ({model_sql}) __inner) __m ON {on}"
+         LEFT JOIN (SELECT *, TRUE AS {PRESENT} FROM __model) __m ON {on}"
     )
 }
 
