@@ -29,6 +29,13 @@ pub enum MedallionError {
     #[error("{file}: {message}")]
     BadFile { file: String, message: String },
 
+    /// An interrupted batch needs its raw file again, but the file changed or vanished.
+    #[error(
+        "{file}: the raw file changed or vanished before its interrupted batch was completed; \
+         rows already committed for the batch stay, nothing more is loaded"
+    )]
+    RawFileGone { file: String },
+
     /// A rule with action `fail` was broken: nothing is committed for the file.
     #[error("{file}:{line}: rule `{rule}` failed ({message}); the file is not loaded")]
     FailRule {

@@ -59,7 +59,7 @@ pub async fn ingest(
     p: &Pipeline,
     validator: &Validator,
     lease: &Lease,
-    file: &RawFile,
+    file: Option<&RawFile>,
     lineage: &Lineage,
     seq: i64,
     recovering: bool,
@@ -81,36 +81,27 @@ pub async fn ingest(
     let silver_done = done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
     fr.committed = bronze_done;
 
-    let mut chunks = read_in_background(CsvChunks::open(&file.path, &file.name, &p.source)?);
     let mut bronze_w = AppendWriter::new(&bronze_table, &tables.bronze)?;
     let mut rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
     let mut staging = silver::Staging::new(&schema::silver_schema(p))?;
-    while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk?;
-        fr.rows_read += chunk.len() as u64;
-        let v = validator.validate(&chunk, lineage)?;
-        if let Some((line, rule, message)) = v.failure {
-            return Err(MedallionError::FailRule {
-                file: file.name.clone(),
-                line,
-                rule,
-                message,
-            });
-        }
-        if !bronze_done {
-            bronze_w
-                .write(bronze::to_batch(&bronze_schema, &chunk, lineage)?)
-                .await?;
-        }
-        fr.bronze_rows += chunk.len() as u64;
-        fr.rejected += v.rejected.num_rows() as u64;
-        fr.silver_accepted += v.accepted.num_rows() as u64;
-        merge_counts(&mut fr.rejected_by_rule, v.rejected_by_rule);
-        merge_counts(&mut fr.warnings, v.warnings);
-        if !rejected_done {
-            rejected_w.write(v.rejected).await?;
-        }
-        staging.write(&v.accepted)?;
+    if bronze_done && rejected_done {
+        super::replay::stage_from_bronze(lake, p, validator, lineage, &mut staging, fr).await?;
+    } else {
+        let file = file.ok_or_else(|| MedallionError::RawFileGone {
+            file: lineage.source_file.clone(),
+        })?;
+        read_file(
+            p,
+            validator,
+            file,
+            lineage,
+            &bronze_schema,
+            (bronze_done, rejected_done),
+            (&mut bronze_w, &mut rejected_w),
+            &mut staging,
+            fr,
+        )
+        .await?;
     }
     bronze_w.stage().await?;
     rejected_w.stage().await?;
@@ -185,6 +176,51 @@ pub async fn ingest(
         let g = gold::refresh(lake, model, &silver, keys, lineage, (&app, seq)).await?;
         fr.gold.push((g.model, g.changes));
         failpoint("after_gold_commit");
+    }
+    Ok(())
+}
+
+/// Read the raw file: bronze and rejected rows stream to their writers (unless those
+/// stages are already committed), accepted rows to the staging file.
+#[allow(clippy::too_many_arguments)]
+async fn read_file(
+    p: &Pipeline,
+    validator: &Validator,
+    file: &RawFile,
+    lineage: &Lineage,
+    bronze_schema: &deltalake::arrow::datatypes::SchemaRef,
+    (bronze_done, rejected_done): (bool, bool),
+    (bronze_w, rejected_w): (&mut AppendWriter, &mut AppendWriter),
+    staging: &mut silver::Staging,
+    fr: &mut FileReport,
+) -> Result<()> {
+    let mut chunks = read_in_background(CsvChunks::open(&file.path, &file.name, &p.source)?);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        fr.rows_read += chunk.len() as u64;
+        let v = validator.validate(&chunk, lineage)?;
+        if let Some((line, rule, message)) = v.failure {
+            return Err(MedallionError::FailRule {
+                file: file.name.clone(),
+                line,
+                rule,
+                message,
+            });
+        }
+        if !bronze_done {
+            bronze_w
+                .write(bronze::to_batch(bronze_schema, &chunk, lineage)?)
+                .await?;
+        }
+        fr.bronze_rows += chunk.len() as u64;
+        fr.rejected += v.rejected.num_rows() as u64;
+        fr.silver_accepted += v.accepted.num_rows() as u64;
+        merge_counts(&mut fr.rejected_by_rule, v.rejected_by_rule);
+        merge_counts(&mut fr.warnings, v.warnings);
+        if !rejected_done {
+            rejected_w.write(v.rejected).await?;
+        }
+        staging.write(&v.accepted)?;
     }
     Ok(())
 }

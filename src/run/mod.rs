@@ -15,6 +15,7 @@
 //!    a final ledger row), with the same batch id and `seq`, then takes new files.
 
 mod batch;
+mod replay;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,30 +83,14 @@ async fn run_holding_lease(
 
     for claim in std::mem::take(&mut state.unfinished) {
         lease.check()?;
-        let file = files.iter().find(|f| f.name == claim.file);
-        let same = match file {
-            Some(f) => ingest::fingerprint(f)?.is_some_and(|print| print.sha256 == claim.sha256),
-            None => false,
-        };
-        let fr = match (file, same) {
-            (Some(f), true) => attempt(lake, p, &validator, lease, f, claim.clone(), true).await?,
-            _ => {
-                let message =
-                    "the raw file changed or vanished before its interrupted batch was completed; \
-                               rows already committed for the batch stay, nothing more is loaded"
-                        .to_string();
-                let mut entry = claim.clone();
-                entry.status = FileStatus::Failed;
-                entry.message = Some(message.clone());
-                ledger::record(lake, &entry).await?;
-                FileReport {
-                    file: claim.file.clone(),
-                    batch_id: claim.batch_id.clone(),
-                    error: Some(message),
-                    ..FileReport::default()
-                }
-            }
-        };
+        // The raw file is read again only if it still has the claimed content.
+        let mut file = files.iter().find(|f| f.name == claim.file);
+        if let Some(f) = file
+            && ingest::fingerprint(f)?.is_none_or(|print| print.sha256 != claim.sha256)
+        {
+            file = None;
+        }
+        let fr = attempt(lake, p, &validator, lease, file, claim.clone(), true).await?;
         if fr.loaded() {
             state
                 .loaded
@@ -146,7 +131,7 @@ async fn run_holding_lease(
             continue;
         }
         ledger::record(lake, &entry).await?;
-        let mut fr = attempt(lake, p, &validator, lease, &file, entry, false).await?;
+        let mut fr = attempt(lake, p, &validator, lease, Some(&file), entry, false).await?;
         fr.new_version = state.loaded_names.contains(&file.name);
         if fr.loaded() {
             state.loaded.insert(print.sha256.clone(), file.name.clone());
@@ -166,18 +151,18 @@ async fn attempt(
     p: &Pipeline,
     validator: &Validator,
     lease: &Lease,
-    file: &RawFile,
+    file: Option<&RawFile>,
     mut entry: LedgerEntry,
     recovering: bool,
 ) -> Result<FileReport> {
     let lineage = Lineage {
-        source_file: file.name.clone(),
+        source_file: entry.file.clone(),
         batch_id: entry.batch_id.clone(),
         received_at: Utc::now().trunc_subsecs(6),
     };
     let started = Instant::now();
     let mut fr = FileReport {
-        file: file.name.clone(),
+        file: entry.file.clone(),
         batch_id: entry.batch_id.clone(),
         recovered: recovering,
         ..FileReport::default()
@@ -190,13 +175,15 @@ async fn attempt(
     match outcome {
         Ok(()) => entry.status = FileStatus::Loaded,
         Err(e @ MedallionError::LeaseLost) => return Err(e),
-        Err(e) if fr.committed => {
-            tracing::error!(file = %file.name, "{e}");
+        // Stages were committed: the next run completes the batch (unless the raw file it
+        // still needs is gone, which no run can mend).
+        Err(e) if fr.committed && !matches!(e, MedallionError::RawFileGone { .. }) => {
+            tracing::error!(file = %entry.file, "{e}");
             fr.error = Some(format!("{e} (the batch is completed by the next run)"));
             return Ok(fr);
         }
         Err(e) => {
-            tracing::error!(file = %file.name, "{e}");
+            tracing::error!(file = %entry.file, "{e}");
             fr.error = Some(e.to_string());
             entry.status = FileStatus::Failed;
             entry.message = fr.error.clone();

@@ -325,3 +325,42 @@ fn vacuum_removes_only_old_unreferenced_files() {
     assert_eq!(parquet(&bronze).len(), all.len() - 1);
     check_invariants(&w, 2);
 }
+
+#[test]
+fn recovery_rebuilds_from_bronze_when_the_raw_file_is_gone() {
+    // Bronze and rejected committed, then the crash; the raw file is moved away before
+    // the rerun: silver and gold are rebuilt from the batch's bronze rows.
+    let w = workdir_with_files(3);
+    let out = spawn_run(&w, Some("after_rejected_commit"))
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_file(w.raw().join("batch_000.csv")).unwrap();
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout.contains("loaded batch_000.csv") && r.stdout.contains("completing a batch"),
+        "{r:?}"
+    );
+    check_invariants(&w, 3);
+
+    // With only bronze committed the rejected rows cannot be rebuilt: the batch is closed
+    // as failed, saying why, and the run goes on.
+    let w = workdir_with_files(2);
+    let out = spawn_run(&w, Some("after_bronze_commit"))
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_file(w.raw().join("batch_000.csv")).unwrap();
+    let r = w.run_expect(1);
+    assert!(
+        r.stdout.contains("FAILED batch_000.csv") && r.stdout.contains("changed or vanished"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("loaded batch_001.csv"), "{r:?}");
+    assert_eq!(
+        w.count("FROM _medallion.files WHERE file = 'batch_000.csv' AND status = 'failed'"),
+        1
+    );
+    let again = w.run_expect(0);
+    assert!(again.stdout.contains("nothing to do"), "{again:?}");
+}
