@@ -131,12 +131,15 @@ pub struct RecordReader<R> {
     next_no: u64,
     pending: VecDeque<Line>,
     eof: bool,
+    /// One parser for the whole input: building csv_core's state machine is costly.
+    parser: Parser,
 }
 
 impl<R: BufRead> RecordReader<R> {
     pub fn new(input: R, dialect: Dialect) -> Self {
         RecordReader {
             input,
+            parser: Parser::new(&dialect),
             dialect,
             next_no: 1,
             pending: VecDeque::new(),
@@ -164,10 +167,10 @@ impl<R: BufRead> RecordReader<R> {
                 problems,
             }));
         }
-        let mut parser = Parser::new(&self.dialect);
+        self.parser.begin();
         let mut continuation: Vec<Line> = Vec::new();
         let mut bytes = first.bytes.len();
-        let mut done = parser.feed(&first.bytes);
+        let mut done = self.parser.feed(&first.bytes);
         while !done {
             let within = continuation.len() + 1 < self.dialect.max_record_lines
                 && bytes <= self.dialect.max_record_bytes;
@@ -175,7 +178,7 @@ impl<R: BufRead> RecordReader<R> {
             match next {
                 Some(l) if !l.too_long => {
                     bytes += l.bytes.len() + 1;
-                    done = parser.feed(&l.bytes);
+                    done = self.parser.feed(&l.bytes);
                     continuation.push(l);
                 }
                 other => {
@@ -204,7 +207,7 @@ impl<R: BufRead> RecordReader<R> {
                 }
             }
         }
-        let (fields, problems) = self.finish_fields(parser.fields());
+        let (fields, problems) = self.finish_fields(self.parser.fields());
         Ok(Some(Record {
             line: first.no,
             fields,
@@ -309,6 +312,7 @@ struct Parser {
     ends: Vec<usize>,
     outlen: usize,
     endlen: usize,
+    complete: bool,
 }
 
 impl Parser {
@@ -324,7 +328,19 @@ impl Parser {
             ends: vec![0; 16],
             outlen: 0,
             endlen: 0,
+            complete: true,
         }
+    }
+
+    /// Start a record. After a complete record csv_core is already at the start of the
+    /// next one; only a record cut mid-quote leaves state behind, which `reset` clears.
+    fn begin(&mut self) {
+        if !self.complete {
+            self.core.reset();
+        }
+        self.outlen = 0;
+        self.endlen = 0;
+        self.complete = false;
     }
 
     /// Feed one line (its newline is added); true once the record is complete.
@@ -347,7 +363,10 @@ impl Parser {
                 ReadRecordResult::InputEmpty => return false,
                 ReadRecordResult::OutputFull => self.out.resize(self.out.len() * 2, 0),
                 ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
-                ReadRecordResult::Record | ReadRecordResult::End => return true,
+                ReadRecordResult::Record | ReadRecordResult::End => {
+                    self.complete = true;
+                    return true;
+                }
             }
         }
     }
