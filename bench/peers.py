@@ -272,7 +272,7 @@ def polars_validate(spec, raw):
     the rejected rows only (building lists of structs for every row is slow in Polars)."""
     import polars as pl
 
-    df = raw.with_columns([pl.col(c.name).alias(f"r__{i}") for i, c in enumerate(spec.columns)])
+    df = raw.lazy().with_columns([pl.col(c.name).alias(f"r__{i}") for i, c in enumerate(spec.columns)])
     pre = []
     for i, c in enumerate(spec.columns):
         r = pl.col(f"r__{i}")
@@ -290,15 +290,15 @@ def polars_validate(spec, raw):
             dtype = pl.Decimal(c.type.precision, c.type.scale)
             parsed = pl.when(v.str.contains(syn) & v.str.contains(fits)).then(v.cast(dtype, strict=False))
         elif k == "timestamp":
-            # normalize every accepted spelling to YYYY-MM-DDTHH:MM:SS[.f]+hh:mm, one parse
+            # one parse per accepted spelling (cheap in Polars), behind the gate regex
             dtype = pl.Datetime("us", "UTC")
             u = v.str.to_uppercase()
-            u = u.str.slice(0, 10) + "T" + u.str.slice(11)
-            u = pl.when(u.str.len_bytes() == 16).then(u + ":00").otherwise(u)
-            u = u.str.replace(r"Z$", "+00:00")
-            u = pl.when(u.str.contains(r"[+-][0-9]{2}:[0-9]{2}$")).then(u).otherwise(u + "+00:00")
-            parsed = pl.when(v.str.contains(R.TS_ANY)).then(
-                u.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC"))
+            aware = [u.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
+                     for f in ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%:z")]
+            naive = [u.str.to_datetime(f, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+                     for f in ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S%.f",
+                               "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M")]
+            parsed = pl.when(v.str.contains(R.TS_ANY)).then(pl.coalesce(naive[:1] + aware + naive[1:]))
         elif k in ("int", "bigint"):
             dtype = pl.Int32 if k == "int" else pl.Int64
             parsed = pl.when(v.str.contains(R.INT_RE)).then(v.cast(dtype, strict=False))
@@ -336,7 +336,7 @@ def polars_validate(spec, raw):
                 msg = excerpt + " is not one of: " + ", ".join(r.allowed)
             else:
                 bad = pl.lit(False)
-                dtype = df.schema[c.name]
+                dtype = df.collect_schema()[c.name]
                 if r.min is not None:
                     bad = bad | (col < pl.lit(str(r.min)).cast(dtype))
                 if r.max is not None:
@@ -350,7 +350,10 @@ def polars_validate(spec, raw):
     rej = [pl.col(f"f__{k}") for k, x in enumerate(viol) if x.action == "reject"]
     df = df.with_columns(flags).with_columns(
         _rejected=pl.any_horizontal(rej) if rej else pl.lit(False))
-    return df, viol
+    keep = ([f"r__{i}" for i in range(len(spec.columns))] + [c.name for c in spec.columns]
+            + [c for c in raw.columns if c.startswith("_")] + [f"f__{k}" for k in range(len(viol))] + ["_rejected"])
+    # messages use only r__<i>: polars_reasons builds them for the rejected rows
+    return df.select(keep).collect(), viol
 
 
 def polars_reasons(viol, action="reject"):

@@ -334,10 +334,15 @@ def run_job(args, job, size_dir, raw_files, inc_file, attempt):
     env = dict(os.environ)
     for k in [k for k in env if k.startswith("MEDALLION_FAILPOINT") or k.startswith("MEDALLION_KILL")]:
         del env[k]
+    os.sync()  # the previous job's write-back must not land in this job's time
     if args.drop_caches:
         drop_caches()
+    load = os.getloadavg()[0]
     log(f"  {job} (run {attempt}): {' '.join(map(str, cmd))}")
+    if load > 0.5 * (os.cpu_count() or 1):
+        log(f"    NOTE: load average {load:.1f} on {os.cpu_count()} CPUs before the job: the machine is busy")
     m = measure(cmd, logs / f"{tag}.out", logs / f"{tag}.err", timeout=args.timeout, env=env)
+    m["loadavg_before"] = load
     stdout = (logs / f"{tag}.out").read_text(errors="replace")
     if job in ("medallion", "incremental"):
         m["report"] = parse_medallion_summary(stdout)
@@ -552,7 +557,9 @@ def fmt_n(x):
         return f"{x:,.0f}"
     if x >= 10:
         return f"{x:.1f}"
-    return f"{x:.2f}"
+    if x >= 1 or x == 0:
+        return f"{x:.2f}"
+    return f"{x:.2g}"
 
 
 def ratio(a, b):
@@ -582,7 +589,7 @@ def render_report(results, md_path, chart_path):
         lines += [f"## {r['rows_requested']:,} rows", "",
                   f"Input: {inp['rows']:,} rows in {inp['files']} files, {inp['bytes'] / 1e6:,.1f} MB "
                   f"({r['generation']['generator']} generator, seed {r['seed']}, {r['generation']['customers']:,} customers, "
-                  f"{r['generation']['days']} days). medallion {med.get('version', '')} at {med.get('commit', '?')}"
+                  f"{r['generation']['days']} days). medallion {med.get('version', '')}, work tree at {med.get('commit', '?')}"
                   f"{' (dirty)' if med.get('dirty') else ''}, {med.get('profile')} build; run {r['finished'][:16]} UTC"
                   f"{'; median of ' + str(r['repeat']) + ' runs' if r.get('repeat', 1) > 1 else ''}.", "",
                   "| job | wall s | rows/s | MB/s | peak RSS MiB | CPU s | medallion wall ÷ job | medallion RSS ÷ job |",
@@ -623,10 +630,19 @@ def render_report(results, md_path, chart_path):
                          f"{rep.get('silver_inserted', '?'):,} / {rep.get('silver_updated', '?'):,} | "
                          f"{rep.get('gold_inserted', '?'):,} / {rep.get('gold_updated', '?'):,} |")
         lines.append("")
+    busy = []
+    for r in results:
+        jobs = [j for j, s in r["jobs"].items() if s.get("loadavg_before", 0) > 0.5 * (r["machine"].get("nproc") or 1)]
+        if jobs:
+            busy.append(f"{r['rows_requested']:,} rows: " + ("all jobs" if len(jobs) == len(r["jobs"]) else ", ".join(jobs)))
+    if busy:
+        lines += ["> **Busy machine**: the load average was above half the CPUs before these jobs, "
+                  "so their times are inflated: " + "; ".join(busy) + ".", ""]
     lines += ["Wall s: elapsed time of the job's process. rows/s and MB/s: input CSV rows and bytes "
-              "(MB = 10^6 bytes) divided by wall time. Peak RSS: the larger of the process's "
-              "ru_maxrss (wait4) and the process tree's RSS sampled every 50 ms. CPU s: user + system. "
-              "A ratio above 1 means medallion takes longer / more memory than that job. "
+              "(MB = 10^6 bytes) divided by wall time. Peak RSS: the job process's maximum resident set "
+              "(GNU time's %M), or the process tree's RSS sampled every 50 ms when that is larger. "
+              "CPU s: user + system. A ratio above 1 means medallion takes longer / more memory than "
+              "that job. The raw files are read once before the jobs (warm page cache). "
               f"Result files: {', '.join(r['_file'] for r in results)}.", ""]
     return "\n".join(lines)
 
@@ -659,7 +675,9 @@ def draw_chart(results, chart_path):
     sizes = [f"{r['rows_requested']:,} rows" + ("" if r["medallion"].get("profile") == "release"
                                                else f"\n({r['medallion'].get('profile')} build)") for r in results]
     jobs = [j for j in JOBS if any(j in r["jobs"] for r in results)]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.8))
     width = 0.8 / len(jobs)
     colors = {"medallion": "#d62728", "duckdb": "#1f77b4", "duckdb-copy": "#aec7e8",
               "polars-delta": "#2ca02c", "incremental": "#ff9896"}
@@ -675,13 +693,16 @@ def draw_chart(results, chart_path):
                 ax.annotate(fmt_n(y), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
                             va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
         ax.set_xticks(range(len(results)), sizes)
-        ax.set_title(title)
+        ax.set_title(title + ", log scale")
         ax.set_yscale("log")
-        ax.margins(y=0.25)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_n(v)))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.margins(y=0.3)
         ax.grid(axis="y", alpha=0.3, which="both")
-    axes[0].legend(fontsize=8, loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(jobs)), fontsize=8, frameon=False)
     fig.suptitle("medallion run vs peers (lower is better)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     Path(chart_path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(chart_path, dpi=110)
     plt.close(fig)
