@@ -141,6 +141,14 @@ impl ValueParser {
         if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
             return Ok(dt.timestamp_micros());
         }
+        // chrono alone would also take one-digit fields and runs of spaces: insist on the
+        // documented shape `YYYY-MM-DD[ T]HH:MM[:SS[.f]]`.
+        if !naive_shape(text) {
+            return Err(format!(
+                "not a timestamp (RFC 3339 or YYYY-MM-DD HH:MM:SS): {}",
+                excerpt(text)
+            ));
+        }
         for fmt in [
             "%Y-%m-%d %H:%M:%S%.f",
             "%Y-%m-%dT%H:%M:%S%.f",
@@ -168,6 +176,37 @@ impl ValueParser {
                 self.tz
             )),
         }
+    }
+}
+
+/// `YYYY-MM-DD[ T]HH:MM[:SS[.fraction]]`, digits exactly where the shape has them.
+fn naive_shape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let base = b.len() >= 16
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && (b[10] == b' ' || b[10] == b'T')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16);
+    match &b.get(16..) {
+        _ if !base => false,
+        Some([]) => true,
+        Some([b':', rest @ ..]) => {
+            rest.len() >= 2
+                && rest[..2].iter().all(u8::is_ascii_digit)
+                && match &rest[2..] {
+                    [] => true,
+                    [b'.', frac @ ..] => !frac.is_empty() && frac.iter().all(u8::is_ascii_digit),
+                    _ => false,
+                }
+        }
+        _ => false,
     }
 }
 
