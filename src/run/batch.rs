@@ -143,8 +143,9 @@ pub async fn ingest(
         while let Some((slice, last)) = staged.next_slice(p.silver_batch_rows)? {
             let rows = silver::dedupe_batch(&ctx, p, slice).await?;
             if !full {
-                for (keys, model) in affected.iter_mut().zip(&p.gold) {
-                    keys.extend(gold::affected_keys(p, model, &before, &rows).await?);
+                let per_model = gold::affected_keys(p, &before, &rows).await?;
+                for (keys, more) in affected.iter_mut().zip(per_model) {
+                    keys.extend(more);
                 }
             }
             lease.check()?;

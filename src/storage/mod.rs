@@ -42,10 +42,6 @@ impl Lakehouse {
         Lakehouse { root }
     }
 
-    pub fn root(&self) -> &Url {
-        &self.root
-    }
-
     /// URL of a table at `relative` (e.g. `silver/readings`), as a directory URL.
     pub fn table_url(&self, relative: &str) -> Result<Url> {
         self.root

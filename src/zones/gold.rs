@@ -183,14 +183,14 @@ fn recompute_sql(model: &GoldModel) -> String {
     )
 }
 
-/// Model keys produced by `batch` (deduplicated silver rows about to be upserted) and
-/// by the silver rows in `before` (silver before the file's first upsert) they replace.
+/// For each model, the keys produced by `batch` (deduplicated silver rows about to be
+/// upserted) and by the silver rows in `before` (silver before the file's first upsert)
+/// they replace. The touched rows are read once and shared by every model.
 pub async fn affected_keys(
     p: &Pipeline,
-    model: &GoldModel,
     before: &DeltaTable,
     batch: &[RecordBatch],
-) -> Result<Vec<RecordBatch>> {
+) -> Result<Vec<Vec<RecordBatch>>> {
     let ctx = storage::session();
     let silver_schema = schema::silver_schema(p);
     let staged = MemTable::try_new(silver_schema.clone(), vec![batch.to_vec()])
@@ -214,25 +214,30 @@ pub async fn affected_keys(
     let replaced = replaced
         .join(batch_keys, JoinType::LeftSemi, &keys, &keys, None)
         .map_err(err())?;
-    let touched_df = batch_df.union(replaced).map_err(err())?;
-    ctx.register_table("silver", touched_df.into_view())
-        .map_err(MedallionError::sql("rows touched by the batch"))?;
-    let keys = model
-        .keys
-        .iter()
-        .map(|k| quote(k))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let model_sql = model.sql.trim().trim_end_matches(';');
-    let df = ctx
-        .sql(&format!("SELECT DISTINCT {keys} FROM ({model_sql}) __m"))
+    let touched = batch_df
+        .union(replaced)
+        .map_err(err())?
+        .collect()
         .await
-        .map_err(MedallionError::sql(format!(
-            "keys touched in gold model {}",
-            model.name
-        )))?;
-    df.collect().await.map_err(MedallionError::sql(format!(
-        "keys touched in gold model {}",
-        model.name
-    )))
+        .map_err(err())?;
+    let touched = MemTable::try_new(silver_schema, vec![touched]).map_err(err())?;
+    ctx.register_table("silver", Arc::new(touched))
+        .map_err(err())?;
+    let mut out = Vec::with_capacity(p.gold.len());
+    for model in &p.gold {
+        let keys = model
+            .keys
+            .iter()
+            .map(|k| quote(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let model_sql = model.sql.trim().trim_end_matches(';');
+        let step = || MedallionError::sql(format!("keys touched in gold model {}", model.name));
+        let df = ctx
+            .sql(&format!("SELECT DISTINCT {keys} FROM ({model_sql}) __m"))
+            .await
+            .map_err(step())?;
+        out.push(df.collect().await.map_err(step())?);
+    }
+    Ok(out)
 }
