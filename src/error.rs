@@ -83,6 +83,18 @@ pub enum MedallionError {
     #[error("this run lost the ingest lease to another run; stopped before committing more")]
     LeaseLost,
 
+    /// A stage table already holds a later batch than the one being written: another
+    /// run went past this one (its lease lapsed), so this run must not write.
+    #[error(
+        "{table}: batch {found} of {app} was written by another run while this run was at batch {seq} (this run's ingest lease lapsed); stopped without writing"
+    )]
+    Fenced {
+        table: String,
+        app: String,
+        seq: i64,
+        found: i64,
+    },
+
     /// The user asked for something that does not exist (an unknown table, a bad version).
     #[error("{0}")]
     Usage(String),

@@ -29,6 +29,8 @@ pub struct FileReport {
     pub recovered: bool,
     /// Some stage of the batch was committed (by this or an earlier attempt).
     pub committed: bool,
+    /// The batch failed after a commit and stays open for the next run to complete.
+    pub left_open: bool,
     pub bronze_version: Option<i64>,
     pub rejected_version: Option<i64>,
     pub elapsed: Duration,
@@ -68,6 +70,9 @@ pub struct RunReport {
     pub duplicates: Vec<(String, String)>,
     /// Files that changed while being read: left for the next run.
     pub unstable: Vec<String>,
+    /// A batch was left open (committed in part, then failed): the run stopped there
+    /// so that no later batch commits past it; the next run completes it first.
+    pub stopped_at: Option<String>,
 }
 
 impl RunReport {
@@ -157,6 +162,12 @@ impl fmt::Display for RunReport {
         }
         for file in &self.files {
             write!(f, "{file}")?;
+        }
+        if let Some(file) = &self.stopped_at {
+            writeln!(
+                f,
+                "stopped after {file}: its batch is committed in part; the next run completes it before taking new files"
+            )?;
         }
         writeln!(
             f,

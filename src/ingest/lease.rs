@@ -5,14 +5,16 @@
 //! that try to take the lease at once commit the same app id, so Delta's conflict check
 //! lets exactly one win. The holder renews it in the background every `ttl / 3`; a
 //! killed holder stops renewing, so its lease expires after `ttl` — at once when it
-//! was a process on this host that no longer exists. A holder that fails to renew
-//! (someone took over an expired lease) marks the lease lost and stops before its next
-//! commit. Exactly-once does not rest on the lease alone: every stage commit is also
-//! guarded by its own transaction version (see `run`).
+//! was a process on this host that no longer exists. Renewals run on a thread of their
+//! own so a busy ingest cannot starve them. The holder stops before its next commit
+//! when a renewal finds the lease taken over, and also when its last renewal is older
+//! than two thirds of the TTL (before anyone else may take the lease). Exactly-once
+//! does not rest on the lease alone: every stage commit is also fenced by its own
+//! transaction version (see `run`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
@@ -33,9 +35,17 @@ pub struct Lease {
     lake: Lakehouse,
     holder: String,
     ttl: Duration,
-    epoch: Arc<AtomicI64>,
-    lost: Arc<AtomicBool>,
-    renewer: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+    stop: std::sync::mpsc::Sender<()>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the holder and its renewer thread share.
+struct Shared {
+    epoch: AtomicI64,
+    lost: AtomicBool,
+    /// When the last renewal commit started: the lease is ours until `ttl` after that.
+    renewed_at: Mutex<Instant>,
 }
 
 /// This process's identity: `host:pid:random`.
@@ -90,23 +100,22 @@ async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, Dat
     let epoch = storage::txn_version(table, LEASE_APP, LEASE_TABLE)
         .await?
         .unwrap_or(0);
+    // Newest first; commits that are not lease events (the table's creation) are passed over.
     let infos: Vec<_> = table
-        .history(Some(1))
+        .history(Some(8))
         .try_collect()
         .await
         .map_err(MedallionError::delta("read lease", LEASE_TABLE))?;
-    let event = infos
-        .first()
-        .and_then(|c| c.info.get("medallion"))
-        .and_then(|m| {
-            let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let expires = text("expires_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok())?;
-            Some((
-                text("holder")?,
-                text("action")?,
-                expires.with_timezone(&Utc),
-            ))
-        });
+    let event = infos.iter().find_map(|c| {
+        let m = c.info.get("medallion")?;
+        let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let expires = text("expires_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok())?;
+        Some((
+            text("holder")?,
+            text("action")?,
+            expires.with_timezone(&Utc),
+        ))
+    });
     Ok((epoch, event))
 }
 
@@ -176,8 +185,9 @@ impl Lease {
             };
             match blocker {
                 None => {
+                    let taken_at = Instant::now();
                     if commit_event(lake, &holder, "acquire", epoch + 1, ttl).await? {
-                        return Ok(Self::start(lake.clone(), holder, ttl, epoch + 1));
+                        return Ok(Self::start(lake.clone(), holder, ttl, epoch + 1, taken_at));
                     }
                 }
                 Some((h, expires)) if started.elapsed() >= wait => {
@@ -192,54 +202,105 @@ impl Lease {
         }
     }
 
-    fn start(lake: Lakehouse, holder: String, ttl: Duration, epoch: i64) -> Lease {
-        let epoch = Arc::new(AtomicI64::new(epoch));
-        let lost = Arc::new(AtomicBool::new(false));
+    /// Start renewing on a thread of its own, with its own runtime, so that a busy
+    /// ingest cannot starve the renewals.
+    fn start(
+        lake: Lakehouse,
+        holder: String,
+        ttl: Duration,
+        epoch: i64,
+        taken_at: Instant,
+    ) -> Lease {
+        let shared = Arc::new(Shared {
+            epoch: AtomicI64::new(epoch),
+            lost: AtomicBool::new(false),
+            renewed_at: Mutex::new(taken_at),
+        });
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let renewer = {
-            let (lake, holder, epoch, lost) =
-                (lake.clone(), holder.clone(), epoch.clone(), lost.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    let next = epoch.load(Ordering::SeqCst) + 1;
-                    match commit_event(&lake, &holder, "renew", next, ttl).await {
-                        Ok(true) => epoch.store(next, Ordering::SeqCst),
-                        Ok(false) => {
-                            tracing::error!("the ingest lease was taken over by another process");
-                            lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Err(e) => tracing::warn!("cannot renew the ingest lease (will retry): {e}"),
-                    }
-                }
-            })
+            let (lake, holder, shared) = (lake.clone(), holder.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("lease-renewer".into())
+                .spawn(move || renew_until_stopped(&lake, &holder, ttl, &shared, &stopped))
+                .ok()
         };
+        if renewer.is_none() {
+            // Without a renewer the lease simply runs out: `check` stops the run in time.
+            tracing::warn!("cannot start the lease renewer thread");
+        }
         Lease {
             lake,
             holder,
             ttl,
-            epoch,
-            lost,
+            shared,
+            stop,
             renewer,
         }
     }
 
-    /// Fail when the lease was lost: the caller must not commit anything more.
+    /// Fail when the lease was lost or may have lapsed: the caller must not commit
+    /// anything more. The lease counts as lapsed a third of the TTL before it expires
+    /// for other processes, which leaves that much time for the commit that follows.
     pub fn check(&self) -> Result<()> {
-        if self.lost.load(Ordering::SeqCst) {
+        let renewed_at = *self
+            .shared
+            .renewed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.shared.lost.load(Ordering::SeqCst)
+            || renewed_at.elapsed() + self.ttl / 3 >= self.ttl
+        {
             return Err(MedallionError::LeaseLost);
         }
         Ok(())
     }
 
     /// Give the lease back so the next run need not wait for it to expire.
-    pub async fn release(self) -> Result<()> {
-        self.renewer.abort();
-        let _ = self.renewer.await;
-        if !self.lost.load(Ordering::SeqCst) {
-            let next = self.epoch.load(Ordering::SeqCst) + 1;
+    pub async fn release(mut self) -> Result<()> {
+        let _ = self.stop.send(());
+        if let Some(renewer) = self.renewer.take() {
+            let _ = tokio::task::spawn_blocking(move || renewer.join()).await;
+        }
+        if !self.shared.lost.load(Ordering::SeqCst) {
+            let next = self.shared.epoch.load(Ordering::SeqCst) + 1;
             commit_event(&self.lake, &self.holder, "release", next, self.ttl).await?;
         }
         Ok(())
+    }
+}
+
+/// The renewer thread: renew every `ttl / 3` until told to stop or the lease is lost.
+fn renew_until_stopped(
+    lake: &Lakehouse,
+    holder: &str,
+    ttl: Duration,
+    shared: &Shared,
+    stopped: &std::sync::mpsc::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!("cannot start the lease renewer: {e}");
+            return;
+        }
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(ttl / 3) {
+        let next = shared.epoch.load(Ordering::SeqCst) + 1;
+        let started = Instant::now();
+        match runtime.block_on(commit_event(lake, holder, "renew", next, ttl)) {
+            Ok(true) => {
+                shared.epoch.store(next, Ordering::SeqCst);
+                *shared.renewed_at.lock().unwrap_or_else(|p| p.into_inner()) = started;
+            }
+            Ok(false) => {
+                tracing::error!("the ingest lease was taken over by another process");
+                shared.lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => tracing::warn!("cannot renew the ingest lease (will retry): {e}"),
+        }
     }
 }

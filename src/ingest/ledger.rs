@@ -234,6 +234,41 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
         FileStatus::Claimed => "medallion/ledger/claim",
         _ => "medallion/ledger/final",
     };
-    writer.commit(&mut table, props, Some((app, e.seq))).await?;
+    let committed = writer.commit(&mut table, props, Some((app, e.seq))).await?;
+    // A claim fixes which batch owns `seq`: when the claim transaction was already at
+    // `seq`, it must have been this batch's own (ambiguous) commit, not another run's.
+    if e.status == FileStatus::Claimed && matches!(committed, storage::Committed::AlreadyThere(_)) {
+        let owner = claim_owner(&table, e.seq).await?;
+        if owner.as_deref() != Some(e.batch_id.as_str()) {
+            return Err(MedallionError::Fenced {
+                table: LEDGER_TABLE.to_string(),
+                app: app.to_string(),
+                seq: e.seq,
+                found: e.seq,
+            });
+        }
+    }
     Ok(())
+}
+
+/// The batch id that claimed `seq`, if any.
+async fn claim_owner(table: &deltalake::DeltaTable, seq: i64) -> Result<Option<String>> {
+    let ctx = storage::session();
+    storage::register(&ctx, "ledger", table).await?;
+    let err = || MedallionError::sql("read the file ledger");
+    let sql =
+        format!("SELECT _batch_id FROM ledger WHERE seq = {seq} AND status = 'claimed' LIMIT 1");
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(err())?
+        .collect()
+        .await
+        .map_err(err())?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let id = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8)
+        .map_err(MedallionError::arrow("read the file ledger"))?;
+    Ok(Some(id.as_string::<i32>().value(0).to_string()))
 }

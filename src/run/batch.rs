@@ -49,7 +49,7 @@ fn gold_app(model: &str) -> String {
 }
 
 async fn done(table: &deltalake::DeltaTable, app: &str, name: &str, seq: i64) -> Result<bool> {
-    Ok(storage::txn_version(table, app, name).await?.unwrap_or(0) >= seq)
+    storage::stage_done(table, app, name, seq).await
 }
 
 /// Ingest one claimed batch; `fr` is filled as stages complete (also on error).
@@ -113,7 +113,8 @@ pub async fn ingest(
         let props = storage::commit_info("bronze_append", info(fr.bronze_rows));
         fr.bronze_version = bronze_w
             .commit(&mut bronze_table, props, Some((APP_BRONZE, seq)))
-            .await?;
+            .await?
+            .version();
         fr.committed = true;
         failpoint("after_bronze_commit");
     }
@@ -122,7 +123,8 @@ pub async fn ingest(
         let props = storage::commit_info("rejected_append", info(fr.rejected));
         fr.rejected_version = rejected_w
             .commit(&mut rejected_table, props, Some((APP_REJECTED, seq)))
-            .await?;
+            .await?
+            .version();
         failpoint("after_rejected_commit");
     }
 

@@ -11,8 +11,13 @@
 //!    atomically with its data. A stage whose table already has `seq` is skipped, and
 //!    after a commit error the version is re-read, so an ambiguous commit is never
 //!    written twice.
-//! 4. A run first completes batches that a previous run left part-way (a claim without
-//!    a final ledger row), with the same batch id and `seq`, then takes new files.
+//! 4. Batches commit to every table in `seq` order, so a table's transaction version is
+//!    also a fence: a run that finds a later `seq` than its own in a table stops
+//!    without writing (`MedallionError::Fenced`): another run took over.
+//! 5. A run first completes batches that a previous run left part-way (a claim without
+//!    a final ledger row), with the same batch id and `seq`, then takes new files. A
+//!    batch that fails after a commit stays open and the run stops there, so no later
+//!    batch commits past it.
 
 mod batch;
 mod replay;
@@ -91,6 +96,11 @@ async fn run_holding_lease(
             file = None;
         }
         let fr = attempt(lake, p, &validator, lease, file, claim.clone(), true).await?;
+        if fr.left_open {
+            report.stopped_at = Some(fr.file.clone());
+            report.files.push(fr);
+            return Ok(report);
+        }
         if fr.loaded() {
             state
                 .loaded
@@ -133,6 +143,11 @@ async fn run_holding_lease(
         ledger::record(lake, &entry).await?;
         let mut fr = attempt(lake, p, &validator, lease, Some(&file), entry, false).await?;
         fr.new_version = state.loaded_names.contains(&file.name);
+        if fr.left_open {
+            report.stopped_at = Some(fr.file.clone());
+            report.files.push(fr);
+            return Ok(report);
+        }
         if fr.loaded() {
             state.loaded.insert(print.sha256.clone(), file.name.clone());
             state.loaded_names.insert(file.name.clone());
@@ -174,12 +189,14 @@ async fn attempt(
     fr.elapsed = started.elapsed();
     match outcome {
         Ok(()) => entry.status = FileStatus::Loaded,
-        Err(e @ MedallionError::LeaseLost) => return Err(e),
+        Err(e @ (MedallionError::LeaseLost | MedallionError::Fenced { .. })) => return Err(e),
         // Stages were committed: the next run completes the batch (unless the raw file it
-        // still needs is gone, which no run can mend).
+        // still needs is gone, which no run can mend). Batches commit in `seq` order, so
+        // this run takes no more files.
         Err(e) if fr.committed && !matches!(e, MedallionError::RawFileGone { .. }) => {
             tracing::error!(file = %entry.file, "{e}");
             fr.error = Some(format!("{e} (the batch is completed by the next run)"));
+            fr.left_open = true;
             return Ok(fr);
         }
         Err(e) => {

@@ -170,11 +170,7 @@ pub async fn upsert(
                 t.update_state()
                     .await
                     .map_err(MedallionError::delta("reload", spec.table_name))?;
-                if super::txn_version(&t, app, spec.table_name)
-                    .await?
-                    .unwrap_or(0)
-                    >= seq
-                {
+                if super::stage_done(&t, app, spec.table_name, seq).await? {
                     return Ok((t, UpsertMetrics::default()));
                 }
             }

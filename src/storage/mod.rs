@@ -27,7 +27,7 @@ use url::Url;
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
 pub use vacuum::{MIN_RETENTION, vacuum};
-pub use write::AppendWriter;
+pub use write::{AppendWriter, Committed};
 
 use crate::error::{MedallionError, Result};
 
@@ -99,10 +99,12 @@ impl Lakehouse {
             .with_columns(columns)
             .with_partition_columns(partitions.to_vec())
             .with_table_name(relative.replace('/', "."))
-            .with_commit_properties(commit_info(
-                "create",
-                serde_json::json!({ "table": relative }),
-            ))
+            // No retries: when two processes create a table at once, delta-rs (1.1.3)
+            // commits the loser's CREATE as the next version — a second table id and
+            // metadata over the winner's commits. Failing instead lets us open theirs.
+            .with_commit_properties(
+                commit_info("create", serde_json::json!({ "table": relative })).with_max_retries(0),
+            )
             .await;
         match created {
             Ok(t) => Ok(t),
@@ -125,6 +127,24 @@ pub async fn txn_version(table: &DeltaTable, app: &str, name: &str) -> Result<Op
         .transaction_version(table.log_store().as_ref(), app)
         .await
         .map_err(MedallionError::delta("read transactions", name))
+}
+
+/// Whether batch `seq` of application transaction `app` is already committed to `table`.
+///
+/// Batches commit to every stage table in `seq` order, so the table's transaction
+/// version works as a fence: `false` below `seq`, `true` at `seq`, and an error above
+/// it (a later batch was committed by another run, which means this run must stop).
+pub async fn stage_done(table: &DeltaTable, app: &str, name: &str, seq: i64) -> Result<bool> {
+    match txn_version(table, app, name).await?.unwrap_or(0) {
+        v if v < seq => Ok(false),
+        v if v == seq => Ok(true),
+        found => Err(MedallionError::Fenced {
+            table: name.to_string(),
+            app: app.to_string(),
+            seq,
+            found,
+        }),
+    }
 }
 
 /// Whether `e` is a commit that lost a race with a concurrent commit (retry or skip).
@@ -175,3 +195,6 @@ pub async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> R
         .map_err(MedallionError::sql(format!("register {name}")))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -61,24 +61,33 @@ impl AppendWriter {
         Ok(())
     }
 
-    /// Commit everything written as one version; `None` when there was nothing to do.
+    /// Commit everything written as one version.
     ///
     /// With `txn = Some((app, seq))` the commit carries that application transaction
-    /// (even with no rows, to mark the stage done) and is exactly-once: after any commit
-    /// error the table is re-read, and if `app` already reached `seq` (an ambiguous
-    /// commit that did land) nothing is written again; conflicts are retried with backoff.
+    /// (even with no rows, to mark the stage done) and is exactly-once: if `app` is
+    /// already at `seq` nothing is written, and after any commit error the table is
+    /// re-read, so an ambiguous commit that did land is not written again. A table
+    /// already past `seq` is an error (see [`super::stage_done`]). Conflicts are retried
+    /// with backoff.
     pub async fn commit(
         mut self,
         table: &mut DeltaTable,
         props: CommitProperties,
         txn: Option<(&str, i64)>,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Committed> {
         self.stage().await?;
         if self.staged.is_empty() && txn.is_none() {
-            return Ok(None);
+            return Ok(Committed::Nothing);
         }
+        let already =
+            |table: &DeltaTable| Committed::AlreadyThere(table.version().unwrap_or(0) as i64);
         let props = match txn {
-            Some((app, seq)) => props.with_application_transaction(Transaction::new(app, seq)),
+            Some((app, seq)) => {
+                if super::stage_done(table, app, &self.table_name, seq).await? {
+                    return Ok(already(table));
+                }
+                props.with_application_transaction(Transaction::new(app, seq))
+            }
             None => props,
         };
         let actions: Vec<Action> = self.staged.iter().cloned().map(Action::Add).collect();
@@ -86,7 +95,7 @@ impl AppendWriter {
         loop {
             let err =
                 match try_commit(&self.table_name, table, props.clone(), actions.clone()).await {
-                    Ok(version) => return Ok(Some(version)),
+                    Ok(version) => return Ok(Committed::Wrote(version)),
                     Err(e) => e,
                 };
             let Some((app, seq)) = txn else {
@@ -96,18 +105,36 @@ impl AppendWriter {
                 .update_state()
                 .await
                 .map_err(MedallionError::delta("reload", &self.table_name))?;
-            if super::txn_version(table, app, &self.table_name)
-                .await?
-                .unwrap_or(0)
-                >= seq
-            {
-                return Ok(table.version().map(|v| v as i64));
+            if super::stage_done(table, app, &self.table_name, seq).await? {
+                return Ok(already(table));
             }
             attempt += 1;
             if !super::is_conflict(&err) || attempt >= 6 {
                 return Err(err);
             }
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        }
+    }
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// There was nothing to commit (no rows and no transaction).
+    Nothing,
+    /// This call wrote table version `.0`.
+    Wrote(i64),
+    /// The transaction was already at its `seq` (written by an earlier attempt, or by
+    /// this one in an ambiguous commit); nothing was written; the table is at `.0`.
+    AlreadyThere(i64),
+}
+
+impl Committed {
+    /// The table version after the commit, if there was one.
+    pub fn version(self) -> Option<i64> {
+        match self {
+            Committed::Nothing => None,
+            Committed::Wrote(v) | Committed::AlreadyThere(v) => Some(v),
         }
     }
 }

@@ -88,6 +88,11 @@ fn check_delta_logs(root: &Path) {
                 let text = std::fs::read_to_string(log.join(format!("{v:020}.json"))).unwrap();
                 for line in text.lines() {
                     let action: Value = serde_json::from_str(line).unwrap();
+                    assert!(
+                        v == 0 || action.get("metaData").is_none(),
+                        "{} v{v} changes the table metadata (a second CREATE?)",
+                        table.display()
+                    );
                     if let Some(path) = action.get("add").and_then(|a| a["path"].as_str()) {
                         let decoded = path.replace("%3A", ":").replace("%20", " ");
                         assert!(
