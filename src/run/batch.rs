@@ -81,6 +81,7 @@ pub async fn ingest(
     let silver_done = done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
     fr.committed = bronze_done;
 
+    let started = std::time::Instant::now();
     let mut bronze_w = AppendWriter::new(&bronze_table, &tables.bronze)?;
     let mut rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
     let mut staging = silver::Staging::new(&schema::silver_schema(p))?;
@@ -90,14 +91,14 @@ pub async fn ingest(
         let file = file.ok_or_else(|| MedallionError::RawFileGone {
             file: lineage.source_file.clone(),
         })?;
-        read_file(
+        bronze_w = read_file(
             p,
             validator,
             file,
             lineage,
             &bronze_schema,
             (bronze_done, rejected_done),
-            (&mut bronze_w, &mut rejected_w),
+            (bronze_w, &mut rejected_w),
             &mut staging,
             fr,
         )
@@ -133,6 +134,8 @@ pub async fn ingest(
     // which is idempotent (upserting the same rows again changes nothing). Gold can be
     // refreshed incrementally only from the silver state this attempt saw before its
     // first upsert; after an interrupted attempt, gold is recomputed in full.
+    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "read, validated, bronze and rejected committed");
+    let started = std::time::Instant::now();
     let mut staged = staging.finish(p.silver_batch_rows)?;
     let full = silver_done || recovering;
     let mut affected: Vec<Vec<deltalake::arrow::record_batch::RecordBatch>> =
@@ -143,9 +146,14 @@ pub async fn ingest(
         let ctx = storage::session();
         let before = silver.clone();
         while let Some((slice, last)) = staged.next_slice(p.silver_batch_rows)? {
-            let rows = silver::dedupe_batch(&ctx, p, slice).await?;
+            let rows = silver::dedupe_batch(p, slice)?;
             if !full {
+                let t = std::time::Instant::now();
                 let per_model = gold::affected_keys(p, &before, &rows).await?;
+                tracing::debug!(
+                    ms = t.elapsed().as_millis() as u64,
+                    "gold keys affected by the slice"
+                );
                 for (keys, more) in affected.iter_mut().zip(per_model) {
                     keys.extend(more);
                 }
@@ -166,6 +174,8 @@ pub async fn ingest(
     if !touched && !full {
         return Ok(());
     }
+    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "silver upserted");
+    let started = std::time::Instant::now();
     for (model, keys) in p.gold.iter().zip(affected) {
         let app = gold_app(&model.name);
         let relative = format!("gold/{}", model.name);
@@ -180,11 +190,14 @@ pub async fn ingest(
         fr.gold.push((g.model, g.changes));
         failpoint("after_gold_commit");
     }
+    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "gold refreshed");
     Ok(())
 }
 
 /// Read the raw file: bronze and rejected rows stream to their writers (unless those
-/// stages are already committed), accepted rows to the staging file.
+/// stages are already committed), accepted rows to the staging file. Bronze batches
+/// are encoded by a task of their own, in parallel with validation; the bronze writer
+/// comes back when the file is read.
 #[allow(clippy::too_many_arguments)]
 async fn read_file(
     p: &Pipeline,
@@ -193,11 +206,12 @@ async fn read_file(
     lineage: &Lineage,
     bronze_schema: &deltalake::arrow::datatypes::SchemaRef,
     (bronze_done, rejected_done): (bool, bool),
-    (bronze_w, rejected_w): (&mut AppendWriter, &mut AppendWriter),
+    (bronze_w, rejected_w): (AppendWriter, &mut AppendWriter),
     staging: &mut silver::Staging,
     fr: &mut FileReport,
-) -> Result<()> {
+) -> Result<AppendWriter> {
     let mut chunks = read_in_background(CsvChunks::open(&file.path, &file.name, &p.source)?);
+    let (to_bronze, bronze) = encode_in_background(bronze_w);
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         fr.rows_read += chunk.len() as u64;
@@ -210,10 +224,14 @@ async fn read_file(
                 message,
             });
         }
-        if !bronze_done {
-            bronze_w
-                .write(bronze::to_batch(bronze_schema, &chunk, lineage)?)
-                .await?;
+        // A send fails only when the encoder stopped on an error, reported below.
+        if !bronze_done
+            && to_bronze
+                .send(bronze::to_batch(bronze_schema, &chunk, lineage)?)
+                .await
+                .is_err()
+        {
+            break;
         }
         fr.bronze_rows += chunk.len() as u64;
         fr.rejected += v.rejected.num_rows() as u64;
@@ -225,7 +243,27 @@ async fn read_file(
         }
         staging.write(&v.accepted)?;
     }
-    Ok(())
+    drop(to_bronze);
+    bronze
+        .await
+        .map_err(|e| MedallionError::Usage(format!("the bronze encoder stopped: {e}")))?
+}
+
+/// Encode bronze batches on a task of their own (bounded queue).
+fn encode_in_background(
+    mut writer: AppendWriter,
+) -> (
+    tokio::sync::mpsc::Sender<deltalake::arrow::record_batch::RecordBatch>,
+    tokio::task::JoinHandle<Result<AppendWriter>>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let task = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            writer.write(batch).await?;
+        }
+        Ok(writer)
+    });
+    (tx, task)
 }
 
 /// Parse the file on its own thread, a couple of chunks ahead of validation and

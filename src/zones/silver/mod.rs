@@ -6,6 +6,7 @@
 //! it twice for the same batch leaves silver unchanged the second time (same values).
 
 mod builders;
+mod dedupe;
 mod staging;
 mod validate;
 
@@ -21,48 +22,13 @@ pub use validate::{ValidatedChunk, Validator};
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::schema::{self, SOURCE_LINE};
+use crate::schema;
 use crate::storage::{self, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
 /// Accepted rows of a batch, keeping the last line per natural key.
-pub async fn dedupe_batch(
-    ctx: &SessionContext,
-    p: &Pipeline,
-    accepted: Vec<RecordBatch>,
-) -> Result<Vec<RecordBatch>> {
-    let silver = schema::silver_schema(p);
-    let table = MemTable::try_new(silver.clone(), vec![accepted])
-        .map_err(MedallionError::sql("stage accepted rows"))?;
-    ctx.register_table("__accepted", Arc::new(table))
-        .map_err(MedallionError::sql("stage accepted rows"))?;
-    let keys = p
-        .silver_key
-        .iter()
-        .map(|k| format!("\"{k}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let cols = silver
-        .fields()
-        .iter()
-        .map(|f| format!("\"{}\"", f.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY \"{SOURCE_LINE}\" DESC) AS __rn \
-         FROM __accepted) WHERE __rn = 1"
-    );
-    let df = ctx
-        .sql(&sql)
-        .await
-        .map_err(MedallionError::sql("dedupe accepted rows"))?;
-    let batches = df
-        .collect()
-        .await
-        .map_err(MedallionError::sql("dedupe accepted rows"))?;
-    ctx.deregister_table("__accepted")
-        .map_err(MedallionError::sql("stage accepted rows"))?;
-    Ok(batches)
+pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    dedupe::last_line_per_key(&schema::silver_schema(p), &p.silver_key, &accepted)
 }
 
 /// MERGE the batch's rows into silver on the natural key.

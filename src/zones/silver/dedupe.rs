@@ -1,0 +1,125 @@
+//! Within one batch, the last line per natural key wins (a file's later line corrects
+//! an earlier one). Keys are compared in Arrow's row format, so any key column types
+//! work; a batch without repeated keys comes back as it was, in one batch.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use deltalake::arrow::array::{AsArray, UInt32Array};
+use deltalake::arrow::compute::{concat_batches, take_record_batch};
+use deltalake::arrow::datatypes::{Int64Type, SchemaRef};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::row::{RowConverter, SortField};
+
+use crate::error::{MedallionError, Result};
+use crate::schema::SOURCE_LINE;
+
+/// Keep, per value of the `keys` columns, the row with the highest `_source_line`.
+pub fn last_line_per_key(
+    schema: &SchemaRef,
+    keys: &[String],
+    batches: &[RecordBatch],
+) -> Result<Vec<RecordBatch>> {
+    let err = MedallionError::arrow("dedupe accepted rows");
+    let batch = concat_batches(schema, batches).map_err(err)?;
+    if batch.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let columns = keys
+        .iter()
+        .map(|k| {
+            batch
+                .column_by_name(k)
+                .cloned()
+                .ok_or_else(|| MedallionError::Usage(format!("silver has no key column {k}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let fields = columns
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    let converter =
+        RowConverter::new(fields).map_err(MedallionError::arrow("dedupe accepted rows"))?;
+    let rows = converter
+        .convert_columns(&columns)
+        .map_err(MedallionError::arrow("dedupe accepted rows"))?;
+    let lines = batch
+        .column_by_name(SOURCE_LINE)
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| MedallionError::Usage(format!("silver has no {SOURCE_LINE} column")))?;
+    let mut latest: HashMap<_, u32, _> =
+        HashMap::with_capacity_and_hasher(batch.num_rows(), foldhash::fast::RandomState::default());
+    for i in 0..batch.num_rows() {
+        match latest.entry(rows.row(i)) {
+            Entry::Vacant(e) => {
+                e.insert(i as u32);
+            }
+            Entry::Occupied(mut e) => {
+                if lines.value(i) >= lines.value(*e.get() as usize) {
+                    e.insert(i as u32);
+                }
+            }
+        }
+    }
+    if latest.len() == batch.num_rows() {
+        return Ok(vec![batch]);
+    }
+    let mut keep: Vec<u32> = latest.into_values().collect();
+    keep.sort_unstable();
+    let kept = take_record_batch(&batch, &UInt32Array::from(keep))
+        .map_err(MedallionError::arrow("dedupe accepted rows"))?;
+    Ok(vec![kept])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(schema: &SchemaRef, keys: &[(&str, i64)], lines: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(
+                    keys.iter().map(|k| k.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    keys.iter().map(|k| k.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(lines.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn last_line_wins_across_batches_and_unique_rows_pass_through() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("c", DataType::Utf8, false),
+            Field::new("t", DataType::Int64, false),
+            Field::new(SOURCE_LINE, DataType::Int64, false),
+        ]));
+        let keys = vec!["c".to_string(), "t".to_string()];
+        let a = batch(&schema, &[("a", 1), ("b", 1), ("a", 2)], &[2, 3, 4]);
+        let b = batch(&schema, &[("a", 1), ("c", 1)], &[5, 6]);
+        let out = last_line_per_key(&schema, &keys, &[a.clone(), b]).unwrap();
+        assert_eq!(out.len(), 1);
+        let lines: Vec<i64> = out[0]
+            .column(2)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(
+            lines,
+            vec![3, 4, 5, 6],
+            "(a,1) keeps line 5, order by position"
+        );
+        let same = last_line_per_key(&schema, &keys, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(same, vec![a]);
+        assert!(last_line_per_key(&schema, &keys, &[]).unwrap().is_empty());
+    }
+}
