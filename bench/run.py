@@ -15,7 +15,7 @@ process tree's RSS sampled every 50 ms with psutil; the larger is reported):
   duckdb-copy    DuckDB COPY (SELECT * FROM read_csv(...)) TO parquet: the floor
   polars-delta   Polars + deltalake doing the same job into Delta tables (bench/peers.py)
   incremental    after medallion's full load, `medallion run` over one new file with 1 %
-                 of the rows (half new keys, half corrections of existing keys)
+                 of the rows (90 % new readings, 10 % corrections of the last two days)
 
 Then the outputs are read back (deltalake / Parquet, through DuckDB) and compared:
 bronze rows, rejected rows per rule, silver and gold row counts and content
@@ -195,9 +195,10 @@ def generate(args, rows, raw):
 
 
 def make_incremental(spec, raw_files, out_file, n, seed, tmp):
-    """A new raw file of n rows built from the data itself (any generator): n/2 accepted
-    keys re-read with a new usage value, n/2 accepted rows moved past the data's time
-    range (new keys). Timestamps written as RFC 3339 Z."""
+    """A new raw file of n rows built from the data itself (any generator), like the next
+    delivery of a meter feed: 90 % new readings (accepted rows moved past the data's time
+    range: new keys) and 10 % late corrections (accepted keys of the data's last two days
+    re-read with a new usage value). Timestamps written as RFC 3339 Z."""
     import peers
 
     con = peers.duckdb_connect(tmp)
@@ -210,7 +211,7 @@ def make_incremental(spec, raw_files, out_file, n, seed, tmp):
                     SELECT * FROM ({sql})
                     WHERE NOT _rejected
                     QUALIFY row_number() OVER (PARTITION BY {key}) = 1""")
-    half = n // 2
+    half = n - n // 10
     (span,) = con.execute("SELECT date_diff('day', min(start_time), max(start_time)) + 1 FROM acc").fetchone()
     fmt = "'%Y-%m-%dT%H:%M:%SZ'"
     h = f"hash({key}, {seed})"
@@ -221,7 +222,8 @@ def make_incremental(spec, raw_files, out_file, n, seed, tmp):
                   CAST(CASE WHEN usage_kwh >= 400 THEN usage_kwh - 1 ELSE usage_kwh + (1 + {h} % 97) / 1000 END
                        AS DECIMAL(12,3))::VARCHAR AS usage_kwh,
                   'actual' AS reading_type
-           FROM acc ORDER BY {h} LIMIT {n - half})
+           FROM acc WHERE start_time >= (SELECT max(start_time) - INTERVAL 2 DAY FROM acc)
+           ORDER BY {h} LIMIT {n - half})
           UNION ALL
           (SELECT customer_id, meter_id, strftime(start_time + INTERVAL ({span}) DAY, {fmt}),
                   strftime(end_time + INTERVAL ({span}) DAY, {fmt}), usage_kwh::VARCHAR, reading_type
@@ -618,7 +620,8 @@ def render_report(results, md_path, chart_path):
     inc = [r for r in results if "incremental" in r["jobs"]]
     if inc:
         lines += ["## Incremental load", "",
-                  "One new file with 1 % of the rows (half new keys, half corrections of existing keys) "
+                  "One new file with 1 % of the rows (90 % new readings past the data's time range, 10 % "
+                  "late corrections of readings from its last two days) "
                   "after the full load; `medallion run` alone.", "",
                   "| size | file rows | wall s | rows/s | peak RSS MiB | silver inserted / updated | gold inserted / updated |",
                   "|---|---:|---:|---:|---:|---:|---:|"]

@@ -94,6 +94,10 @@ pub struct LedgerState {
     pub settled: HashSet<(String, String)>,
     /// Names that were loaded with some content.
     pub loaded_names: HashSet<String>,
+    /// (name, size, modified µs) of settled file versions: a raw file that still has
+    /// them is not hashed again (raw files are never modified in place; a producer
+    /// that rewrites one changes its mtime).
+    pub settled_stats: HashSet<(String, u64, Option<i64>)>,
     /// Claims without a final row: batches left part-way, oldest first.
     pub unfinished: Vec<LedgerEntry>,
     /// The next batch sequence number.
@@ -101,6 +105,16 @@ pub struct LedgerState {
 }
 
 impl LedgerState {
+    /// Whether the raw file has the name, size and modification time of a settled file
+    /// version, so it needs nothing more (and no hashing).
+    pub fn unchanged_since_settled(&self, f: &super::RawFile) -> bool {
+        self.settled_stats.contains(&(
+            f.name.clone(),
+            f.size,
+            f.modified.map(|m| m.timestamp_micros()),
+        ))
+    }
+
     /// Whether `name` with content `sha256` needs nothing more.
     pub fn is_settled(&self, name: &str, sha256: &str) -> bool {
         self.settled
@@ -159,6 +173,13 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
         for i in 0..b.num_rows() {
             state.next_seq = state.next_seq.max(seq.value(i) + 1);
             let (f, h) = (file.value(i).to_string(), sha.value(i).to_string());
+            if matches!(status.value(i), "loaded" | "duplicate") {
+                state.settled_stats.insert((
+                    f.clone(),
+                    size.value(i) as u64,
+                    modified.is_valid(i).then(|| modified.value(i)),
+                ));
+            }
             match status.value(i) {
                 "loaded" => {
                     finished.insert(seq.value(i));

@@ -57,6 +57,9 @@ impl Default for RunOptions {
     }
 }
 
+/// The ledger is compacted when a run leaves it with more data files than this.
+const LEDGER_MAX_FILES: usize = 64;
+
 /// Abort the process at a named point when `MEDALLION_FAILPOINT` names it (tests only).
 pub(crate) fn failpoint(name: &str) {
     if std::env::var("MEDALLION_FAILPOINT").is_ok_and(|v| v == name) {
@@ -68,12 +71,40 @@ pub(crate) fn failpoint(name: &str) {
 /// Ingest every file of the raw zone not loaded yet (after finishing interrupted batches).
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
+    if let Some(report) = nothing_to_do(&lake, &p).await? {
+        return Ok(report);
+    }
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
     let result = run_holding_lease(&lake, &p, &lease).await;
+    if result.is_ok() && lease.check().is_ok() {
+        // Keep the ledger read at every run cheap however many files it has recorded.
+        let compacted =
+            crate::storage::compact_if_fragmented(&lake, ledger::LEDGER_TABLE, LEDGER_MAX_FILES);
+        if let Err(e) = compacted.await {
+            tracing::warn!(
+                "cannot compact the file ledger (it stays correct, only slower to read): {e}"
+            );
+        }
+    }
     if let Err(e) = lease.release().await {
         tracing::warn!("cannot release the ingest lease (it will expire): {e}");
     }
     result
+}
+
+/// When every raw file is a settled file version (same name, size and mtime) and no
+/// batch is open, there is nothing to do, and no need for the lease: this only reads.
+/// Anything that appears meanwhile is for the next run (or a concurrent one).
+async fn nothing_to_do(lake: &Lakehouse, p: &Pipeline) -> Result<Option<RunReport>> {
+    let files = ingest::discover(p)?;
+    let state = ledger::state(lake).await?;
+    if !state.unfinished.is_empty() || !files.iter().all(|f| state.unchanged_since_settled(f)) {
+        return Ok(None);
+    }
+    Ok(Some(RunReport {
+        already_loaded: files.len(),
+        ..RunReport::default()
+    }))
 }
 
 async fn run_holding_lease(
@@ -115,6 +146,10 @@ async fn run_holding_lease(
 
     for file in files {
         lease.check()?;
+        if state.unchanged_since_settled(&file) {
+            report.already_loaded += 1;
+            continue;
+        }
         let Some(print) = ingest::fingerprint(&file)? else {
             tracing::warn!(file = %file.name, "the file changed while it was read; left for the next run");
             report.unstable.push(file.name.clone());

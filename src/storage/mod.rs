@@ -7,6 +7,7 @@
 //! file, row counts); data files never embed Arrow view types (`Utf8View`), which some
 //! readers (Sail) cannot read.
 
+mod compact;
 mod merge;
 mod read;
 mod vacuum;
@@ -24,6 +25,7 @@ use deltalake::kernel::{StructField, StructType};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
+pub use compact::compact_if_fragmented;
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
 pub use vacuum::{MIN_RETENTION, vacuum};
