@@ -212,5 +212,5 @@ fn default_max_field_bytes() -> usize {
     medallion_csv::Dialect::default().max_field_bytes
 }
 fn default_silver_batch_rows() -> u64 {
-    1 << 20
+    1 << 18
 }

@@ -131,6 +131,7 @@ pub async fn upsert(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_session_state(Arc::new(ctx.state()))
+        .with_writer_properties(super::write::writer_properties())
         .with_commit_properties(props)
         .when_matched_update(|mut u| {
             if let Some(f) = &flag {

@@ -33,6 +33,11 @@ pub use write::{AppendWriter, Committed};
 
 use crate::error::{MedallionError, Result};
 
+/// `delta.targetFileSize` of every table medallion creates (delta-rs defaults to
+/// 100 MiB). MERGE rewrites whole files: smaller files keep the rewrite of a small
+/// batch small, and keep each file's key range narrow, so MERGE predicates prune more.
+pub const TARGET_FILE_SIZE: u64 = 32 << 20;
+
 /// The lakehouse root and the URLs of the tables under it.
 #[derive(Debug, Clone)]
 pub struct Lakehouse {
@@ -101,6 +106,10 @@ impl Lakehouse {
             .with_columns(columns)
             .with_partition_columns(partitions.to_vec())
             .with_table_name(relative.replace('/', "."))
+            .with_configuration_property(
+                deltalake::TableProperty::TargetFileSize,
+                Some(TARGET_FILE_SIZE.to_string()),
+            )
             // No retries: when two processes create a table at once, delta-rs (1.1.3)
             // commits the loser's CREATE as the next version — a second table id and
             // metadata over the winner's commits. Failing instead lets us open theirs.

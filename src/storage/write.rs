@@ -7,10 +7,22 @@ use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
 use crate::error::{MedallionError, Result};
+
+/// Parquet settings of every data file medallion writes: Snappy, and row groups of
+/// 128 Ki rows (the default is 1 Mi): an open row group is held in memory, and peak
+/// memory must not follow the size of a file or of a MERGE's rewrite.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
 
 /// An open append to one table.
 pub struct AppendWriter {
@@ -23,8 +35,11 @@ pub struct AppendWriter {
 impl AppendWriter {
     /// Start an append to `table`.
     pub fn new(table: &DeltaTable, table_name: &str) -> Result<Self> {
+        let props = writer_properties();
         let writer = RecordBatchWriter::for_table(table)
-            .map_err(MedallionError::delta("open writer", table_name))?;
+            .map_err(MedallionError::delta("open writer", table_name))?
+            .with_writer_properties(props)
+            .with_target_file_size(super::TARGET_FILE_SIZE);
         Ok(AppendWriter {
             table_name: table_name.to_string(),
             writer,
