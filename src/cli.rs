@@ -14,6 +14,25 @@ use crate::config;
 use crate::error::{MedallionError, Result};
 use crate::storage::TimeTravel;
 
+/// Write to stdout. A closed pipe (`medallion history | head`) ends the output quietly;
+/// any other write error is reported on stderr.
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("medallion: cannot write to stdout: {e}");
+    }
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 /// medallion: CSV files landing in a folder become a bronze/silver/gold Delta Lake lakehouse.
 ///
 /// Files in the raw zone are ingested exactly once: bronze keeps every row as received,
@@ -120,7 +139,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Generate(spec) => {
             let g = crate::generate::generate(&spec)?;
-            println!(
+            outln!(
                 "wrote {} file(s), {} bytes: {} readings ({} bad), {} corrections",
                 g.files.len(),
                 g.bytes,
@@ -132,7 +151,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Validate => {
             let pipeline = load(&cli.config).await?;
-            println!(
+            outln!(
                 "{}: ok ({} columns, {} row rules, {} gold models; lakehouse {})",
                 cli.config.display(),
                 pipeline.source.columns.len(),
@@ -152,7 +171,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 lease_wait: std::time::Duration::from_secs(lease_wait),
             };
             let report = crate::run::run(pipeline, opts).await?;
-            print!("{report}");
+            out!("{report}");
             Ok(if report.failed() > 0 { 1 } else { 0 })
         }
         Command::Query { sql, as_of, format } => {
@@ -164,12 +183,17 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         Command::History { table } => {
             let pipeline = load(&cli.config).await?;
             let entries = commands::history(&pipeline, &table).await?;
-            println!(
+            outln!(
                 "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  source file",
-                "version", "time (UTC)", "op", "stage", "batch id", "rows"
+                "version",
+                "time (UTC)",
+                "op",
+                "stage",
+                "batch id",
+                "rows"
             );
             for e in entries {
-                println!(
+                outln!(
                     "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  {}",
                     e.version,
                     e.timestamp
@@ -193,22 +217,22 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             let result = commands::vacuum(&pipeline, retention, dry_run).await?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             for (table, files) in result {
-                println!("{table:<28} {verb} {} file(s)", files.len());
+                outln!("{table:<28} {verb} {} file(s)", files.len());
             }
             Ok(0)
         }
         Command::Status => {
             let pipeline = load(&cli.config).await?;
             let s = commands::status(&pipeline).await?;
-            println!("{:<28} {:>8} {:>10}", "table", "version", "rows");
+            outln!("{:<28} {:>8} {:>10}", "table", "version", "rows");
             for t in &s.tables {
                 let v = t.version.map_or("-".to_string(), |v| v.to_string());
-                println!("{:<28} {:>8} {:>10}", t.name, v, t.rows);
+                outln!("{:<28} {:>8} {:>10}", t.name, v, t.rows);
             }
-            println!("files loaded: {}", s.files_loaded.len());
-            println!("files pending: {}", s.files_pending.len());
+            outln!("files loaded: {}", s.files_loaded.len());
+            outln!("files pending: {}", s.files_pending.len());
             for f in &s.files_pending {
-                println!("  {f}");
+                outln!("  {f}");
             }
             Ok(0)
         }
@@ -221,9 +245,9 @@ fn print_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
     match format {
         OutputFormat::Table => {
             let table = pretty_format_batches(batches).map_err(err())?;
-            println!("{table}");
+            outln!("{table}");
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-            println!("{n} row{}", if n == 1 { "" } else { "s" });
+            outln!("{n} row{}", if n == 1 { "" } else { "s" });
         }
         OutputFormat::Csv => {
             let mut w = deltalake::arrow::csv::WriterBuilder::new()

@@ -57,8 +57,8 @@ impl Default for RunOptions {
     }
 }
 
-/// The ledger is compacted when a run leaves it with more data files than this.
-const LEDGER_MAX_FILES: usize = 64;
+/// A table is compacted when a run leaves it with more small data files than this.
+const MAX_SMALL_FILES: usize = 64;
 
 /// Abort the process at a named point when `MEDALLION_FAILPOINT` names it (tests only).
 pub(crate) fn failpoint(name: &str) {
@@ -76,20 +76,34 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     }
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
     let result = run_holding_lease(&lake, &p, &lease).await;
-    if result.is_ok() && lease.check().is_ok() {
-        // Keep the ledger read at every run cheap however many files it has recorded.
-        let compacted =
-            crate::storage::compact_if_fragmented(&lake, ledger::LEDGER_TABLE, LEDGER_MAX_FILES);
-        if let Err(e) = compacted.await {
-            tracing::warn!(
-                "cannot compact the file ledger (it stays correct, only slower to read): {e}"
-            );
-        }
+    if result.is_ok() {
+        compact_small_files(&lake, &p, &lease).await;
     }
     if let Err(e) = lease.release().await {
         tracing::warn!("cannot release the ingest lease (it will expire): {e}");
     }
     result
+}
+
+/// Compact the tables a run leaves with many small files (a feed of small files
+/// would otherwise make every later read and MERGE slower). A failure only costs speed.
+async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
+    let tables = SourceTables::new(p);
+    let mut names = vec![
+        ledger::LEDGER_TABLE.to_string(),
+        tables.bronze,
+        tables.rejected,
+        tables.silver,
+    ];
+    names.extend(p.gold.iter().map(|m| format!("gold/{}", m.name)));
+    for name in names {
+        if lease.check().is_err() {
+            return;
+        }
+        if let Err(e) = crate::storage::compact_if_fragmented(lake, &name, MAX_SMALL_FILES).await {
+            tracing::warn!("cannot compact {name} (it stays correct, only slower to read): {e}");
+        }
+    }
 }
 
 /// When every raw file is a settled file version (same name, size and mtime) and no

@@ -1,27 +1,31 @@
-//! Compaction of small-file tables. The ledger gains a one-row data file per commit;
-//! reading it on every run would slow down as the lakehouse ages, so a run that leaves
-//! it with many files rewrites them into one (`OPTIMIZE`, no data change). The removed
-//! files stay readable for time travel until `vacuum`.
+//! Compaction of small files. Every batch adds at least one data file to each table
+//! (the ledger a one-row file per event); a lakehouse fed many small files would read
+//! and MERGE ever more slowly, so a run that leaves a table with many small files
+//! rewrites them into files of the target size (`OPTIMIZE`, no data change). The
+//! removed files stay readable for time travel until `vacuum`.
 
 use super::Lakehouse;
 use crate::error::{MedallionError, Result};
 
-/// Compact the table at `relative` when it has more than `max_files` data files;
-/// returns the new version when it did.
+/// Compact the table at `relative` when it has more than `max_small` data files
+/// smaller than a quarter of the target file size; returns the new version when it did.
 pub async fn compact_if_fragmented(
     lake: &Lakehouse,
     relative: &str,
-    max_files: usize,
+    max_small: usize,
 ) -> Result<Option<i64>> {
     let Some(table) = lake.open(relative).await? else {
         return Ok(None);
     };
+    let small = (super::TARGET_FILE_SIZE / 4) as i64;
     let files = table
         .snapshot()
         .map_err(MedallionError::delta("compact", relative))?
         .log_data()
-        .num_files();
-    if files <= max_files {
+        .iter()
+        .filter(|f| f.size() < small)
+        .count();
+    if files <= max_small {
         return Ok(None);
     }
     // medallion's session: compacted files keep plain string columns (no Utf8View).
@@ -31,7 +35,7 @@ pub async fn compact_if_fragmented(
         .with_session_state(std::sync::Arc::new(session.state()))
         .with_commit_properties(super::commit_info(
             "compact",
-            serde_json::json!({ "files_removed": files }),
+            serde_json::json!({ "small_files": files }),
         ))
         .await
         .map_err(MedallionError::delta("compact", relative))?;

@@ -121,3 +121,33 @@ fn generated_data_loads_with_exact_counts() {
         0
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let w = Workdir::sample_config();
+    w.add_sample("readings_2026-01-01.csv");
+    w.run_expect(0);
+    // Far more output than a pipe buffers; the reader goes away after one line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medallion"))
+        .args([
+            "query",
+            "SELECT * FROM bronze.readings CROSS JOIN (VALUES (1), (2), (3)) AS t(x)",
+        ])
+        .arg("--config")
+        .arg(w.root.join("config.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(!first.is_empty());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
