@@ -130,6 +130,8 @@ async fn run_holding_lease(
     let mut state = ledger::state(lake).await?;
     let validator = Validator::new(p.clone())?;
     let mut report = RunReport::default();
+    // File versions completed by recovery in this run: reported once, as recovered.
+    let mut recovered = std::collections::HashSet::new();
 
     for claim in std::mem::take(&mut state.unfinished) {
         lease.check()?;
@@ -154,6 +156,7 @@ async fn run_holding_lease(
             state
                 .settled
                 .insert((claim.file.clone(), claim.sha256.clone()));
+            recovered.insert((claim.file.clone(), claim.sha256.clone()));
         }
         report.files.push(fr);
     }
@@ -169,6 +172,9 @@ async fn run_holding_lease(
             report.unstable.push(file.name.clone());
             continue;
         };
+        if recovered.contains(&(file.name.clone(), print.sha256.clone())) {
+            continue;
+        }
         if state.is_settled(&file.name, &print.sha256) {
             report.already_loaded += 1;
             continue;

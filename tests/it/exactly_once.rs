@@ -248,7 +248,19 @@ fn random_kills_then_recovery() {
     }
     eprintln!("{interrupted} of {iterations} runs were killed while working");
     let r = w.run_expect(0);
-    eprintln!("{}", r.stdout.lines().last().unwrap_or_default());
+    let summary = r.stdout.lines().last().unwrap_or_default().to_string();
+    eprintln!("{summary}");
+    // "L file(s) loaded, 0 failed, A already loaded before": each file counted once.
+    let numbers: Vec<usize> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // Or "nothing to do: ... (A already loaded)" when the last kill came after the work.
+    match numbers[..] {
+        [loaded, 0, before] => assert_eq!(loaded + before, n, "{summary}"),
+        [before] => assert_eq!(before, n, "{summary}"),
+        _ => panic!("unexpected summary: {summary}"),
+    }
     check_invariants(&w, n);
 }
 
