@@ -48,10 +48,6 @@ fn gold_app(model: &str) -> String {
     format!("medallion/gold/{model}")
 }
 
-async fn done(table: &deltalake::DeltaTable, app: &str, name: &str, seq: i64) -> Result<bool> {
-    storage::stage_done(table, app, name, seq).await
-}
-
 /// Ingest one claimed batch; `fr` is filled as stages complete (also on error).
 #[allow(clippy::too_many_arguments)]
 pub async fn ingest(
@@ -76,9 +72,10 @@ pub async fn ingest(
     let silver_table = lake
         .open_or_create(&tables.silver, &schema::silver_schema(p), &[])
         .await?;
-    let bronze_done = done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
-    let rejected_done = done(&rejected_table, APP_REJECTED, &tables.rejected, seq).await?;
-    let silver_done = done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
+    let bronze_done = storage::stage_done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
+    let rejected_done =
+        storage::stage_done(&rejected_table, APP_REJECTED, &tables.rejected, seq).await?;
+    let silver_done = storage::stage_done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
     fr.committed = bronze_done;
 
     let started = std::time::Instant::now();
@@ -180,7 +177,7 @@ pub async fn ingest(
         let app = gold_app(&model.name);
         let relative = format!("gold/{}", model.name);
         if let Some(t) = lake.open(&relative).await?
-            && done(&t, &app, &relative, seq).await?
+            && storage::stage_done(&t, &app, &relative, seq).await?
         {
             continue;
         }
