@@ -133,15 +133,8 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
     };
     let ctx = storage::session();
     storage::register(&ctx, "ledger", &table).await?;
-    let err = || MedallionError::sql("read the file ledger");
     let sql = "SELECT file, sha256, status, _batch_id, seq, size, modified FROM ledger ORDER BY seq, processed_at";
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(err())?
-        .collect()
-        .await
-        .map_err(err())?;
+    let batches = storage::sql_batches(&ctx, sql, "read the file ledger").await?;
     let mut finished = HashSet::new();
     let mut claims = Vec::new();
     for b in batches {
@@ -276,16 +269,9 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
 async fn claim_owner(table: &deltalake::DeltaTable, seq: i64) -> Result<Option<String>> {
     let ctx = storage::session();
     storage::register(&ctx, "ledger", table).await?;
-    let err = || MedallionError::sql("read the file ledger");
     let sql =
         format!("SELECT _batch_id FROM ledger WHERE seq = {seq} AND status = 'claimed' LIMIT 1");
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(err())?
-        .collect()
-        .await
-        .map_err(err())?;
+    let batches = storage::sql_batches(&ctx, &sql, "read the file ledger").await?;
     let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };

@@ -44,13 +44,7 @@ pub async fn stage_from_bronze(
     let count = |sql: String| {
         let ctx = &ctx;
         async move {
-            let b = ctx
-                .sql(&sql)
-                .await
-                .map_err(err())?
-                .collect()
-                .await
-                .map_err(err())?;
+            let b = storage::sql_batches(ctx, &sql, "replay the batch from bronze").await?;
             Ok::<u64, MedallionError>(b.first().map_or(0, |b| {
                 b.column(0).as_primitive::<Int64Type>().value(0) as u64
             }))

@@ -177,6 +177,16 @@ pub fn commit_info(stage: &str, mut info: serde_json::Value) -> CommitProperties
     CommitProperties::default().with_metadata(vec![("medallion".to_string(), info)])
 }
 
+/// Run `sql` in `ctx` and collect its rows; errors name `step`.
+pub async fn sql_batches(
+    ctx: &SessionContext,
+    sql: &str,
+    step: &str,
+) -> Result<Vec<deltalake::arrow::record_batch::RecordBatch>> {
+    let df = ctx.sql(sql).await.map_err(MedallionError::sql(step))?;
+    df.collect().await.map_err(MedallionError::sql(step))
+}
+
 /// A DataFusion session with delta-rs' settings, minus view types: files written from
 /// plans of this session embed plain `Utf8`, which every reader accepts.
 pub fn session() -> SessionContext {

@@ -78,14 +78,8 @@ pub async fn refresh(
         }
         _ => format!("SELECT *, TRUE AS {PRESENT} FROM ({model_sql}) __m"),
     };
-    let df = ctx
-        .sql(&source_sql)
-        .await
-        .map_err(MedallionError::sql(format!("gold model {}", model.name)))?;
-    let rows = df
-        .collect()
-        .await
-        .map_err(MedallionError::sql(format!("gold model {}", model.name)))?;
+    let rows =
+        storage::sql_batches(&ctx, &source_sql, &format!("gold model {}", model.name)).await?;
     let source_schema = match rows.first() {
         Some(b) => b.schema(),
         None => {
