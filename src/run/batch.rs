@@ -128,9 +128,10 @@ pub async fn ingest(
 
     // Silver, in slices of bounded size read back from the staged rows. Only the last
     // slice's commit carries the transaction: an interrupted attempt redoes every slice,
-    // which is idempotent (upserting the same rows again changes nothing). Gold can be
-    // refreshed incrementally only from the silver state this attempt saw before its
-    // first upsert; after an interrupted attempt, gold is recomputed in full.
+    // which is idempotent (a slice already written finds all its keys, so it is MERGEd
+    // with the same values, never appended twice). The gold keys a slice touches come
+    // from its rows and the silver rows they replace; after an interrupted attempt, the
+    // rows replaced by its committed slices are gone, so gold is recomputed in full.
     tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "read, validated, bronze and rejected committed");
     let started = std::time::Instant::now();
     let mut staged = staging.finish(p.silver_batch_rows)?;
@@ -141,23 +142,33 @@ pub async fn ingest(
     let mut touched = false;
     if !silver_done {
         let ctx = storage::session();
-        let before = silver.clone();
+        let mut t = std::time::Instant::now();
         while let Some((slice, last)) = staged.next_slice(p.silver_batch_rows)? {
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "slice read back");
+            t = std::time::Instant::now();
             let rows = silver::dedupe_batch(p, slice)?;
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "slice deduplicated");
+            t = std::time::Instant::now();
+            let replaced = silver::replaced_rows(p, &silver, &rows).await?;
             if !full {
-                let t = std::time::Instant::now();
-                let per_model = gold::affected_keys(p, &before, &rows).await?;
-                tracing::debug!(
-                    ms = t.elapsed().as_millis() as u64,
-                    "gold keys affected by the slice"
-                );
+                let touched = rows.iter().chain(&replaced).cloned().collect();
+                let per_model = gold::affected_keys(p, touched).await?;
                 for (keys, more) in affected.iter_mut().zip(per_model) {
                     keys.extend(more);
                 }
             }
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                replaced = replaced.iter().map(|b| b.num_rows()).sum::<usize>(),
+                "silver rows and gold keys the slice touches"
+            );
+            t = std::time::Instant::now();
             lease.check()?;
             let txn = last.then_some((APP_SILVER, seq));
-            let (after, m) = silver::upsert_batch(&ctx, p, silver, &rows, lineage, txn).await?;
+            let (after, m) =
+                silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), lineage, txn).await?;
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "slice written");
+            t = std::time::Instant::now();
             silver = after;
             touched = true;
             fr.silver.inserted += m.inserted;

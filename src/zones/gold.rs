@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::datafusion::common::{Column, JoinType};
+use deltalake::datafusion::common::Column;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{col, lit};
 
@@ -177,44 +177,15 @@ fn recompute_sql(model: &GoldModel) -> String {
     )
 }
 
-/// For each model, the keys produced by `batch` (deduplicated silver rows about to be
-/// upserted) and by the silver rows in `before` (silver before the file's first upsert)
-/// they replace. The touched rows are read once and shared by every model.
+/// For each model, the keys produced by the `touched` silver rows: a slice's
+/// deduplicated rows about to be upserted, plus the silver rows they replace.
 pub async fn affected_keys(
     p: &Pipeline,
-    before: &DeltaTable,
-    batch: &[RecordBatch],
+    touched: Vec<RecordBatch>,
 ) -> Result<Vec<Vec<RecordBatch>>> {
     let ctx = storage::session();
-    let silver_schema = schema::silver_schema(p);
-    let staged = MemTable::try_new(silver_schema.clone(), vec![batch.to_vec()])
-        .map_err(MedallionError::sql("stage batch rows"))?;
-    ctx.register_table("__batch", Arc::new(staged))
-        .map_err(MedallionError::sql("stage batch rows"))?;
-    storage::register(&ctx, "__silver_before", before).await?;
-    // Silver rows the batch replaces: same natural key. The literal key bounds let the
-    // scan skip silver files whose statistics lie outside the batch.
     let err = || MedallionError::sql("rows touched by the batch");
-    let batch_df = ctx.table("__batch").await.map_err(err())?;
-    let keys: Vec<&str> = p.silver_key.iter().map(String::as_str).collect();
-    let mut replaced = ctx.table("__silver_before").await.map_err(err())?;
-    for (k, lo, hi) in storage::key_bounds(&batch_df, &p.silver_key).await? {
-        let c = || col(Column::from_name(&k));
-        replaced = replaced
-            .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
-            .map_err(err())?;
-    }
-    let batch_keys = batch_df.clone().select_columns(&keys).map_err(err())?;
-    let replaced = replaced
-        .join(batch_keys, JoinType::LeftSemi, &keys, &keys, None)
-        .map_err(err())?;
-    let touched = batch_df
-        .union(replaced)
-        .map_err(err())?
-        .collect()
-        .await
-        .map_err(err())?;
-    let touched = MemTable::try_new(silver_schema, vec![touched]).map_err(err())?;
+    let touched = MemTable::try_new(schema::silver_schema(p), vec![touched]).map_err(err())?;
     ctx.register_table("silver", Arc::new(touched))
         .map_err(err())?;
     let mut out = Vec::with_capacity(p.gold.len());

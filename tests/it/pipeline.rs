@@ -334,4 +334,26 @@ fn silver_upserts_in_bounded_slices() {
     );
     assert_silver_keys_unique(&w);
     assert_gold_is_recompute(&w);
+    // Slices with only new keys are appended; slices that repeat a key are MERGEd.
+    let ops = silver_operations(&w);
+    assert!(ops.iter().any(|o| o == "WRITE"), "{ops:?}");
+    assert!(ops.iter().any(|o| o == "MERGE"), "{ops:?}");
+}
+
+/// The operation of every commit in silver's Delta log.
+fn silver_operations(w: &Workdir) -> Vec<String> {
+    let log = w.table_path("silver/readings").join("_delta_log");
+    let mut ops = Vec::new();
+    for entry in std::fs::read_dir(log).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                if let Some(op) = v.pointer("/commitInfo/operation").and_then(Value::as_str) {
+                    ops.push(op.to_string());
+                }
+            }
+        }
+    }
+    ops
 }

@@ -1,9 +1,13 @@
 //! Silver: typed rows that passed every `reject` rule, one row per natural key.
 //!
-//! Contract: `upsert_batch` takes the accepted rows of one batch, keeps the last line
-//! per natural key (a file's later line corrects an earlier one), and MERGEs them into
-//! silver: an existing key is replaced (newest batch wins), a new key inserted. Running
-//! it twice for the same batch leaves silver unchanged the second time (same values).
+//! Contract: `dedupe_batch` keeps the last line per natural key of a slice of accepted
+//! rows (a file's later line corrects an earlier one); `replaced_rows` finds the silver
+//! rows those keys replace; `upsert_batch` writes the slice: an existing key is replaced
+//! (newest batch wins), a new key inserted. When no key of the slice is in silver yet
+//! (the common case: new readings), the rows are appended without a MERGE, which would
+//! only have joined them against target files to find nothing. Running it twice for the
+//! same slice leaves silver unchanged the second time: the second time, every key is
+//! found, so it MERGEs the same values.
 
 mod builders;
 mod dedupe;
@@ -14,8 +18,9 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::common::{Column, JoinType};
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::datafusion::prelude::{DataFrame, SessionContext, col, lit};
 
 pub use staging::{StagedRows, Staging};
 pub use validate::{ValidatedChunk, Validator};
@@ -23,7 +28,7 @@ pub use validate::{ValidatedChunk, Validator};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::schema;
-use crate::storage::{self, UpsertMetrics, UpsertSpec};
+use crate::storage::{self, AppendWriter, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
 /// Accepted rows of a batch, keeping the last line per natural key.
@@ -31,8 +36,107 @@ pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<Reco
     dedupe::last_line_per_key(&schema::silver_schema(p), &p.silver_key, &accepted)
 }
 
-/// MERGE the batch's rows into silver on the natural key.
+/// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
+/// the rows an upsert of `rows` replaces. The keys' literal bounds let the scan skip
+/// silver files whose statistics lie outside them.
+pub async fn replaced_rows(
+    p: &Pipeline,
+    silver: &DeltaTable,
+    rows: &[RecordBatch],
+) -> Result<Vec<RecordBatch>> {
+    if rows.iter().all(|b| b.num_rows() == 0) || silver.version().unwrap_or(0) == 0 {
+        return Ok(Vec::new());
+    }
+    let ctx = storage::session();
+    let err = || MedallionError::sql("silver rows replaced by the batch");
+    let staged = MemTable::try_new(schema::silver_schema(p), vec![rows.to_vec()]).map_err(err())?;
+    let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
+    storage::register(&ctx, "__silver", silver).await?;
+    let keys: Vec<&str> = p.silver_key.iter().map(String::as_str).collect();
+    let mut replaced = ctx.table("__silver").await.map_err(err())?;
+    for (k, lo, hi) in storage::key_bounds(&batch, &p.silver_key).await? {
+        let c = || col(Column::from_name(&k));
+        replaced = replaced
+            .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
+            .map_err(err())?;
+    }
+    // The batch's keys are the join's build side (the small one); silver streams by.
+    let replaced = batch
+        .select_columns(&keys)
+        .map_err(err())?
+        .join(replaced, JoinType::RightSemi, &keys, &keys, None)
+        .map_err(err())?
+        .collect()
+        .await
+        .map_err(err())?;
+    Ok(replaced.into_iter().filter(|b| b.num_rows() > 0).collect())
+}
+
+/// Write one deduplicated slice into silver: appended when `replaced` (from
+/// [`replaced_rows`] on this same silver state) is empty, MERGEd on the natural key
+/// otherwise. The commit carries `txn` when given.
 pub async fn upsert_batch(
+    ctx: &SessionContext,
+    p: &Pipeline,
+    silver: DeltaTable,
+    (rows, replaced): (&[RecordBatch], &[RecordBatch]),
+    lineage: &Lineage,
+    txn: Option<(&str, i64)>,
+) -> Result<(DeltaTable, UpsertMetrics)> {
+    if replaced.is_empty() {
+        append_batch(p, silver, rows, lineage, txn).await
+    } else {
+        merge_batch(ctx, p, silver, rows, lineage, txn).await
+    }
+}
+
+fn commit_info(
+    lineage: &Lineage,
+    n_rows: usize,
+) -> deltalake::kernel::transaction::CommitProperties {
+    storage::commit_info(
+        "silver_upsert",
+        serde_json::json!({
+            "batch_id": lineage.batch_id,
+            "source_file": lineage.source_file,
+            "rows": n_rows,
+        }),
+    )
+}
+
+/// Append rows none of whose keys is in silver.
+async fn append_batch(
+    p: &Pipeline,
+    mut silver: DeltaTable,
+    rows: &[RecordBatch],
+    lineage: &Lineage,
+    txn: Option<(&str, i64)>,
+) -> Result<(DeltaTable, UpsertMetrics)> {
+    let name = format!("silver/{}", p.source.name);
+    let mut writer = AppendWriter::new(&silver, &name)?;
+    for b in rows {
+        writer.write(b.clone()).await?;
+    }
+    let n_rows = writer.rows();
+    let committed = writer
+        .commit(&mut silver, commit_info(lineage, n_rows as usize), txn)
+        .await?;
+    let inserted = match committed {
+        storage::Committed::Wrote(_) => n_rows,
+        _ => 0,
+    };
+    Ok((
+        silver,
+        UpsertMetrics {
+            inserted,
+            version: committed.version(),
+            ..UpsertMetrics::default()
+        },
+    ))
+}
+
+/// MERGE the rows into silver on the natural key.
+async fn merge_batch(
     ctx: &SessionContext,
     p: &Pipeline,
     silver: DeltaTable,
@@ -61,13 +165,5 @@ pub async fn upsert_batch(
         delete_unmatched: false,
         txn,
     };
-    let props = storage::commit_info(
-        "silver_upsert",
-        serde_json::json!({
-            "batch_id": lineage.batch_id,
-            "source_file": lineage.source_file,
-            "rows": n_rows,
-        }),
-    );
-    storage::upsert(silver, ctx, source, &spec, props).await
+    storage::upsert(silver, ctx, source, &spec, commit_info(lineage, n_rows)).await
 }
