@@ -41,14 +41,22 @@ pub fn discover(p: &Pipeline) -> Result<Vec<RawFile>> {
                 source,
             })?;
             let path = entry.path();
-            let meta = entry
-                .metadata()
-                .map_err(|source| MedallionError::ReadFile {
-                    path: path.clone(),
-                    source,
-                })?;
+            let linked = entry.file_type().is_ok_and(|t| t.is_symlink());
+            // A symlinked file is read through its link (size and mtime of the target,
+            // as `fingerprint` sees them); a dangling link is skipped, never fatal.
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if linked => {
+                    tracing::warn!(path = %path.display(), "skipping a symlink that cannot be followed: {e}");
+                    continue;
+                }
+                Err(source) => return Err(MedallionError::ReadFile { path, source }),
+            };
             if meta.is_dir() {
-                stack.push(path);
+                // Symlinked directories are not followed (a link cycle would never end).
+                if !linked {
+                    stack.push(path);
+                }
                 continue;
             }
             let Ok(rel) = path.strip_prefix(&root) else {

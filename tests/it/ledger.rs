@@ -128,3 +128,37 @@ fn checkpoints_are_written_as_versions_grow() {
         "a run with nothing to do commits nothing"
     );
 }
+
+#[test]
+fn symlinked_files_load_once_and_dangling_links_are_skipped() {
+    let w = Workdir::sample_config();
+    let outside = w.root.join("landing");
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = outside.join("linked.csv");
+    std::fs::write(
+        &target,
+        format!(
+            "{HEADER}C000001,M00000001,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.000,actual\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(w.raw()).unwrap();
+    std::os::unix::fs::symlink(&target, w.raw().join("linked.csv")).unwrap();
+    std::os::unix::fs::symlink(outside.join("gone.csv"), w.raw().join("dangling.csv")).unwrap();
+    w.write_raw(
+        "plain.csv",
+        &format!(
+            "{HEADER}C000002,M00000002,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2.000,actual\n"
+        ),
+    );
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout.contains("loaded linked.csv") && r.stdout.contains("loaded plain.csv"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("dangling.csv"), "{r:?}");
+    assert_eq!(w.count("FROM silver.readings"), 2);
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("nothing to do"), "{r:?}");
+    assert_eq!(w.count("FROM bronze.readings"), 2);
+}
