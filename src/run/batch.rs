@@ -144,11 +144,9 @@ pub async fn ingest(
         let ctx = storage::session();
         let mut t = std::time::Instant::now();
         while let Some((slice, last)) = staged.next_slice(p.silver_batch_rows)? {
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, "slice read back");
-            t = std::time::Instant::now();
+            tracing::debug!(ms = lap(&mut t), "slice read back");
             let rows = silver::dedupe_batch(p, slice)?;
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, "slice deduplicated");
-            t = std::time::Instant::now();
+            tracing::debug!(ms = lap(&mut t), "slice deduplicated");
             let replaced = silver::replaced_rows(p, &silver, &rows).await?;
             if !full {
                 let touched = rows.iter().chain(&replaced).cloned().collect();
@@ -158,17 +156,15 @@ pub async fn ingest(
                 }
             }
             tracing::debug!(
-                ms = t.elapsed().as_millis() as u64,
+                ms = lap(&mut t),
                 replaced = replaced.iter().map(|b| b.num_rows()).sum::<usize>(),
                 "silver rows and gold keys the slice touches"
             );
-            t = std::time::Instant::now();
             lease.check()?;
             let txn = last.then_some((APP_SILVER, seq));
             let (after, m) =
                 silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), lineage, txn).await?;
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, "slice written");
-            t = std::time::Instant::now();
+            tracing::debug!(ms = lap(&mut t), "slice written");
             silver = after;
             touched = true;
             fr.silver.inserted += m.inserted;
@@ -293,6 +289,13 @@ fn read_in_background(mut reader: CsvChunks) -> tokio::sync::mpsc::Receiver<Resu
         }
     });
     rx
+}
+
+/// Milliseconds since `t`, restarting it (phase timings for debug logs).
+fn lap(t: &mut std::time::Instant) -> u64 {
+    let ms = t.elapsed().as_millis() as u64;
+    *t = std::time::Instant::now();
+    ms
 }
 
 fn merge_counts(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
