@@ -77,6 +77,7 @@ pub async fn ingest(
         storage::stage_done(&rejected_table, APP_REJECTED, &tables.rejected, seq).await?;
     let silver_done = storage::stage_done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
     fr.committed = bronze_done;
+    tracing::debug!("tables opened");
 
     let started = std::time::Instant::now();
     let mut bronze_w = AppendWriter::new(&bronze_table, &tables.bronze)?;

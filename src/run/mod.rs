@@ -74,7 +74,9 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     if let Some(report) = nothing_to_do(&lake, &p).await? {
         return Ok(report);
     }
+    tracing::debug!("checked for work");
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
+    tracing::debug!("lease acquired");
     let result = run_holding_lease(&lake, &p, &lease).await;
     if result.is_ok() {
         compact_small_files(&lake, &p, &lease).await;
@@ -129,6 +131,7 @@ async fn run_holding_lease(
     let files = ingest::discover(p)?;
     let mut state = ledger::state(lake).await?;
     let validator = Validator::new(p.clone())?;
+    tracing::debug!("ledger read");
     let mut report = RunReport::default();
     // File versions completed by recovery in this run: reported once, as recovered.
     let mut recovered = std::collections::HashSet::new();
@@ -179,6 +182,7 @@ async fn run_holding_lease(
             report.already_loaded += 1;
             continue;
         }
+        tracing::debug!(file = %file.name, "fingerprinted");
         let batch_id = uuid::Uuid::now_v7().to_string();
         let mut entry =
             LedgerEntry::claim(print.clone(), file.name.clone(), batch_id, state.next_seq);
@@ -196,6 +200,7 @@ async fn run_holding_lease(
             continue;
         }
         ledger::record(lake, &entry).await?;
+        tracing::debug!(file = %file.name, "claimed");
         let mut fr = attempt(lake, p, &validator, lease, Some(&file), entry, false).await?;
         fr.new_version = state.loaded_names.contains(&file.name);
         if fr.left_open {
