@@ -10,11 +10,12 @@ use medallion::cli::{Cli, execute};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc keeps freed pages for reuse, and by default commits its arenas eagerly:
-/// at 10M rows that retention was half of the peak RSS (1.1-1.2 GiB against 0.4-0.5
-/// GiB, for about 3% more wall time, BENCHMARKS.md). Medallion's defaults: arenas
-/// committed on demand, freed pages returned after 5 ms. `MIMALLOC_ARENA_EAGER_COMMIT`
-/// and `MIMALLOC_PURGE_DELAY` in the environment still win.
+/// mimalloc keeps freed pages for reuse, and by default commits its arenas eagerly: at
+/// 10M rows most of a 1.1-1.2 GiB peak RSS was such retention. Medallion's defaults:
+/// arenas committed on demand, freed pages returned after 100 ms (peak 0.6-0.9 GiB at
+/// the same wall time; shorter delays save more memory but cost system time,
+/// BENCHMARKS.md). `MIMALLOC_ARENA_EAGER_COMMIT` and `MIMALLOC_PURGE_DELAY` in the
+/// environment still win.
 fn tune_allocator() {
     // Values of `mi_option_e` in mimalloc v2's mimalloc.h (libmimalloc-sys 0.1.49
     // exports no constants for these two).
