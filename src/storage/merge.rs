@@ -83,6 +83,23 @@ pub async fn key_bounds(
     Ok(out)
 }
 
+/// `df` restricted to each key column's literal `[min, max]` over `bounds_of`: a scan
+/// of a Delta table then skips the files (and row groups) whose statistics lie outside.
+pub async fn within_key_bounds(
+    df: DataFrame,
+    bounds_of: &DataFrame,
+    keys: &[String],
+) -> Result<DataFrame> {
+    let mut df = df;
+    for (k, lo, hi) in key_bounds(bounds_of, keys).await? {
+        let c = || col(Column::from_name(&k));
+        df = df
+            .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
+            .map_err(MedallionError::sql("filter by key bounds"))?;
+    }
+    Ok(df)
+}
+
 /// Equal keys, plus each key's literal [min, max] over the source: the bounds do not
 /// change which rows match (a matching target key equals a source key), but they let
 /// delta-rs skip target files whose statistics lie outside them instead of scanning

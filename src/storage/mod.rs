@@ -26,7 +26,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
 pub use compact::compact_if_fragmented;
-pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert};
+pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert, within_key_bounds};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
 pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::{AppendWriter, Committed};

@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::datafusion::common::Column;
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::prelude::{col, lit};
 
 use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
@@ -60,16 +58,11 @@ pub async fn refresh(
             // The model restricted to the affected keys' literal bounds: DataFusion pushes
             // these below the aggregation to the silver scan, which skips files whose
             // statistics lie outside them. The join below keeps exactly the affected keys.
-            let mut restricted = ctx
+            let model_df = ctx
                 .sql(model_sql)
                 .await
                 .map_err(MedallionError::sql(format!("gold model {}", model.name)))?;
-            for (k, lo, hi) in storage::key_bounds(&affected, &model.keys).await? {
-                let c = || col(Column::from_name(&k));
-                restricted = restricted
-                    .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
-                    .map_err(err())?;
-            }
+            let restricted = storage::within_key_bounds(model_df, &affected, &model.keys).await?;
             ctx.register_table("__affected", affected.into_view())
                 .map_err(err())?;
             ctx.register_table("__model", restricted.into_view())

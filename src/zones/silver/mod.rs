@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::datafusion::common::{Column, JoinType};
+use deltalake::datafusion::common::JoinType;
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::prelude::{DataFrame, SessionContext, col, lit};
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
 pub use staging::{StagedRows, Staging};
 pub use validate::{ValidatedChunk, Validator};
@@ -53,13 +53,8 @@ pub async fn replaced_rows(
     let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
     storage::register(&ctx, "__silver", silver).await?;
     let keys: Vec<&str> = p.silver_key.iter().map(String::as_str).collect();
-    let mut replaced = ctx.table("__silver").await.map_err(err())?;
-    for (k, lo, hi) in storage::key_bounds(&batch, &p.silver_key).await? {
-        let c = || col(Column::from_name(&k));
-        replaced = replaced
-            .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
-            .map_err(err())?;
-    }
+    let silver_df = ctx.table("__silver").await.map_err(err())?;
+    let replaced = storage::within_key_bounds(silver_df, &batch, &p.silver_key).await?;
     // The batch's keys are the join's build side (the small one); silver streams by.
     let replaced = batch
         .select_columns(&keys)
