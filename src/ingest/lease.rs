@@ -24,7 +24,7 @@ use futures::TryStreamExt;
 
 use crate::error::{MedallionError, Result};
 use crate::schema::utc_timestamp_type;
-use crate::storage::{self, AppendWriter, Lakehouse};
+use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 
 /// Table path of the lease.
 pub const LEASE_TABLE: &str = "_medallion/lease";
@@ -128,7 +128,7 @@ async fn commit_event(
     ttl: Duration,
 ) -> Result<bool> {
     let mut table = lake
-        .open_or_create(LEASE_TABLE, &lease_schema(), &[])
+        .open_or_create(LEASE_TABLE, &lease_schema(), FileSize::Append)
         .await?;
     if storage::txn_version(&table, LEASE_APP, LEASE_TABLE)
         .await?
@@ -172,7 +172,7 @@ impl Lease {
         let started = std::time::Instant::now();
         loop {
             let table = lake
-                .open_or_create(LEASE_TABLE, &lease_schema(), &[])
+                .open_or_create(LEASE_TABLE, &lease_schema(), FileSize::Append)
                 .await?;
             let (epoch, event) = current(&table).await?;
             let blocker = match event {

@@ -22,7 +22,7 @@ use deltalake::arrow::datatypes::DataType;
 use super::Fingerprint;
 use crate::error::{MedallionError, Result};
 use crate::schema;
-use crate::storage::{self, AppendWriter, Lakehouse};
+use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 
 /// Table path of the ledger.
 pub const LEDGER_TABLE: &str = "_medallion/files";
@@ -213,7 +213,9 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
 /// Append one entry to the ledger.
 pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
     let schema = schema::ledger_schema();
-    let mut table = lake.open_or_create(LEDGER_TABLE, &schema, &[]).await?;
+    let mut table = lake
+        .open_or_create(LEDGER_TABLE, &schema, FileSize::Append)
+        .await?;
     let now = Utc::now().timestamp_micros();
     let batch = RecordBatch::try_new(
         schema,

@@ -16,7 +16,7 @@ use crate::ingest::lease::Lease;
 use crate::ingest::reader::{CsvChunks, RawRow};
 use crate::report::FileReport;
 use crate::schema;
-use crate::storage::{self, AppendWriter, Lakehouse};
+use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 use crate::zones::gold;
 use crate::zones::silver::{self, Validator};
 use crate::zones::{Lineage, bronze};
@@ -64,13 +64,17 @@ pub async fn ingest(
     let tables = SourceTables::new(p);
     let bronze_schema = schema::bronze_schema(p);
     let mut bronze_table = lake
-        .open_or_create(&tables.bronze, &bronze_schema, &[])
+        .open_or_create(&tables.bronze, &bronze_schema, FileSize::Append)
         .await?;
     let mut rejected_table = lake
-        .open_or_create(&tables.rejected, &schema::rejected_schema(p), &[])
+        .open_or_create(
+            &tables.rejected,
+            &schema::rejected_schema(p),
+            FileSize::Append,
+        )
         .await?;
     let silver_table = lake
-        .open_or_create(&tables.silver, &schema::silver_schema(p), &[])
+        .open_or_create(&tables.silver, &schema::silver_schema(p), FileSize::Upsert)
         .await?;
     let bronze_done = storage::stage_done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
     let rejected_done =

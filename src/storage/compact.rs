@@ -17,7 +17,7 @@ pub async fn compact_if_fragmented(
     let Some(table) = lake.open(relative).await? else {
         return Ok(None);
     };
-    let small = (super::TARGET_FILE_SIZE / 4) as i64;
+    let small = (super::target_file_size(&table, relative)? / 4) as i64;
     let files = table
         .snapshot()
         .map_err(MedallionError::delta("compact", relative))?

@@ -33,10 +33,37 @@ pub use write::{AppendWriter, Committed};
 
 use crate::error::{MedallionError, Result};
 
-/// `delta.targetFileSize` of every table medallion creates (delta-rs defaults to
-/// 100 MiB). MERGE rewrites whole files: smaller files keep the rewrite of a small
-/// batch small, and keep each file's key range narrow, so MERGE predicates prune more.
-pub const TARGET_FILE_SIZE: u64 = 32 << 20;
+/// Target size of a table's data files, stored as its `delta.targetFileSize` when
+/// medallion creates it (delta-rs defaults to 100 MiB). Appends, MERGE and compaction
+/// all follow the table's own setting, so a table keeps the size it was created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileSize {
+    /// Tables that are only appended to (bronze, rejected, the ledger, the lease):
+    /// 32 MiB, so readers open few files.
+    Append,
+    /// Tables that are MERGEd into (silver, gold): 8 MiB. MERGE rewrites every file
+    /// that holds a key it updates, so a batch of late corrections rewrites a few small
+    /// files instead of a large one, and each file's key range stays narrow for pruning.
+    Upsert,
+}
+
+impl FileSize {
+    pub fn bytes(self) -> u64 {
+        match self {
+            FileSize::Append => 32 << 20,
+            FileSize::Upsert => 8 << 20,
+        }
+    }
+}
+
+/// The target file size a table was created with (delta-rs's default when unset).
+pub fn target_file_size(table: &DeltaTable, name: &str) -> Result<u64> {
+    use deltalake::table::config::TablePropertiesExt;
+    let snapshot = table
+        .snapshot()
+        .map_err(MedallionError::delta("read table properties", name))?;
+    Ok(snapshot.table_config().target_file_size().get())
+}
 
 /// The lakehouse root and the URLs of the tables under it.
 #[derive(Debug, Clone)]
@@ -81,7 +108,7 @@ impl Lakehouse {
         &self,
         relative: &str,
         schema: &SchemaRef,
-        partitions: &[String],
+        file_size: FileSize,
     ) -> Result<DeltaTable> {
         if let Some(t) = self.open(relative).await? {
             return Ok(t);
@@ -104,11 +131,10 @@ impl Lakehouse {
         let created = table
             .create()
             .with_columns(columns)
-            .with_partition_columns(partitions.to_vec())
             .with_table_name(relative.replace('/', "."))
             .with_configuration_property(
                 deltalake::TableProperty::TargetFileSize,
-                Some(TARGET_FILE_SIZE.to_string()),
+                Some(file_size.bytes().to_string()),
             )
             // No retries: when two processes create a table at once, delta-rs (1.1.3)
             // commits the loser's CREATE as the next version — a second table id and

@@ -19,7 +19,9 @@ fn temp_lake() -> (Lakehouse, std::path::PathBuf) {
 }
 
 async fn append(lake: &Lakehouse, seq: i64) -> Result<Committed> {
-    let mut table = lake.open_or_create("t", &schema(), &[]).await?;
+    let mut table = lake
+        .open_or_create("t", &schema(), FileSize::Append)
+        .await?;
     let mut w = AppendWriter::new(&table, "t")?;
     let batch =
         RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(vec![seq]))]).unwrap();
@@ -96,7 +98,7 @@ fn concurrent_creates_make_one_table() {
                         .build()
                         .unwrap();
                     barrier.wait();
-                    rt.block_on(lake.open_or_create("t", &schema(), &[]))
+                    rt.block_on(lake.open_or_create("t", &schema(), FileSize::Append))
                         .map(|_| ())
                 })
             })

@@ -39,7 +39,7 @@ impl AppendWriter {
         let writer = RecordBatchWriter::for_table(table)
             .map_err(MedallionError::delta("open writer", table_name))?
             .with_writer_properties(props)
-            .with_target_file_size(super::TARGET_FILE_SIZE);
+            .with_target_file_size(super::target_file_size(table, table_name)?);
         Ok(AppendWriter {
             table_name: table_name.to_string(),
             writer,

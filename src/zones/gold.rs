@@ -15,7 +15,7 @@ use deltalake::datafusion::datasource::MemTable;
 use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
 use crate::schema;
-use crate::storage::{self, Lakehouse, UpsertMetrics, UpsertSpec};
+use crate::storage::{self, FileSize, Lakehouse, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
 const PRESENT: &str = "__present";
@@ -43,8 +43,12 @@ pub async fn refresh(
     let table = match existing {
         Some(t) => t,
         None => {
-            lake.open_or_create(&relative, &schema::gold_schema(&model.schema), &[])
-                .await?
+            lake.open_or_create(
+                &relative,
+                &schema::gold_schema(&model.schema),
+                FileSize::Upsert,
+            )
+            .await?
         }
     };
     let ctx = storage::session();

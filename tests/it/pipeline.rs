@@ -340,20 +340,56 @@ fn silver_upserts_in_bounded_slices() {
     assert!(ops.iter().any(|o| o == "MERGE"), "{ops:?}");
 }
 
+/// Every action of every commit in `table`'s Delta log, in version order.
+fn log_actions(w: &Workdir, table: &str) -> Vec<Value> {
+    let log = w.table_path(table).join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    commits
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The operation of every commit in silver's Delta log.
 fn silver_operations(w: &Workdir) -> Vec<String> {
-    let log = w.table_path("silver/readings").join("_delta_log");
-    let mut ops = Vec::new();
-    for entry in std::fs::read_dir(log).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "json") {
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
-                let v: Value = serde_json::from_str(line).unwrap();
-                if let Some(op) = v.pointer("/commitInfo/operation").and_then(Value::as_str) {
-                    ops.push(op.to_string());
-                }
-            }
-        }
+    log_actions(w, "silver/readings")
+        .iter()
+        .filter_map(|v| v.pointer("/commitInfo/operation").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn merged_tables_are_created_with_smaller_files() {
+    // MERGE rewrites whole files: silver and gold (MERGEd into) get 8 MiB files, tables
+    // that are only appended to keep 32 MiB; the size is a standard table property.
+    let w = Workdir::sample_config();
+    w.add_sample(FILE1);
+    w.run_expect(0);
+    for (table, bytes) in [
+        ("bronze/readings", "33554432"),
+        ("rejected/readings", "33554432"),
+        ("silver/readings", "8388608"),
+        ("gold/daily_usage", "8388608"),
+    ] {
+        let size = log_actions(&w, table)
+            .iter()
+            .find_map(|v| {
+                v.pointer("/metaData/configuration/delta.targetFileSize")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("{table} has no delta.targetFileSize"));
+        assert_eq!(size, bytes, "delta.targetFileSize of {table}");
     }
-    ops
 }
