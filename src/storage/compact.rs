@@ -30,9 +30,11 @@ pub async fn compact_if_fragmented(
     }
     // medallion's session: compacted files keep plain string columns (no Utf8View).
     let session = super::session();
+    let props = super::write::table_writer_properties(&table, relative)?;
     let (table, metrics) = table
         .optimize()
         .with_session_state(std::sync::Arc::new(session.state()))
+        .with_writer_properties(props)
         .with_commit_properties(super::commit_info(
             "compact",
             serde_json::json!({ "small_files": files }),

@@ -139,6 +139,7 @@ pub async fn upsert(
         None => props,
     };
     let reload = table.clone();
+    let writer_properties = super::write::table_writer_properties(&table, spec.table_name)?;
     let predicate = match_predicate(&source, spec).await?;
     let flag = spec.present_flag.map(|f| quoted("source", f));
     let columns = spec.columns;
@@ -148,7 +149,7 @@ pub async fn upsert(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_session_state(Arc::new(ctx.state()))
-        .with_writer_properties(super::write::writer_properties())
+        .with_writer_properties(writer_properties)
         .with_commit_properties(props)
         .when_matched_update(|mut u| {
             if let Some(f) = &flag {

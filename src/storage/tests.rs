@@ -120,3 +120,22 @@ fn concurrent_creates_make_one_table() {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+#[test]
+fn dictionaries_only_for_columns_that_repeat() {
+    use deltalake::parquet::schema::types::ColumnPath;
+    let schema = Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("start_time", crate::schema::utc_timestamp_type(), true),
+        Field::new("usage_kwh", DataType::Decimal128(12, 3), true),
+        Field::new("ratio", DataType::Float64, true),
+        Field::new(crate::schema::SOURCE_LINE, DataType::Int64, false),
+    ]);
+    let props = write::writer_properties(&schema);
+    let dict = |c: &str| props.dictionary_enabled(&ColumnPath::from(c));
+    assert!(dict("customer_id"));
+    assert!(dict("start_time"));
+    assert!(!dict("usage_kwh"));
+    assert!(!dict("ratio"));
+    assert!(!dict(crate::schema::SOURCE_LINE));
+}

@@ -43,8 +43,10 @@ pub struct Staging {
 impl Staging {
     pub fn new(schema: &SchemaRef) -> Result<Self> {
         let file = tempfile::tempfile().map_err(io)?;
+        // Written once and read once: no dictionaries to build, no compression.
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_dictionary_enabled(false)
             .build();
         let writer =
             ArrowWriter::try_new(file.try_clone().map_err(io)?, schema.clone(), Some(props))
