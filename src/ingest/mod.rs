@@ -1,6 +1,7 @@
 //! The landing zone: which raw files exist, which are new, and the ledger that records
 //! what was done with each. Raw files are only ever read, never modified or deleted.
 
+mod fingerprint;
 pub mod lease;
 pub mod ledger;
 pub mod reader;
@@ -8,6 +9,8 @@ pub mod reader;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+
+pub use fingerprint::{Fingerprint, FingerprintsAhead, fingerprint, unchanged_since_listed};
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
@@ -81,45 +84,6 @@ pub fn discover(p: &Pipeline) -> Result<Vec<RawFile>> {
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
-}
-
-/// A file's identity: its content hash, and the size and mtime it had when hashed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint {
-    pub sha256: String,
-    pub size: u64,
-    pub modified: Option<DateTime<Utc>>,
-}
-
-/// Hash a raw file (streaming) and check it did not change meanwhile: a file whose size
-/// or mtime moves while it is read is still being written and is left for the next run
-/// (`Ok(None)`). Producers should write elsewhere and rename into the raw zone.
-pub fn fingerprint(file: &RawFile) -> Result<Option<Fingerprint>> {
-    use sha2::Digest;
-    let err = |source| MedallionError::ReadFile {
-        path: file.path.clone(),
-        source,
-    };
-    let mut hasher = sha2::Sha256::new();
-    let mut f = std::fs::File::open(&file.path).map_err(err)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf).map_err(err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let meta = std::fs::metadata(&file.path).map_err(err)?;
-    let modified = meta.modified().ok().map(DateTime::<Utc>::from);
-    if meta.len() != file.size || modified != file.modified {
-        return Ok(None);
-    }
-    Ok(Some(Fingerprint {
-        sha256: hex::encode(hasher.finalize()),
-        size: meta.len(),
-        modified,
-    }))
 }
 
 /// A file matches when its path or name matches the pattern, or when it is a `.gz`

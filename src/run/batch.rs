@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::ingest::RawFile;
 use crate::ingest::lease::Lease;
 use crate::ingest::reader::{CsvChunks, RawRow};
+use crate::ingest::{self, RawFile};
 use crate::report::FileReport;
 use crate::schema;
 use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
@@ -253,9 +253,20 @@ async fn read_file(
         staging.write(&v.accepted)?;
     }
     drop(to_bronze);
-    bronze
+    let bronze_w = bronze
         .await
-        .map_err(|e| MedallionError::Usage(format!("the bronze encoder stopped: {e}")))?
+        .map_err(|e| MedallionError::Usage(format!("the bronze encoder stopped: {e}")))??;
+    // The claim's fingerprint was taken before the read (by the run, possibly while the
+    // previous file loaded): a file rewritten since then must not be loaded under it.
+    if !ingest::unchanged_since_listed(file)? {
+        return Err(MedallionError::BadFile {
+            file: file.name.clone(),
+            message: "the file changed (size or modification time) while it was loaded; \
+                      nothing was committed, it is loaded again by the next run"
+                .into(),
+        });
+    }
+    Ok(bronze_w)
 }
 
 /// Encode bronze batches on a task of their own (bounded queue).

@@ -164,13 +164,22 @@ async fn run_holding_lease(
         report.files.push(fr);
     }
 
+    // New file versions are hashed one ahead, on a thread of their own, while the
+    // current one is loaded.
+    let mut prints = ingest::FingerprintsAhead::start(
+        files
+            .iter()
+            .filter(|f| !state.unchanged_since_settled(f))
+            .cloned()
+            .collect(),
+    );
     for file in files {
         lease.check()?;
         if state.unchanged_since_settled(&file) {
             report.already_loaded += 1;
             continue;
         }
-        let Some(print) = ingest::fingerprint(&file)? else {
+        let Some(print) = prints.next(&file)? else {
             tracing::warn!(file = %file.name, "the file changed while it was read; left for the next run");
             report.unstable.push(file.name.clone());
             continue;

@@ -1,0 +1,159 @@
+//! Content fingerprints of raw files: the SHA-256 that identifies a file version in
+//! the ledger (a file is loaded once per content, whatever its name), with the size
+//! and mtime it had when hashed. A file whose size or mtime moves while it is hashed or
+//! loaded is still being written: it is left for the next run.
+//!
+//! Hashing a 70 MB file takes ~0.15 s, so a run hashes the next file on a thread of its
+//! own while the current one is loaded ([`FingerprintsAhead`]).
+
+use std::sync::mpsc;
+
+use chrono::{DateTime, Utc};
+
+use super::RawFile;
+use crate::error::{MedallionError, Result};
+
+/// A file's identity: its content hash, and the size and mtime it had when hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub sha256: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// Hash a raw file (streaming) and check it did not change meanwhile: a file whose size
+/// or mtime moves while it is read is still being written and is left for the next run
+/// (`Ok(None)`). Producers should write elsewhere and rename into the raw zone.
+pub fn fingerprint(file: &RawFile) -> Result<Option<Fingerprint>> {
+    use sha2::Digest;
+    let err = |source| MedallionError::ReadFile {
+        path: file.path.clone(),
+        source,
+    };
+    let mut hasher = sha2::Sha256::new();
+    let mut f = std::fs::File::open(&file.path).map_err(err)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let meta = std::fs::metadata(&file.path).map_err(err)?;
+    let modified = meta.modified().ok().map(DateTime::<Utc>::from);
+    if meta.len() != file.size || modified != file.modified {
+        return Ok(None);
+    }
+    Ok(Some(Fingerprint {
+        sha256: hex::encode(hasher.finalize()),
+        size: meta.len(),
+        modified,
+    }))
+}
+
+/// Whether `file` still has the size and mtime it was listed (and hashed) with.
+pub fn unchanged_since_listed(file: &RawFile) -> Result<bool> {
+    let meta = std::fs::metadata(&file.path).map_err(|source| MedallionError::ReadFile {
+        path: file.path.clone(),
+        source,
+    })?;
+    let modified = meta.modified().ok().map(DateTime::<Utc>::from);
+    Ok(meta.len() == file.size && modified == file.modified)
+}
+
+/// Fingerprints of a list of files, computed in order on a thread of its own at most
+/// one file ahead of the consumer (bounded work and memory).
+pub struct FingerprintsAhead {
+    results: mpsc::Receiver<(String, Result<Option<Fingerprint>>)>,
+}
+
+impl FingerprintsAhead {
+    /// Start hashing `files`, in order.
+    pub fn start(files: Vec<RawFile>) -> Self {
+        let (tx, results) = mpsc::sync_channel(0);
+        std::thread::spawn(move || {
+            for file in files {
+                let print = fingerprint(&file);
+                // The consumer stopped (the run ended early): stop hashing.
+                if tx.send((file.name, print)).is_err() {
+                    return;
+                }
+            }
+        });
+        FingerprintsAhead { results }
+    }
+
+    /// The fingerprint of `file`: the one hashed ahead when it is the next in the list,
+    /// else (a caller that skipped a file) hashed now.
+    pub fn next(&mut self, file: &RawFile) -> Result<Option<Fingerprint>> {
+        match self.results.recv() {
+            Ok((name, print)) if name == file.name => print,
+            _ => fingerprint(file),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn listed(path: &std::path::Path) -> RawFile {
+        let meta = std::fs::metadata(path).unwrap();
+        RawFile {
+            name: path.file_name().unwrap().to_string_lossy().into_owned(),
+            path: path.to_path_buf(),
+            size: meta.len(),
+            modified: meta.modified().ok().map(DateTime::<Utc>::from),
+        }
+    }
+
+    #[test]
+    fn hashed_ahead_in_order_or_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<RawFile> = ["a.csv", "b.csv", "c.csv"]
+            .iter()
+            .map(|n| {
+                let path = dir.path().join(n);
+                std::fs::write(&path, format!("content of {n}\n")).unwrap();
+                listed(&path)
+            })
+            .collect();
+        let direct: Vec<String> = files
+            .iter()
+            .map(|f| fingerprint(f).unwrap().unwrap().sha256)
+            .collect();
+        assert_eq!(
+            direct
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            3
+        );
+        // In order: every print comes from the thread and matches a direct hash.
+        let mut ahead = FingerprintsAhead::start(files.clone());
+        for (f, want) in files.iter().zip(&direct) {
+            assert_eq!(&ahead.next(f).unwrap().unwrap().sha256, want);
+        }
+        // A caller that skips a file still gets the right print for the one it asks.
+        let mut ahead = FingerprintsAhead::start(files.clone());
+        assert_eq!(ahead.next(&files[2]).unwrap().unwrap().sha256, direct[2]);
+    }
+
+    #[test]
+    fn a_file_rewritten_after_listing_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "a,b\n1,2\n").unwrap();
+        let file = listed(&path);
+        assert!(unchanged_since_listed(&file).unwrap());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"3,4\n").unwrap();
+        assert!(!unchanged_since_listed(&file).unwrap());
+    }
+}
