@@ -2,7 +2,10 @@
 //! queryable as `_medallion.files`. A file is identified by its content (sha256): once
 //! a content hash is `loaded`, the same content under another name is recorded once as
 //! a `duplicate` and skipped, and a changed file under a loaded name is a new file
-//! version and is loaded. Failed attempts are recorded and retried on the next run.
+//! version and is loaded. Failed attempts are recorded and retried on the next run. A
+//! loaded file whose size or mtime changed but not its content (copied or restored) is
+//! recorded once as `unchanged` with its new size and mtime, so later runs recognise it
+//! again without hashing it.
 //!
 //! Each attempt first writes a `claimed` row that fixes its batch id and its batch
 //! sequence number (`seq`, increasing); the stage commits carry that `seq` as their
@@ -34,6 +37,8 @@ pub enum FileStatus {
     Loaded,
     Failed,
     Duplicate,
+    /// Settled content seen again under the same name with a new size or mtime.
+    Unchanged,
 }
 
 impl FileStatus {
@@ -43,6 +48,7 @@ impl FileStatus {
             FileStatus::Loaded => "loaded",
             FileStatus::Failed => "failed",
             FileStatus::Duplicate => "duplicate",
+            FileStatus::Unchanged => "unchanged",
         }
     }
 }
@@ -166,7 +172,7 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
         for i in 0..b.num_rows() {
             state.next_seq = state.next_seq.max(seq.value(i) + 1);
             let (f, h) = (file.value(i).to_string(), sha.value(i).to_string());
-            if matches!(status.value(i), "loaded" | "duplicate") {
+            if matches!(status.value(i), "loaded" | "duplicate" | "unchanged") {
                 state.settled_stats.insert((
                     f.clone(),
                     size.value(i) as u64,
@@ -180,7 +186,7 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
                     state.loaded_names.insert(f.clone());
                     state.settled.insert((f, h));
                 }
-                "duplicate" => {
+                "duplicate" | "unchanged" => {
                     state.settled.insert((f, h));
                 }
                 "failed" => {

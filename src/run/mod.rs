@@ -188,6 +188,26 @@ async fn run_holding_lease(
             continue;
         }
         if state.is_settled(&file.name, &print.sha256) {
+            // Same content, new size or mtime (copied or restored): recorded, so later
+            // runs recognise the file without hashing it again.
+            let mut entry = LedgerEntry::claim(
+                print,
+                file.name.clone(),
+                uuid::Uuid::now_v7().to_string(),
+                state.next_seq,
+            );
+            state.next_seq += 1;
+            entry.status = FileStatus::Unchanged;
+            entry.message = Some(
+                "already loaded with this content; only its size or modification time changed"
+                    .into(),
+            );
+            ledger::record(lake, &entry).await?;
+            state.settled_stats.insert((
+                file.name.clone(),
+                file.size,
+                file.modified.map(|m| m.timestamp_micros()),
+            ));
             report.already_loaded += 1;
             continue;
         }

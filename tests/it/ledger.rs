@@ -162,3 +162,34 @@ fn symlinked_files_load_once_and_dangling_links_are_skipped() {
     assert!(r.stdout.contains("nothing to do"), "{r:?}");
     assert_eq!(w.count("FROM bronze.readings"), 2);
 }
+
+#[test]
+fn restored_files_are_recorded_once_and_not_hashed_again() {
+    // A loaded file copied back with a new mtime (a restore, `cp -r`): same content, so
+    // nothing is loaded; one `unchanged` row records its new mtime, and the next run
+    // recognises it from name, size and mtime alone (nothing to do, no new rows).
+    let w = Workdir::sample_config();
+    let v1 = format!(
+        "{HEADER}C000001,M00000001,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.000,actual\n"
+    );
+    w.write_raw("a.csv", &v1);
+    w.run_expect(0);
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(w.raw().join("a.csv"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let r = w.run_expect(0);
+    assert!(!r.stdout.contains("loaded a.csv"), "{r:?}");
+    assert_eq!(w.count("FROM bronze.readings"), 1);
+    let rows =
+        w.query("SELECT status, modified FROM _medallion.files WHERE file = 'a.csv' ORDER BY seq, processed_at");
+    let statuses: Vec<String> = rows.iter().map(|r| text(&r["status"])).collect();
+    assert_eq!(statuses, ["claimed", "loaded", "unchanged"], "{rows:?}");
+    assert_ne!(text(&rows[1]["modified"]), text(&rows[2]["modified"]));
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("nothing to do"), "{r:?}");
+    assert_eq!(w.count("FROM _medallion.files WHERE file = 'a.csv'"), 3);
+}
