@@ -192,4 +192,9 @@ fn restored_files_are_recorded_once_and_not_hashed_again() {
     let r = w.run_expect(0);
     assert!(r.stdout.contains("nothing to do"), "{r:?}");
     assert_eq!(w.count("FROM _medallion.files WHERE file = 'a.csv'"), 3);
+    let s = w.medallion(&["status"]);
+    assert!(
+        s.stdout.contains("files loaded: 1") && s.stdout.contains("files pending: 0"),
+        "{s:?}"
+    );
 }
