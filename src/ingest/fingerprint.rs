@@ -66,6 +66,8 @@ pub fn unchanged_since_listed(file: &RawFile) -> Result<bool> {
 /// one file ahead of the consumer (bounded work and memory).
 pub struct FingerprintsAhead {
     results: mpsc::Receiver<(String, Result<Option<Fingerprint>>)>,
+    /// Files hashed on demand because they were not (or no longer) ahead in the list.
+    on_demand: usize,
 }
 
 impl FingerprintsAhead {
@@ -81,16 +83,23 @@ impl FingerprintsAhead {
                 }
             }
         });
-        FingerprintsAhead { results }
+        FingerprintsAhead {
+            results,
+            on_demand: 0,
+        }
     }
 
-    /// The fingerprint of `file`: the one hashed ahead when it is the next in the list,
-    /// else (a caller that skipped a file) hashed now.
+    /// The fingerprint of `file`: the one hashed ahead (files the caller skipped are
+    /// passed over), or hashed now when `file` is not ahead in the list.
     pub fn next(&mut self, file: &RawFile) -> Result<Option<Fingerprint>> {
-        match self.results.recv() {
-            Ok((name, print)) if name == file.name => print,
-            _ => fingerprint(file),
+        while let Ok((name, print)) = self.results.recv() {
+            if name == file.name {
+                return print;
+            }
         }
+        self.on_demand += 1;
+        tracing::debug!(file = %file.name, "not hashed ahead; hashing now");
+        fingerprint(file)
     }
 }
 
@@ -137,9 +146,14 @@ mod tests {
         for (f, want) in files.iter().zip(&direct) {
             assert_eq!(&ahead.next(f).unwrap().unwrap().sha256, want);
         }
-        // A caller that skips a file still gets the right print for the one it asks.
+        assert_eq!(ahead.on_demand, 0);
+        // A caller that skips a file still gets the print from the thread.
         let mut ahead = FingerprintsAhead::start(files.clone());
-        assert_eq!(ahead.next(&files[2]).unwrap().unwrap().sha256, direct[2]);
+        assert_eq!(ahead.next(&files[1]).unwrap().unwrap().sha256, direct[1]);
+        assert_eq!(ahead.on_demand, 0);
+        // A file that is no longer ahead (already passed) is hashed on demand.
+        assert_eq!(ahead.next(&files[0]).unwrap().unwrap().sha256, direct[0]);
+        assert_eq!(ahead.on_demand, 1);
     }
 
     #[test]

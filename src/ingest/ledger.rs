@@ -257,10 +257,11 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
         _ => "medallion/ledger/final",
     };
     let committed = writer.commit(&mut table, props, Some((app, e.seq))).await?;
-    // A claim fixes which batch owns `seq`: when the claim transaction was already at
-    // `seq`, it must have been this batch's own (ambiguous) commit, not another run's.
-    if e.status == FileStatus::Claimed && matches!(committed, storage::Committed::AlreadyThere(_)) {
-        let owner = claim_owner(&table, e.seq).await?;
+    // A row fixes which batch owns `seq` (claims) or ends it (final rows): when the
+    // transaction was already at `seq`, it must have been this batch's own (ambiguous)
+    // commit, not another run's; else this run was overtaken and must stop.
+    if matches!(committed, storage::Committed::AlreadyThere(_)) {
+        let owner = row_owner(&table, e.seq, e.status == FileStatus::Claimed).await?;
         if owner.as_deref() != Some(e.batch_id.as_str()) {
             return Err(MedallionError::Fenced {
                 table: LEDGER_TABLE.to_string(),
@@ -273,12 +274,13 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
     Ok(())
 }
 
-/// The batch id that claimed `seq`, if any.
-async fn claim_owner(table: &deltalake::DeltaTable, seq: i64) -> Result<Option<String>> {
+/// The batch id of the claim (`claim`) or of the final row at `seq`, if any.
+async fn row_owner(table: &deltalake::DeltaTable, seq: i64, claim: bool) -> Result<Option<String>> {
     let ctx = storage::session();
     storage::register(&ctx, "ledger", table).await?;
+    let op = if claim { "=" } else { "<>" };
     let sql =
-        format!("SELECT _batch_id FROM ledger WHERE seq = {seq} AND status = 'claimed' LIMIT 1");
+        format!("SELECT _batch_id FROM ledger WHERE seq = {seq} AND status {op} 'claimed' LIMIT 1");
     let batches = storage::sql_batches(&ctx, &sql, "read the file ledger").await?;
     let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
@@ -286,4 +288,46 @@ async fn claim_owner(table: &deltalake::DeltaTable, seq: i64) -> Result<Option<S
     let id = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8)
         .map_err(MedallionError::arrow("read the file ledger"))?;
     Ok(Some(id.as_string::<i32>().value(0).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(status: FileStatus, batch: &str, seq: i64) -> LedgerEntry {
+        let print = Fingerprint {
+            sha256: "ab".repeat(32),
+            size: 1,
+            modified: None,
+        };
+        let mut e = LedgerEntry::claim(print, "f.csv".into(), batch.into(), seq);
+        e.status = status;
+        e
+    }
+
+    #[tokio::test]
+    async fn a_row_at_a_taken_seq_is_fenced_unless_it_is_our_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lakehouse::new(url::Url::from_directory_path(dir.path()).unwrap());
+        for (status, batch, seq) in [
+            (FileStatus::Claimed, "batch-a", 1),
+            (FileStatus::Loaded, "batch-a", 1),
+            (FileStatus::Unchanged, "batch-c", 2),
+        ] {
+            record(&lake, &entry(status, batch, seq)).await.unwrap();
+            // The same row again (an ambiguous commit retried): accepted, not written twice.
+            record(&lake, &entry(status, batch, seq)).await.unwrap();
+            // Another batch at the same seq: this run was overtaken.
+            let other = record(&lake, &entry(status, "batch-b", seq)).await;
+            assert!(
+                matches!(other, Err(MedallionError::Fenced { .. })),
+                "{status:?}: {other:?}"
+            );
+        }
+        let state = state(&lake).await.unwrap();
+        assert_eq!(state.next_seq, 3);
+        assert!(state.unfinished.is_empty());
+        assert_eq!(state.settled.len(), 1);
+        assert_eq!(state.settled_stats.len(), 1);
+    }
 }

@@ -261,8 +261,8 @@ async fn read_file(
     if !ingest::unchanged_since_listed(file)? {
         return Err(MedallionError::BadFile {
             file: file.name.clone(),
-            message: "the file changed (size or modification time) while it was loaded; \
-                      nothing was committed, it is loaded again by the next run"
+            message: "the file changed (size or modification time) while it was read; \
+                      this attempt stopped before committing what it read"
                 .into(),
         });
     }
