@@ -40,15 +40,13 @@ pub fn fingerprint(file: &RawFile) -> Result<Option<Fingerprint>> {
         }
         hasher.update(&buf[..n]);
     }
-    let meta = std::fs::metadata(&file.path).map_err(err)?;
-    let modified = meta.modified().ok().map(DateTime::<Utc>::from);
-    if meta.len() != file.size || modified != file.modified {
+    if !unchanged_since_listed(file)? {
         return Ok(None);
     }
     Ok(Some(Fingerprint {
         sha256: hex::encode(hasher.finalize()),
-        size: meta.len(),
-        modified,
+        size: file.size,
+        modified: file.modified,
     }))
 }
 
