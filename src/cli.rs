@@ -159,6 +159,33 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 pipeline.gold.len(),
                 pipeline.lakehouse
             );
+            for model in &pipeline.gold {
+                outln!(
+                    "  gold.{} [{}]: {}",
+                    model.name,
+                    model.keys.join(", "),
+                    model.maintenance
+                );
+            }
+            // Against the tables already written: what the next run evolves, or refuses.
+            let lake = crate::storage::Lakehouse::new(pipeline.lakehouse.clone());
+            let plan = crate::run::evolve::check(&lake, &pipeline).await?;
+            for (table, fields) in &plan.additions {
+                let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+                outln!(
+                    "  {table}: the next run adds column(s) {}",
+                    names.join(", ")
+                );
+            }
+            for (model, reason) in
+                crate::zones::gold::rebuild::stale_models(&lake, &pipeline).await?
+            {
+                outln!(
+                    "  gold.{}: the next run rebuilds it ({})",
+                    model.name,
+                    reason.note()
+                );
+            }
             Ok(0)
         }
         Command::Run {
@@ -184,7 +211,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             let pipeline = load(&cli.config).await?;
             let entries = commands::history(&pipeline, &table).await?;
             outln!(
-                "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  source file",
+                "{:>7}  {:<24}  {:<8}  {:<16}  {:<36}  {:>8}  source file / note",
                 "version",
                 "time (UTC)",
                 "op",
@@ -203,7 +230,10 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                     e.stage.unwrap_or_default(),
                     e.batch_id.unwrap_or_default(),
                     e.rows.map(|r| r.to_string()).unwrap_or_default(),
-                    e.source_file.unwrap_or_default(),
+                    e.source_file
+                        .filter(|f| !f.is_empty())
+                        .or(e.note)
+                        .unwrap_or_default(),
                 );
             }
             Ok(0)
@@ -233,6 +263,12 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             outln!("files pending: {}", s.files_pending.len());
             for f in &s.files_pending {
                 outln!("  {f}");
+            }
+            for (t, note) in &s.stale_gold {
+                outln!("{t}: the next run rebuilds it ({note})");
+            }
+            for t in &s.orphaned_gold {
+                outln!("{t}: its model is no longer in the configuration; the table is left alone");
             }
             Ok(0)
         }

@@ -56,12 +56,11 @@ pub async fn query(p: &Pipeline, sql: &str, at: Option<TimeTravel>) -> Result<Ve
     let ctx = storage::session();
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
-    let statement = state
-        .sql_to_statement(sql, &dialect)
-        .map_err(MedallionError::sql("parse the query"))?;
-    let referenced = state
-        .resolve_table_references(&statement)
-        .map_err(MedallionError::sql("parse the query"))?;
+    let parse = |e: deltalake::datafusion::error::DataFusionError| {
+        MedallionError::Usage(format!("cannot parse the query: {e}"))
+    };
+    let statement = state.sql_to_statement(sql, &dialect).map_err(parse)?;
+    let referenced = state.resolve_table_references(&statement).map_err(parse)?;
     let known = tables(p);
     for reference in referenced {
         let name = reference.to_string();
@@ -77,10 +76,12 @@ pub async fn query(p: &Pipeline, sql: &str, at: Option<TimeTravel>) -> Result<Ve
             }
         }
     }
+    // A query that does not parse or plan is a command-line error; one that fails
+    // while running is not.
     let df = ctx
         .sql(sql)
         .await
-        .map_err(MedallionError::sql("plan the query"))?;
+        .map_err(|e| MedallionError::Usage(format!("cannot plan the query: {e}")))?;
     df.collect()
         .await
         .map_err(MedallionError::sql("run the query"))
@@ -129,6 +130,10 @@ pub struct Status {
     pub tables: Vec<TableStatus>,
     pub files_loaded: Vec<String>,
     pub files_pending: Vec<String>,
+    /// Gold tables whose model is no longer in the configuration (left alone).
+    pub orphaned_gold: Vec<String>,
+    /// Models whose gold table the next run rebuilds, and why.
+    pub stale_gold: Vec<(String, &'static str)>,
 }
 
 /// Versions and row counts of every table; files loaded and pending.
@@ -167,10 +172,24 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
             _ => files_pending.push(f.name),
         }
     }
+    let configured: Vec<String> = p.gold.iter().map(|m| m.name.clone()).collect();
+    let orphaned_gold = lake
+        .tables_in("gold")?
+        .into_iter()
+        .filter(|name| !configured.contains(name))
+        .map(|name| format!("gold.{name}"))
+        .collect();
+    let stale_gold = crate::zones::gold::rebuild::stale_models(&lake, p)
+        .await?
+        .into_iter()
+        .map(|(m, reason)| (format!("gold.{}", m.name), reason.note()))
+        .collect();
     Ok(Status {
         tables: out,
         files_loaded,
         files_pending,
+        orphaned_gold,
+        stale_gold,
     })
 }
 

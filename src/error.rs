@@ -98,6 +98,19 @@ pub enum MedallionError {
     /// The user asked for something that does not exist (an unknown table, a bad version).
     #[error("{0}")]
     Usage(String),
+
+    /// The configuration does not fit the tables already written (a changed column type,
+    /// a changed silver key, ...): a configuration error, found before anything is written.
+    #[error(
+        "the configuration does not fit the existing tables (nothing was written):{}",
+        problems.iter().map(|p| format!("\n  - {p}")).collect::<String>()
+    )]
+    SchemaChange { problems: Vec<String> },
+
+    /// Something medallion relies on did not hold (a table vanished mid-run, a worker
+    /// stopped): a fault to report, not the user's input.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Shorthand for results in this crate.
@@ -128,15 +141,14 @@ impl MedallionError {
         }
     }
 
-    /// True when the fault lies with the user's input (config, files), not with medallion.
-    pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
+    /// The process exit code for this error: 2 when the configuration or the command
+    /// line is wrong (nothing was attempted), 1 for every data or runtime failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
             MedallionError::Config(_)
-                | MedallionError::BadFile { .. }
-                | MedallionError::FailRule { .. }
-                | MedallionError::Usage(_)
-                | MedallionError::ReadFile { .. }
-        )
+            | MedallionError::SchemaChange { .. }
+            | MedallionError::Usage(_) => 2,
+            _ => 1,
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schema;

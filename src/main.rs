@@ -66,7 +66,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            if e.is_user_error() { 2 } else { 1 }
+            e.exit_code()
         }
     };
     std::process::exit(code);

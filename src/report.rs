@@ -37,6 +37,17 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// A file that could not even be hashed (unreadable, vanished after listing).
+    pub fn unreadable(file: &str, e: &crate::error::MedallionError) -> Self {
+        FileReport {
+            file: file.to_string(),
+            error: Some(format!(
+                "{e}; nothing was loaded from it, the next run tries again"
+            )),
+            ..FileReport::default()
+        }
+    }
+
     pub fn loaded(&self) -> bool {
         self.error.is_none()
     }
@@ -60,9 +71,21 @@ impl FileReport {
     }
 }
 
+/// A gold table rebuilt before any batch because its model changed (or was added).
+#[derive(Debug, Clone)]
+pub struct ModelRebuild {
+    pub model: String,
+    /// What happened, as `history` shows it ("model changed: rebuilt").
+    pub note: &'static str,
+    pub rows: u64,
+    pub version: Option<i64>,
+}
+
 /// What one `run` did.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
+    /// Gold tables rebuilt from silver before any batch.
+    pub rebuilt: Vec<ModelRebuild>,
     pub files: Vec<FileReport>,
     /// Files found in the raw zone that were already loaded.
     pub already_loaded: usize,
@@ -153,7 +176,24 @@ impl fmt::Display for RunReport {
                 "skipped {file}: it changed while being read (still being written?); next run"
             )?;
         }
+        for r in &self.rebuilt {
+            writeln!(
+                f,
+                "gold.{}: {} ({} rows, {})",
+                r.model,
+                r.note,
+                r.rows,
+                version(r.version)
+            )?;
+        }
         if self.files.is_empty() {
+            if !self.rebuilt.is_empty() {
+                return writeln!(
+                    f,
+                    "no new files in the raw zone ({} already loaded)",
+                    self.already_loaded
+                );
+            }
             return writeln!(
                 f,
                 "nothing to do: no new files in the raw zone ({} already loaded)",

@@ -83,6 +83,11 @@ pub struct GoldModel {
     pub sql: String,
     /// Output schema of the model query.
     pub schema: SchemaRef,
+    /// How gold is kept equal to the SQL (decided from the model's plan).
+    pub maintenance: crate::plan::Maintenance,
+    /// Hash of the normalised SQL, the keys and the output schema: a gold table built
+    /// under another fingerprint is rebuilt.
+    pub fingerprint: String,
 }
 
 impl Pipeline {

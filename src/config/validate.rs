@@ -290,22 +290,55 @@ async fn validate_gold(
             }
         };
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut keys_ok = true;
         for (j, k) in m.keys.iter().enumerate() {
             if schema.field_with_name(k).is_err() {
+                keys_ok = false;
                 errs.push(ConfigError::new(
                     format!("{place}.keys[{j}]"),
                     format!("the query has no output column \"{k}\""),
                 ));
             }
         }
+        if !keys_ok {
+            continue;
+        }
+        let maintenance = match crate::plan::maintenance(df.logical_plan(), &m.keys) {
+            Ok(mode) => mode,
+            Err(reason) => {
+                errs.push(ConfigError::new(format!("{place}.sql"), reason));
+                continue;
+            }
+        };
+        let fingerprint = model_fingerprint(&ctx, m, &schema);
         out.push(GoldModel {
             name: m.name.clone(),
             keys: m.keys.clone(),
             sql: m.sql.clone(),
             schema,
+            maintenance,
+            fingerprint,
         });
     }
     out
+}
+
+/// sha256 of the model's normalised SQL (parsed and printed again: whitespace, case of
+/// keywords and comments do not count), its keys and its output schema.
+fn model_fingerprint(ctx: &SessionContext, m: &GoldModelConfig, schema: &SchemaRef) -> String {
+    use sha2::Digest;
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let sql = state
+        .sql_to_statement(&m.sql, &dialect)
+        .map_or_else(|_| m.sql.trim().to_string(), |s| s.to_string());
+    let columns: Vec<(String, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    let text = serde_json::json!({ "sql": sql, "keys": m.keys, "columns": columns }).to_string();
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 pub(super) fn first_line(s: &str) -> String {

@@ -39,8 +39,9 @@ pub struct RawRow {
 /// Reads a file's records chunk by chunk.
 pub struct CsvChunks {
     records: RecordReader<Box<dyn BufRead + Send>>,
-    /// For each configured column, the index of its field in a record.
-    mapping: Vec<usize>,
+    /// For each configured column, the index of its field in a record (`None`: an
+    /// optional column the file does not have).
+    mapping: Vec<Option<usize>>,
     expected_fields: usize,
     names: Vec<String>,
     file: String,
@@ -87,7 +88,7 @@ impl CsvChunks {
         let names: Vec<String> = spec.columns.iter().map(|c| c.name.clone()).collect();
         let mut chunks = CsvChunks {
             records,
-            mapping: (0..spec.columns.len()).collect(),
+            mapping: (0..spec.columns.len()).map(Some).collect(),
             expected_fields: spec.columns.len(),
             names,
             file: file.to_string(),
@@ -148,7 +149,7 @@ impl CsvChunks {
         for p in &record.problems {
             let column = p
                 .field()
-                .and_then(|f| self.mapping.iter().position(|&m| m == f))
+                .and_then(|f| self.mapping.iter().position(|&m| m == Some(f)))
                 .map(|c| self.names[c].as_str());
             problems.push(Violation::new(p.rule(), column, p.message()));
         }
@@ -164,7 +165,7 @@ impl CsvChunks {
         let fields = self
             .mapping
             .iter()
-            .map(|&i| fields.get_mut(i).and_then(Option::take))
+            .map(|&i| i.and_then(|i| fields.get_mut(i).and_then(Option::take)))
             .collect();
         RawRow {
             line: record.line,
@@ -175,31 +176,41 @@ impl CsvChunks {
     }
 }
 
-/// Find each configured column's header; report every missing column at once.
-fn map_header(header: &[String], spec: &SourceSpec, file: &str) -> Result<Vec<usize>> {
-    let mut mapping = Vec::new();
-    let mut missing = Vec::new();
-    for c in &spec.columns {
-        let exact = header.iter().position(|h| *h == c.header);
-        let loose = || {
-            header
-                .iter()
-                .position(|h| h.trim().eq_ignore_ascii_case(c.header.trim()))
-        };
-        match exact.or_else(loose) {
-            Some(i) => mapping.push(i),
-            None => missing.push(c.header.as_str()),
-        }
-    }
-    if missing.is_empty() {
-        return Ok(mapping);
-    }
+/// Find each configured column's header; report every missing column at once. A
+/// column that is optional (not required, or with a default) may be absent: its values
+/// are missing (null, or the default), unless the header has a close misspelling of it.
+fn map_header(header: &[String], spec: &SourceSpec, file: &str) -> Result<Vec<Option<usize>>> {
+    let mapping: Vec<Option<usize>> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            let exact = header.iter().position(|h| *h == c.header);
+            exact.or_else(|| {
+                header
+                    .iter()
+                    .position(|h| h.trim().eq_ignore_ascii_case(c.header.trim()))
+            })
+        })
+        .collect();
     let extra: Vec<&str> = header
         .iter()
         .enumerate()
-        .filter(|(i, _)| !mapping.contains(i))
+        .filter(|(i, _)| !mapping.contains(&Some(*i)))
         .map(|(_, h)| h.as_str())
         .collect();
+    let missing: Vec<&str> = spec
+        .columns
+        .iter()
+        .zip(&mapping)
+        .filter(|(c, m)| {
+            let optional = !c.required || c.default.is_some();
+            m.is_none() && (!optional || closest(&c.header, &extra).is_some())
+        })
+        .map(|(c, _)| c.header.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(mapping);
+    }
     let mut message = format!(
         "header does not match the configured columns: missing {}",
         quote_list(&missing)
@@ -209,19 +220,7 @@ fn map_header(header: &[String], spec: &SourceSpec, file: &str) -> Result<Vec<us
     }
     let hints: Vec<String> = missing
         .iter()
-        .filter_map(|m| {
-            extra
-                .iter()
-                .map(|e| {
-                    (
-                        strsim::levenshtein(&m.to_lowercase(), &e.trim().to_lowercase()),
-                        e,
-                    )
-                })
-                .filter(|(d, _)| *d <= 3)
-                .min_by_key(|(d, _)| *d)
-                .map(|(_, e)| format!("{} for {}", excerpt(e), excerpt(m)))
-        })
+        .filter_map(|m| closest(m, &extra).map(|e| format!("{} for {}", excerpt(e), excerpt(m))))
         .collect();
     if !hints.is_empty() {
         message.push_str(&format!(" (did you mean {}?)", hints.join(", ")));
@@ -238,6 +237,19 @@ fn map_header(header: &[String], spec: &SourceSpec, file: &str) -> Result<Vec<us
         file: file.to_string(),
         message,
     })
+}
+
+/// The header among `extra` that looks like a misspelling of `wanted` (at most 3 edits).
+fn closest<'a>(wanted: &str, extra: &[&'a str]) -> Option<&'a str> {
+    extra
+        .iter()
+        .map(|e| {
+            let d = strsim::levenshtein(&wanted.to_lowercase(), &e.trim().to_lowercase());
+            (d, *e)
+        })
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, e)| e)
 }
 
 fn quote_list(items: &[&str]) -> String {

@@ -74,7 +74,15 @@ pub async fn ingest(
         )
         .await?;
     let silver_table = lake
-        .open_or_create(&tables.silver, &schema::silver_schema(p), FileSize::Upsert)
+        .open_or_create_with(
+            &tables.silver,
+            &schema::silver_schema(p),
+            FileSize::Upsert,
+            &[(
+                super::evolve::SILVER_KEY_PROPERTY,
+                &super::evolve::silver_key_value(p),
+            )],
+        )
         .await?;
     let bronze_done = storage::stage_done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
     let rejected_done =
@@ -88,7 +96,8 @@ pub async fn ingest(
     let mut rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
     let mut staging = silver::Staging::new(&schema::silver_schema(p))?;
     if bronze_done && rejected_done {
-        super::replay::stage_from_bronze(lake, p, validator, lineage, &mut staging, fr).await?;
+        super::replay::stage_from_bronze(lake, p, validator, (lineage, seq), &mut staging, fr)
+            .await?;
     } else {
         let file = file.ok_or_else(|| MedallionError::RawFileGone {
             file: lineage.source_file.clone(),
@@ -195,7 +204,7 @@ pub async fn ingest(
         }
         lease.check()?;
         let keys = if full { None } else { Some(keys) };
-        let g = gold::refresh(lake, model, &silver, keys, lineage, (&app, seq)).await?;
+        let g = gold::refresh(lake, p, model, &silver, keys, lineage, Some((&app, seq))).await?;
         fr.gold.push((g.model, g.changes));
         failpoint("after_gold_commit");
     }
@@ -255,7 +264,7 @@ async fn read_file(
     drop(to_bronze);
     let bronze_w = bronze
         .await
-        .map_err(|e| MedallionError::Usage(format!("the bronze encoder stopped: {e}")))??;
+        .map_err(|e| MedallionError::Internal(format!("the bronze encoder stopped: {e}")))??;
     // The claim's fingerprint was taken before the read (by the run, possibly while the
     // previous file loaded): a file rewritten since then must not be loaded under it.
     if !ingest::unchanged_since_listed(file)? {

@@ -20,6 +20,7 @@
 //!    batch commits past it.
 
 mod batch;
+pub mod evolve;
 mod replay;
 
 use std::sync::Arc;
@@ -32,9 +33,10 @@ use crate::error::{MedallionError, Result};
 use crate::ingest::lease::Lease;
 use crate::ingest::ledger::{self, FileStatus, LedgerEntry};
 use crate::ingest::{self, RawFile};
-use crate::report::{FileReport, RunReport};
+use crate::report::{FileReport, ModelRebuild, RunReport};
 use crate::storage::Lakehouse;
 use crate::zones::Lineage;
+use crate::zones::gold::rebuild;
 use crate::zones::silver::Validator;
 
 pub use batch::SourceTables;
@@ -71,13 +73,21 @@ pub(crate) fn failpoint(name: &str) {
 /// Ingest every file of the raw zone not loaded yet (after finishing interrupted batches).
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
-    if let Some(report) = nothing_to_do(&lake, &p).await? {
+    let schema_plan = evolve::check(&lake, &p).await?;
+    if schema_plan.is_empty()
+        && let Some(report) = nothing_to_do(&lake, &p).await?
+    {
         return Ok(report);
     }
     tracing::debug!("checked for work");
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
     tracing::debug!("lease acquired");
-    let result = run_holding_lease(&lake, &p, &lease).await;
+    // Planned again under the lease: another run may have evolved the tables meanwhile.
+    let evolved = async { evolve::apply(&lake, &p, &evolve::check(&lake, &p).await?).await };
+    let result = match evolved.await {
+        Ok(()) => run_holding_lease(&lake, &p, &lease).await,
+        Err(e) => Err(e),
+    };
     if result.is_ok() {
         compact_small_files(&lake, &p, &lease).await;
     }
@@ -117,6 +127,9 @@ async fn nothing_to_do(lake: &Lakehouse, p: &Pipeline) -> Result<Option<RunRepor
     if !state.unfinished.is_empty() || !files.iter().all(|f| state.unchanged_since_settled(f)) {
         return Ok(None);
     }
+    if !rebuild::stale_models(lake, p).await?.is_empty() {
+        return Ok(None);
+    }
     Ok(Some(RunReport {
         already_loaded: files.len(),
         ..RunReport::default()
@@ -133,6 +146,17 @@ async fn run_holding_lease(
     let validator = Validator::new(p.clone())?;
     tracing::debug!("ledger read");
     let mut report = RunReport::default();
+    // Gold tables built from another model are rebuilt before any batch refreshes them.
+    for (model, reason) in rebuild::stale_models(lake, p).await? {
+        lease.check()?;
+        let (version, rows) = rebuild::rebuild(lake, p, model, reason).await?;
+        report.rebuilt.push(ModelRebuild {
+            model: model.name.clone(),
+            note: reason.note(),
+            rows,
+            version,
+        });
+    }
     // File versions completed by recovery in this run: reported once, as recovered.
     let mut recovered = std::collections::HashSet::new();
 
@@ -140,10 +164,17 @@ async fn run_holding_lease(
         lease.check()?;
         // The raw file is read again only if it still has the claimed content.
         let mut file = files.iter().find(|f| f.name == claim.file);
-        if let Some(f) = file
-            && ingest::fingerprint(f)?.is_none_or(|print| print.sha256 != claim.sha256)
-        {
-            file = None;
+        if let Some(f) = file {
+            let same = match ingest::fingerprint(f) {
+                Ok(print) => print.is_some_and(|print| print.sha256 == claim.sha256),
+                Err(e) => {
+                    tracing::warn!(file = %f.name, "{e}");
+                    false
+                }
+            };
+            if !same {
+                file = None;
+            }
         }
         let fr = attempt(lake, p, &validator, lease, file, claim.clone(), true).await?;
         if fr.left_open {
@@ -179,7 +210,17 @@ async fn run_holding_lease(
             report.already_loaded += 1;
             continue;
         }
-        let Some(print) = prints.next(&file)? else {
+        let print = match prints.next(&file) {
+            Ok(print) => print,
+            // Unreadable: this file fails alone (nothing was claimed, so the next run
+            // tries it again); the others still load.
+            Err(e) => {
+                tracing::error!(file = %file.name, "{e}");
+                report.files.push(FileReport::unreadable(&file.name, &e));
+                continue;
+            }
+        };
+        let Some(print) = print else {
             tracing::warn!(file = %file.name, "the file changed while it was read; left for the next run");
             report.unstable.push(file.name.clone());
             continue;

@@ -7,6 +7,7 @@
 //! file, row counts); data files never embed Arrow view types (`Utf8View`), which some
 //! readers (Sail) cannot read.
 
+mod alter;
 mod compact;
 mod merge;
 mod read;
@@ -25,11 +26,29 @@ use deltalake::kernel::{StructField, StructType};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
+pub use alter::{add_columns, set_properties};
 pub use compact::compact_if_fragmented;
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert, within_key_bounds};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
 pub use vacuum::{MIN_RETENTION, vacuum};
-pub use write::{AppendWriter, Committed};
+pub use write::{AppendWriter, Committed, conform};
+
+/// The table's current columns, as Arrow.
+pub fn arrow_schema(table: &DeltaTable, name: &str) -> Result<SchemaRef> {
+    Ok(table
+        .snapshot()
+        .map_err(MedallionError::delta("read schema", name))?
+        .snapshot()
+        .arrow_schema())
+}
+
+/// A table property's value, if set.
+pub fn table_property(table: &DeltaTable, name: &str, key: &str) -> Result<Option<String>> {
+    let snapshot = table
+        .snapshot()
+        .map_err(MedallionError::delta("read table properties", name))?;
+    Ok(snapshot.metadata().configuration().get(key).cloned())
+}
 
 use crate::error::{MedallionError, Result};
 
@@ -83,6 +102,24 @@ impl Lakehouse {
             .map_err(|e| MedallionError::Usage(format!("bad table path {relative}: {e}")))
     }
 
+    /// Names of the tables under a zone directory (`gold` → `daily_usage`, ...), sorted.
+    pub fn tables_in(&self, zone: &str) -> Result<Vec<String>> {
+        let url = self.table_url(zone)?;
+        let Ok(dir) = url.to_file_path() else {
+            return Ok(Vec::new());
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("_delta_log").is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Open the table at `relative`, or `None` when no table exists there yet.
     pub async fn open(&self, relative: &str) -> Result<Option<DeltaTable>> {
         let url = self.table_url(relative)?;
@@ -110,6 +147,18 @@ impl Lakehouse {
         schema: &SchemaRef,
         file_size: FileSize,
     ) -> Result<DeltaTable> {
+        self.open_or_create_with(relative, schema, file_size, &[])
+            .await
+    }
+
+    /// [`Self::open_or_create`], creating the table with the extra table properties `config`.
+    pub async fn open_or_create_with(
+        &self,
+        relative: &str,
+        schema: &SchemaRef,
+        file_size: FileSize,
+        config: &[(&str, &str)],
+    ) -> Result<DeltaTable> {
         if let Some(t) = self.open(relative).await? {
             return Ok(t);
         }
@@ -136,6 +185,9 @@ impl Lakehouse {
                 deltalake::TableProperty::TargetFileSize,
                 Some(file_size.bytes().to_string()),
             )
+            .with_configuration(config.iter().map(|(k, v)| (*k, Some(*v))))
+            // medallion's own `medallion.*` properties are not Delta keys.
+            .with_raise_if_key_not_exists(false)
             // No retries: when two processes create a table at once, delta-rs (1.1.3)
             // commits the loser's CREATE as the next version — a second table id and
             // metadata over the winner's commits. Failing instead lets us open theirs.
@@ -149,7 +201,7 @@ impl Lakehouse {
             Err(_) if self.open(relative).await?.is_some() => self
                 .open(relative)
                 .await?
-                .ok_or_else(|| MedallionError::Usage(format!("table {relative} vanished"))),
+                .ok_or_else(|| MedallionError::Internal(format!("table {relative} vanished"))),
             Err(e) => Err(MedallionError::delta("create", relative)(e)),
         }
     }
@@ -225,6 +277,21 @@ pub fn session() -> SessionContext {
         // The key is a known DataFusion option; this branch is unreachable in practice.
         Err(_) => DeltaSessionContext::new().into_inner(),
     }
+}
+
+/// A [`session`] whose operators may hold at most `memory_limit` bytes: sorts and
+/// windows beyond it spill to local temporary files instead of growing memory.
+pub fn bounded_session(memory_limit: usize) -> Result<SessionContext> {
+    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_limit, 1.0)
+        .build_arc()
+        .map_err(MedallionError::sql("start a bounded session"))?;
+    let state = session().state();
+    let state = deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 /// Register `table` in `ctx` under `name` (e.g. `silver.readings`).

@@ -83,6 +83,8 @@ pub struct HistoryEntry {
     pub batch_id: Option<String>,
     pub source_file: Option<String>,
     pub rows: Option<u64>,
+    /// What a commit outside the batches did ("model changed: rebuilt").
+    pub note: Option<String>,
 }
 
 /// The commit history of `table`, newest first.
@@ -113,6 +115,7 @@ pub async fn history(table: &DeltaTable, name: &str) -> Result<Vec<HistoryEntry>
                 batch_id: text("batch_id"),
                 source_file: text("source_file"),
                 rows: m.and_then(|m| m.get("rows")).and_then(|v| v.as_u64()),
+                note: text("note"),
             }
         })
         .collect())

@@ -4,10 +4,13 @@
 //! reader sees and `vacuum` removes.
 
 use deltalake::DeltaTable;
-use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::arrow::array::new_null_array;
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::kernel::{Action, Add, Metadata, MetadataExt, StructType, Transaction};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
@@ -58,35 +61,89 @@ pub fn table_writer_properties(table: &DeltaTable, name: &str) -> Result<WriterP
     Ok(writer_properties(&snapshot.snapshot().arrow_schema()))
 }
 
-/// An open append to one table.
+/// An open append to one table (or, from [`AppendWriter::replacing`], a replacement
+/// of its whole content and schema).
 pub struct AppendWriter {
     table_name: String,
+    /// The table's columns: every batch is conformed to them before it is encoded.
+    schema: SchemaRef,
     writer: RecordBatchWriter,
     rows: u64,
     staged: Vec<Add>,
+    /// The table's new metadata when this write replaces every current file.
+    replacing: Option<Metadata>,
 }
 
 impl AppendWriter {
     /// Start an append to `table`.
     pub fn new(table: &DeltaTable, table_name: &str) -> Result<Self> {
         let props = table_writer_properties(table, table_name)?;
+        let schema = table
+            .snapshot()
+            .map_err(MedallionError::delta("read schema", table_name))?
+            .snapshot()
+            .arrow_schema();
         let writer = RecordBatchWriter::for_table(table)
             .map_err(MedallionError::delta("open writer", table_name))?
             .with_writer_properties(props)
             .with_target_file_size(super::target_file_size(table, table_name)?);
         Ok(AppendWriter {
             table_name: table_name.to_string(),
+            schema,
             writer,
             rows: 0,
             staged: Vec::new(),
+            replacing: None,
         })
     }
 
-    /// Encode a batch (no commit yet). Empty batches are ignored.
+    /// Start writing the whole new content of `table`, with `schema` and the table
+    /// properties `config` set: the commit removes every current file and writes the
+    /// new metadata in the same version (an overwrite: time travel keeps the old state).
+    pub fn replacing(
+        table: &DeltaTable,
+        table_name: &str,
+        schema: &SchemaRef,
+        config: &[(&str, &str)],
+    ) -> Result<Self> {
+        let err = || MedallionError::delta("replace", table_name);
+        let kernel: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| err()(e.into()))?;
+        let snapshot = table.snapshot().map_err(err())?;
+        let mut metadata = snapshot
+            .metadata()
+            .clone()
+            .with_schema(&kernel)
+            .map_err(|e| err()(e.into()))?;
+        for (k, v) in config {
+            metadata = metadata
+                .add_config_key(k.to_string(), v.to_string())
+                .map_err(|e| err()(e.into()))?;
+        }
+        let writer =
+            RecordBatchWriter::try_new(table.table_url().as_str(), schema.clone(), None, None)
+                .map_err(err())?
+                .with_writer_properties(writer_properties(schema))
+                .with_target_file_size(super::target_file_size(table, table_name)?);
+        Ok(AppendWriter {
+            table_name: table_name.to_string(),
+            schema: schema.clone(),
+            writer,
+            rows: 0,
+            staged: Vec::new(),
+            replacing: Some(metadata),
+        })
+    }
+
+    /// Encode a batch (no commit yet), conformed to the table's columns (see
+    /// [`conform`]). Empty batches are ignored.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let batch = conform(batch, &self.schema, &self.table_name)?;
         self.rows += batch.num_rows() as u64;
         self.writer
             .write(batch)
@@ -125,7 +182,7 @@ impl AppendWriter {
         txn: Option<(&str, i64)>,
     ) -> Result<Committed> {
         self.stage().await?;
-        if self.staged.is_empty() && txn.is_none() {
+        if self.staged.is_empty() && txn.is_none() && self.replacing.is_none() {
             return Ok(Committed::Nothing);
         }
         let already =
@@ -139,14 +196,21 @@ impl AppendWriter {
             }
             None => props,
         };
-        let actions: Vec<Action> = self.staged.iter().cloned().map(Action::Add).collect();
         let mut attempt = 0u32;
         loop {
-            let err =
-                match try_commit(&self.table_name, table, props.clone(), actions.clone()).await {
-                    Ok(version) => return Ok(Committed::Wrote(version)),
-                    Err(e) => e,
-                };
+            let actions = self.actions(table)?;
+            let err = match try_commit(
+                &self.table_name,
+                table,
+                props.clone(),
+                actions,
+                self.replacing.is_some(),
+            )
+            .await
+            {
+                Ok(version) => return Ok(Committed::Wrote(version)),
+                Err(e) => e,
+            };
             let Some((app, seq)) = txn else {
                 return Err(err);
             };
@@ -164,6 +228,60 @@ impl AppendWriter {
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
         }
     }
+}
+
+impl AppendWriter {
+    /// The commit's actions against the table's current state.
+    fn actions(&self, table: &DeltaTable) -> Result<Vec<Action>> {
+        let mut actions = Vec::new();
+        if let Some(metadata) = &self.replacing {
+            actions.push(Action::Metadata(metadata.clone()));
+            let snapshot = table
+                .snapshot()
+                .map_err(MedallionError::delta("replace", &self.table_name))?;
+            actions.extend(
+                snapshot
+                    .log_data()
+                    .iter()
+                    .map(|f| Action::Remove(f.remove_action(true))),
+            );
+        }
+        actions.extend(self.staged.iter().cloned().map(Action::Add));
+        Ok(actions)
+    }
+}
+
+/// `batch` with the columns of `schema`, matched by name and in its order: a column the
+/// batch lacks (one removed from the configuration but kept by the table) is null. A
+/// batch column the table lacks is an error: tables are evolved before they are written.
+pub fn conform(batch: RecordBatch, schema: &SchemaRef, table_name: &str) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    if let Some(f) = batch
+        .schema()
+        .fields()
+        .iter()
+        .find(|f| schema.field_with_name(f.name()).is_err())
+    {
+        return Err(MedallionError::Internal(format!(
+            "{table_name} has no column \"{}\" (its schema was not evolved)",
+            f.name()
+        )));
+    }
+    let n = batch.num_rows();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => cast(c, f.data_type()),
+            None => Ok(new_null_array(f.data_type(), n)),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(MedallionError::arrow("conform rows to the table"))?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(MedallionError::arrow("conform rows to the table"))
 }
 
 /// How a commit ended.
@@ -193,11 +311,16 @@ async fn try_commit(
     table: &mut DeltaTable,
     props: CommitProperties,
     actions: Vec<Action>,
+    overwrite: bool,
 ) -> Result<i64> {
     let err = || MedallionError::delta("commit append", table_name);
     let snapshot = table.snapshot().map_err(err())?;
     let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
+        mode: if overwrite {
+            SaveMode::Overwrite
+        } else {
+            SaveMode::Append
+        },
         partition_by: None,
         predicate: None,
     };

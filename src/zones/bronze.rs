@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::Lineage;
@@ -48,4 +50,28 @@ pub fn to_batch(schema: &SchemaRef, rows: &[RawRow], lineage: &Lineage) -> Resul
     columns.extend(lineage_columns(&refs, lineage));
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(MedallionError::arrow("build bronze batch"))
+}
+
+/// Bronze rows read back as raw rows, for typing and checking them again: `batch` holds
+/// the `n_columns` configured columns first (as text), then `_source_line`.
+pub fn read_back(batch: &RecordBatch, n_columns: usize) -> Result<Vec<RawRow>> {
+    let text: Vec<ArrayRef> = (0..n_columns)
+        .map(|i| deltalake::arrow::compute::cast(batch.column(i), &DataType::Utf8))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(MedallionError::arrow("read bronze rows back"))?;
+    let lines = batch.column(n_columns).as_primitive::<Int64Type>();
+    Ok((0..batch.num_rows())
+        .map(|r| RawRow {
+            line: lines.value(r) as u64,
+            fields: text
+                .iter()
+                .map(|c| {
+                    let c = c.as_string::<i32>();
+                    c.is_valid(r).then(|| c.value(r).to_string())
+                })
+                .collect(),
+            problems: Vec::new(),
+            cut: false,
+        })
+        .collect())
 }

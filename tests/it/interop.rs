@@ -166,3 +166,86 @@ fn duckdb_spark_and_polars_read_every_table() {
         );
     }
 }
+
+/// Every reader reads tables whose schema evolved (a column added, then removed from
+/// the configuration) and a gold table rebuilt for a changed model, old and new rows.
+#[test]
+fn readers_read_evolved_and_rebuilt_tables() {
+    use crate::config_changes::{HEADER_WITH_TARIFF, TARIFF, with_column};
+    let w = Workdir::sample_config();
+    w.add_sample("readings_2026-01-01.csv");
+    w.run_expect(0);
+    let base = std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap();
+    std::fs::write(w.root.join("config.yaml"), with_column(&base, TARIFF)).unwrap();
+    w.write_raw(
+        "t1.csv",
+        &format!(
+            "{HEADER_WITH_TARIFF}C000001,M00000001,2026-02-01T00:00:00Z,2026-02-01T01:00:00Z,1.5,actual,peak\n\
+             C000001,M00000001,2026-02-01T01:00:00Z,2026-02-01T02:00:00Z,-3,actual,offpeak\n"
+        ),
+    );
+    w.run_expect(0);
+    // The column leaves the configuration, and the model gains a measure.
+    let changed = base.replace(
+        "MAX(end_time)                                              AS last_end",
+        "MAX(end_time) AS last_end, MAX(usage_kwh) AS peak_kwh",
+    );
+    std::fs::write(w.root.join("config.yaml"), &changed).unwrap();
+    w.write_raw(
+        "t2.csv",
+        "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n\
+         C000002,M00000002,2026-02-01T00:00:00Z,2026-02-01T01:00:00Z,2.5,actual\n",
+    );
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("model changed: rebuilt"), "{r:?}");
+
+    let tables = [
+        "bronze/readings",
+        "silver/readings",
+        "rejected/readings",
+        "gold/daily_usage",
+    ];
+    let sql_names = [
+        "bronze.readings",
+        "silver.readings",
+        "rejected.readings",
+        "gold.daily_usage",
+    ];
+    let results = read_with_all(&w, &tables, None);
+    assert_eq!(results.as_object().unwrap().len(), 3);
+    let peak_sum = w.scalar("SELECT CAST(SUM(peak_kwh) AS VARCHAR) FROM gold.daily_usage");
+    for (reader, per_table) in results.as_object().unwrap() {
+        for (t, sql) in tables.iter().zip(sql_names) {
+            assert_eq!(
+                per_table[*t]["row_count"].as_u64(),
+                Some(w.count(&format!("FROM {sql}"))),
+                "{reader} count of {t}"
+            );
+        }
+        for (t, value, rows) in [
+            ("silver/readings", "peak", 1),
+            ("rejected/readings", "offpeak", 1),
+            ("bronze/readings", "peak", 1),
+        ] {
+            let all = per_table[t]["rows"].as_array().unwrap();
+            assert_eq!(
+                all.iter().filter(|r| text(&r["tariff"]) == value).count(),
+                rows,
+                "{reader}: {t} has the new column's value"
+            );
+            assert_eq!(
+                all.iter().filter(|r| r["tariff"].is_null()).count() as u64,
+                w.count(&format!(
+                    "FROM {} WHERE tariff IS NULL",
+                    t.replace('/', ".")
+                )),
+                "{reader}: {t}'s older and newer rows have no tariff"
+            );
+        }
+        assert_eq!(
+            text(&per_table["gold/daily_usage"]["sums"]["peak_kwh"]),
+            peak_sum,
+            "{reader}: the rebuilt gold table's new column"
+        );
+    }
+}

@@ -2,9 +2,13 @@
 
 mod bad_input;
 mod cli;
+mod config_changes;
 mod exactly_once;
+mod exit_codes;
+mod gold_models;
 mod interop;
 mod ledger;
+mod model_changes;
 mod other_schema;
 mod pipeline;
 mod rules;

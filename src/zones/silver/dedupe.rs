@@ -25,15 +25,14 @@ pub fn last_line_per_key(
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let columns = keys
-        .iter()
-        .map(|k| {
-            batch
-                .column_by_name(k)
-                .cloned()
-                .ok_or_else(|| MedallionError::Usage(format!("silver has no key column {k}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let columns =
+        keys.iter()
+            .map(|k| {
+                batch.column_by_name(k).cloned().ok_or_else(|| {
+                    MedallionError::Internal(format!("silver has no key column {k}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
     let fields = columns
         .iter()
         .map(|c| SortField::new(c.data_type().clone()))
@@ -46,7 +45,7 @@ pub fn last_line_per_key(
     let lines = batch
         .column_by_name(SOURCE_LINE)
         .and_then(|c| c.as_primitive_opt::<Int64Type>())
-        .ok_or_else(|| MedallionError::Usage(format!("silver has no {SOURCE_LINE} column")))?;
+        .ok_or_else(|| MedallionError::Internal(format!("silver has no {SOURCE_LINE} column")))?;
     let mut latest: HashMap<_, u32, _> =
         HashMap::with_capacity_and_hasher(batch.num_rows(), foldhash::fast::RandomState::default());
     for i in 0..batch.num_rows() {

@@ -56,10 +56,19 @@ pub async fn replaced_rows(
     let silver_df = ctx.table("__silver").await.map_err(err())?;
     let replaced = storage::within_key_bounds(silver_df, &batch, &p.silver_key).await?;
     // The batch's keys are the join's build side (the small one); silver streams by.
+    // In the configured layout (the table may also keep columns no longer configured).
+    let columns: Vec<String> = schema::silver_schema(p)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let replaced = batch
         .select_columns(&keys)
         .map_err(err())?
         .join(replaced, JoinType::RightSemi, &keys, &keys, None)
+        .map_err(err())?
+        .select_columns(&columns)
         .map_err(err())?
         .collect()
         .await
@@ -139,9 +148,15 @@ async fn merge_batch(
     lineage: &Lineage,
     txn: Option<(&str, i64)>,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
-    let silver_schema = schema::silver_schema(p);
+    let name = format!("silver/{}", p.source.name);
+    // Every column of the table is written: one no longer configured becomes null.
+    let silver_schema = storage::arrow_schema(&silver, &name)?;
+    let rows = rows
+        .iter()
+        .map(|b| storage::conform(b.clone(), &silver_schema, &name))
+        .collect::<Result<Vec<_>>>()?;
     let n_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
-    let staged = MemTable::try_new(silver_schema.clone(), vec![rows.to_vec()])
+    let staged = MemTable::try_new(silver_schema.clone(), vec![rows])
         .map_err(MedallionError::sql("stage silver rows"))?;
     let source: DataFrame = ctx
         .read_table(Arc::new(staged))
@@ -151,7 +166,6 @@ async fn merge_batch(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let name = format!("silver/{}", p.source.name);
     let spec = UpsertSpec {
         table_name: &name,
         keys: &p.silver_key,

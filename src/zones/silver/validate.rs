@@ -160,7 +160,7 @@ impl Validator {
                 .and_then(|v| v.into_array(typed.num_rows()))
                 .map_err(MedallionError::sql(format!("row rule {}", rule.name)))?;
             let Some(passed) = result.as_any().downcast_ref::<BooleanArray>() else {
-                return Err(MedallionError::Usage(format!(
+                return Err(MedallionError::Internal(format!(
                     "row rule {} is not boolean",
                     rule.name
                 )));

@@ -1,0 +1,263 @@
+//! The file ledger: a Delta table (`_medallion/files`) with one row per file attempt,
+//! queryable as `_medallion.files`. A file is identified by its content (sha256): once
+//! a content hash is `loaded`, the same content under another name is recorded once as
+//! a `duplicate` and skipped, and a changed file under a loaded name is a new file
+//! version and is loaded. Failed attempts are recorded and retried on the next run. A
+//! loaded file whose size or mtime changed but not its content (copied or restored) is
+//! recorded once as `unchanged` with its new size and mtime, so later runs recognise it
+//! again without hashing it.
+//!
+//! Each attempt first writes a `claimed` row that fixes its batch id and its batch
+//! sequence number (`seq`, increasing); the stage commits carry that `seq` as their
+//! application transaction version. A claim without a final row (`loaded`/`failed`)
+//! is a batch left part-way by a crash, which the next run completes with the same
+//! batch id and `seq`.
+
+mod state;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::{
+    AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::datatypes::DataType;
+
+pub use state::{LedgerState, state};
+
+use super::Fingerprint;
+use crate::error::{MedallionError, Result};
+use crate::schema;
+use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
+
+/// Table path of the ledger.
+pub const LEDGER_TABLE: &str = "_medallion/files";
+
+/// What happened to a file attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    Claimed,
+    Loaded,
+    Failed,
+    Duplicate,
+    /// Settled content seen again under the same name with a new size or mtime.
+    Unchanged,
+    /// `medallion rebuild` started (its claim: fixes the rebuild's id and `seq`).
+    RebuildStarted,
+    /// `medallion rebuild` finished (its final row).
+    RebuildDone,
+    /// A loaded batch's counts after a rebuild, under the rules it was rebuilt with.
+    Recounted,
+}
+
+impl FileStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Claimed => "claimed",
+            FileStatus::Loaded => "loaded",
+            FileStatus::Failed => "failed",
+            FileStatus::Duplicate => "duplicate",
+            FileStatus::Unchanged => "unchanged",
+            FileStatus::RebuildStarted => "rebuild_started",
+            FileStatus::RebuildDone => "rebuild_done",
+            FileStatus::Recounted => "recounted",
+        }
+    }
+}
+
+/// One ledger row.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+    pub batch_id: String,
+    pub seq: i64,
+    pub status: FileStatus,
+    pub rows_read: u64,
+    pub silver_accepted: u64,
+    pub rejected: u64,
+    pub message: Option<String>,
+    /// Versions this attempt committed, as JSON (`{"bronze/readings": 3, ...}`).
+    pub table_versions: Option<String>,
+}
+
+impl LedgerEntry {
+    /// The claim of a file version as batch `seq`.
+    pub fn claim(print: Fingerprint, file: String, batch_id: String, seq: i64) -> Self {
+        LedgerEntry {
+            file,
+            sha256: print.sha256,
+            size: print.size,
+            modified: print.modified,
+            batch_id,
+            seq,
+            status: FileStatus::Claimed,
+            rows_read: 0,
+            silver_accepted: 0,
+            rejected: 0,
+            message: None,
+            table_versions: None,
+        }
+    }
+}
+
+/// Ledger rows as one batch.
+fn rows(entries: &[LedgerEntry]) -> Result<RecordBatch> {
+    let now = Utc::now().timestamp_micros();
+    let col = |f: fn(&LedgerEntry) -> Option<&str>| {
+        Arc::new(StringArray::from(entries.iter().map(f).collect::<Vec<_>>()))
+    };
+    let int = |f: fn(&LedgerEntry) -> i64| {
+        Arc::new(Int64Array::from(entries.iter().map(f).collect::<Vec<_>>()))
+    };
+    RecordBatch::try_new(
+        schema::ledger_schema(),
+        vec![
+            col(|e| Some(e.file.as_str())),
+            col(|e| Some(e.sha256.as_str())),
+            int(|e| e.size as i64),
+            Arc::new(
+                TimestampMicrosecondArray::from(
+                    entries
+                        .iter()
+                        .map(|e| e.modified.map(|m| m.timestamp_micros()))
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
+            col(|e| Some(e.batch_id.as_str())),
+            int(|e| e.seq),
+            col(|e| Some(e.status.as_str())),
+            int(|e| e.rows_read as i64),
+            int(|e| e.silver_accepted as i64),
+            int(|e| e.rejected as i64),
+            col(|e| e.message.as_deref()),
+            col(|e| e.table_versions.as_deref()),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![now; entries.len()]).with_timezone("UTC"),
+            ),
+        ],
+    )
+    .map_err(MedallionError::arrow("build ledger rows"))
+}
+
+/// Append the `recounted` rows of rebuild `seq` in one commit (once per rebuild).
+pub async fn record_recounts(lake: &Lakehouse, entries: &[LedgerEntry], seq: i64) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut table = lake
+        .open_or_create(LEDGER_TABLE, &schema::ledger_schema(), FileSize::Append)
+        .await?;
+    let mut writer = AppendWriter::new(&table, LEDGER_TABLE)?;
+    writer.write(rows(entries)?).await?;
+    let props = storage::commit_info(
+        "ledger",
+        serde_json::json!({ "rows": entries.len(), "status": "recounted", "seq": seq }),
+    );
+    writer
+        .commit(&mut table, props, Some(("medallion/ledger/recount", seq)))
+        .await?;
+    Ok(())
+}
+
+/// Append one entry to the ledger.
+pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
+    let mut table = lake
+        .open_or_create(LEDGER_TABLE, &schema::ledger_schema(), FileSize::Append)
+        .await?;
+    let batch = rows(std::slice::from_ref(e))?;
+    let mut writer = AppendWriter::new(&table, LEDGER_TABLE)?;
+    writer.write(batch).await?;
+    let props = storage::commit_info(
+        "ledger",
+        serde_json::json!({ "batch_id": e.batch_id, "source_file": e.file, "rows": 1, "status": e.status.as_str() }),
+    );
+    // Claim and final rows are each written once per batch sequence number.
+    let claim = matches!(e.status, FileStatus::Claimed | FileStatus::RebuildStarted);
+    let app = if claim {
+        "medallion/ledger/claim"
+    } else {
+        "medallion/ledger/final"
+    };
+    let committed = writer.commit(&mut table, props, Some((app, e.seq))).await?;
+    // A row fixes which batch owns `seq` (claims) or ends it (final rows): when the
+    // transaction was already at `seq`, it must have been this batch's own (ambiguous)
+    // commit, not another run's; else this run was overtaken and must stop.
+    if matches!(committed, storage::Committed::AlreadyThere(_)) {
+        let owner = row_owner(&table, e.seq, claim).await?;
+        if owner.as_deref() != Some(e.batch_id.as_str()) {
+            return Err(MedallionError::Fenced {
+                table: LEDGER_TABLE.to_string(),
+                app: app.to_string(),
+                seq: e.seq,
+                found: e.seq,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The batch id of the claim (`claim`) or of the final row at `seq`, if any.
+async fn row_owner(table: &deltalake::DeltaTable, seq: i64, claim: bool) -> Result<Option<String>> {
+    let ctx = storage::session();
+    storage::register(&ctx, "ledger", table).await?;
+    let statuses = if claim {
+        "IN ('claimed', 'rebuild_started')"
+    } else {
+        "NOT IN ('claimed', 'rebuild_started', 'recounted')"
+    };
+    let sql =
+        format!("SELECT _batch_id FROM ledger WHERE seq = {seq} AND status {statuses} LIMIT 1");
+    let batches = storage::sql_batches(&ctx, &sql, "read the file ledger").await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let id = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8)
+        .map_err(MedallionError::arrow("read the file ledger"))?;
+    Ok(Some(id.as_string::<i32>().value(0).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(status: FileStatus, batch: &str, seq: i64) -> LedgerEntry {
+        let print = Fingerprint {
+            sha256: "ab".repeat(32),
+            size: 1,
+            modified: None,
+        };
+        let mut e = LedgerEntry::claim(print, "f.csv".into(), batch.into(), seq);
+        e.status = status;
+        e
+    }
+
+    #[tokio::test]
+    async fn a_row_at_a_taken_seq_is_fenced_unless_it_is_our_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lakehouse::new(url::Url::from_directory_path(dir.path()).unwrap());
+        for (status, batch, seq) in [
+            (FileStatus::Claimed, "batch-a", 1),
+            (FileStatus::Loaded, "batch-a", 1),
+            (FileStatus::Unchanged, "batch-c", 2),
+        ] {
+            record(&lake, &entry(status, batch, seq)).await.unwrap();
+            // The same row again (an ambiguous commit retried): accepted, not written twice.
+            record(&lake, &entry(status, batch, seq)).await.unwrap();
+            // Another batch at the same seq: this run was overtaken.
+            let other = record(&lake, &entry(status, "batch-b", seq)).await;
+            assert!(
+                matches!(other, Err(MedallionError::Fenced { .. })),
+                "{status:?}: {other:?}"
+            );
+        }
+        let state = state(&lake).await.unwrap();
+        assert_eq!(state.next_seq, 3);
+        assert!(state.unfinished.is_empty());
+        assert_eq!(state.settled.len(), 1);
+        assert_eq!(state.settled_stats.len(), 1);
+    }
+}

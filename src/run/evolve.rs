@@ -1,0 +1,150 @@
+//! Source schema evolution. Before a run writes anything, the configured columns are
+//! compared with the existing bronze, silver and rejected tables:
+//! - a column added to the configuration is added to each table as a nullable column
+//!   (old rows read as null); it may be optional, or required with a default;
+//! - a column removed from the configuration stays in the tables, null for new rows;
+//! - a changed type, a new required column without a default, or a changed silver key
+//!   is refused, naming the table, the column and the way out, and nothing is written.
+//!
+//! Silver records its natural key as the table property [`SILVER_KEY_PROPERTY`].
+
+use deltalake::arrow::datatypes::{Field, SchemaRef};
+
+use super::batch::SourceTables;
+use crate::config::Pipeline;
+use crate::error::{MedallionError, Result};
+use crate::schema;
+use crate::storage::{self, Lakehouse};
+
+/// The silver table property holding its natural key (a JSON array of column names).
+pub const SILVER_KEY_PROPERTY: &str = "medallion.silver.key";
+
+/// The configured silver key, as stored in [`SILVER_KEY_PROPERTY`].
+pub fn silver_key_value(p: &Pipeline) -> String {
+    serde_json::Value::from(p.silver_key.clone()).to_string()
+}
+
+/// What the existing tables need before this configuration can write to them.
+#[derive(Debug, Default)]
+pub struct SchemaPlan {
+    /// (table, columns to add), for tables that lack configured columns.
+    pub additions: Vec<(String, Vec<Field>)>,
+    /// Silver exists without a recorded key (made by an older medallion): record it.
+    pub record_silver_key: bool,
+}
+
+impl SchemaPlan {
+    pub fn is_empty(&self) -> bool {
+        self.additions.is_empty() && !self.record_silver_key
+    }
+}
+
+/// Compare the configuration with the existing tables; every incompatible change is
+/// reported together (`MedallionError::SchemaChange`).
+pub async fn check(lake: &Lakehouse, p: &Pipeline) -> Result<SchemaPlan> {
+    let tables = SourceTables::new(p);
+    let mut plan = SchemaPlan::default();
+    let mut problems = Vec::new();
+    for (relative, wanted) in [
+        (&tables.bronze, schema::bronze_schema(p)),
+        (&tables.silver, schema::silver_schema(p)),
+        (&tables.rejected, schema::rejected_schema(p)),
+    ] {
+        let Some(table) = lake.open(relative).await? else {
+            continue;
+        };
+        let current = table
+            .snapshot()
+            .map_err(MedallionError::delta("read schema", relative.as_str()))?
+            .snapshot()
+            .arrow_schema();
+        let added = compare(p, relative, &current, &wanted, &mut problems);
+        if !added.is_empty() {
+            plan.additions.push((relative.clone(), added));
+        }
+        if *relative == tables.silver {
+            match storage::table_property(&table, relative, SILVER_KEY_PROPERTY)? {
+                Some(key) if key != silver_key_value(p) => problems.push(format!(
+                    "{relative}: its key is {key} but the configuration's silver.key is {}; \
+                     silver holds one row per key, so the key cannot change in place: restore \
+                     the old key",
+                    silver_key_value(p)
+                )),
+                Some(_) => {}
+                None => plan.record_silver_key = true,
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(MedallionError::SchemaChange { problems })
+    }
+}
+
+/// The configured columns the table lacks; incompatible columns go to `problems`.
+fn compare(
+    p: &Pipeline,
+    relative: &str,
+    current: &SchemaRef,
+    wanted: &SchemaRef,
+    problems: &mut Vec<String>,
+) -> Vec<Field> {
+    let mut added = Vec::new();
+    for field in wanted.fields() {
+        match current.field_with_name(field.name()) {
+            Ok(have) if have.data_type() != field.data_type() => problems.push(format!(
+                "{relative}: column \"{}\" is {} in the table but {} in the configuration; \
+                 a type cannot change in place: restore the old type, or add the new type \
+                 as a column under another name",
+                field.name(),
+                have.data_type(),
+                field.data_type()
+            )),
+            Ok(_) => {}
+            Err(_) => {
+                let column = p.source.columns.iter().find(|c| c.name == *field.name());
+                if let Some(c) = column
+                    && c.required
+                    && c.default.is_none()
+                {
+                    problems.push(format!(
+                        "{relative}: new column \"{}\" is required without a default, but the \
+                         rows already loaded have no value for it: give it a `default:` or \
+                         make it optional",
+                        c.name
+                    ));
+                } else {
+                    added.push(field.as_ref().clone());
+                }
+            }
+        }
+    }
+    added
+}
+
+/// Evolve the tables as planned (under the ingest lease).
+pub async fn apply(lake: &Lakehouse, p: &Pipeline, plan: &SchemaPlan) -> Result<()> {
+    for (relative, fields) in &plan.additions {
+        if let Some(table) = lake.open(relative).await? {
+            storage::add_columns(table, relative, fields).await?;
+            tracing::info!(
+                table = %relative,
+                "added columns {}",
+                fields.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    if plan.record_silver_key {
+        let relative = SourceTables::new(p).silver;
+        if let Some(table) = lake.open(&relative).await? {
+            storage::set_properties(
+                table,
+                &relative,
+                &[(SILVER_KEY_PROPERTY, &silver_key_value(p))],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Gold: business aggregates defined as SQL over silver, kept current with MERGE.
+//!
+//! Contract: after `refresh` for a batch, the gold table equals the model's SQL run over
+//! all of silver. How depends on the model's [`Maintenance`], decided from its plan:
+//! - by keys: only the model keys the batch touched are recomputed (the grouping
+//!   expressions over the batch's rows and the silver rows they replaced, see
+//!   [`affected_keys`]); recomputed rows are updated or inserted, touched keys that no
+//!   longer produce a row are deleted ([`incremental`]);
+//! - full: the whole model is recomputed and compared with gold; only rows that
+//!   changed are written, keys that are gone deleted ([`full`]).
+//!
+//! A gold table created for the first time is filled from a full recompute, and
+//! carries its model's fingerprint; a table whose fingerprint is not the model's is
+//! rebuilt before any batch ([`rebuild`]).
+
+mod full;
+mod incremental;
+pub mod rebuild;
+
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::config::{GoldModel, Pipeline};
+use crate::error::{MedallionError, Result};
+use crate::plan::Maintenance;
+use crate::schema;
+use crate::storage::{self, FileSize, Lakehouse, UpsertMetrics, UpsertSpec};
+use crate::zones::Lineage;
+
+/// The source column that marks a recomputed row as present (false: delete its key).
+const PRESENT: &str = "__present";
+
+/// The gold table property holding the fingerprint of the model it was built from.
+pub const FINGERPRINT_PROPERTY: &str = "medallion.model.fingerprint";
+
+/// What one refresh changed.
+#[derive(Debug, Clone)]
+pub struct GoldMetrics {
+    pub model: String,
+    pub changes: UpsertMetrics,
+}
+
+/// Path of a model's gold table under the lakehouse root.
+pub fn table_path(model: &GoldModel) -> String {
+    format!("gold/{}", model.name)
+}
+
+/// Open a model's gold table, creating it (with the model's fingerprint) if needed.
+async fn open_or_create(lake: &Lakehouse, model: &GoldModel) -> Result<(DeltaTable, bool)> {
+    let relative = table_path(model);
+    if let Some(t) = lake.open(&relative).await? {
+        return Ok((t, false));
+    }
+    let created = lake
+        .open_or_create_with(
+            &relative,
+            &schema::gold_schema(&model.schema),
+            FileSize::Upsert,
+            &[(FINGERPRINT_PROPERTY, &model.fingerprint)],
+        )
+        .await?;
+    Ok((created, true))
+}
+
+/// Refresh one model: recompute the `affected` keys (everything when `None`, or when
+/// the model is maintained in full) from `silver` and MERGE what changed into gold.
+pub async fn refresh(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    model: &GoldModel,
+    silver: &DeltaTable,
+    affected: Option<Vec<RecordBatch>>,
+    lineage: &Lineage,
+    txn: Option<(&str, i64)>,
+) -> Result<GoldMetrics> {
+    let (table, created) = open_or_create(lake, model).await?;
+    let incremental = !created && model.maintenance == Maintenance::ByKeys;
+    let ctx = storage::session();
+    register_silver(&ctx, p, silver).await?;
+    let (rows, full) = match affected {
+        Some(keys) if incremental => (incremental::recompute(&ctx, model, keys).await?, false),
+        _ => (full::changes(&ctx, model, &table).await?, true),
+    };
+    let changes = merge_changes(table, &ctx, model, rows, lineage, txn, full).await?;
+    Ok(GoldMetrics {
+        model: model.name.clone(),
+        changes,
+    })
+}
+
+/// MERGE recomputed rows (with their `PRESENT` flag) into the gold table.
+async fn merge_changes(
+    table: DeltaTable,
+    ctx: &SessionContext,
+    model: &GoldModel,
+    rows: Vec<RecordBatch>,
+    lineage: &Lineage,
+    txn: Option<(&str, i64)>,
+    full: bool,
+) -> Result<UpsertMetrics> {
+    let Some(source_schema) = rows.first().map(|b| b.schema()) else {
+        return Ok(UpsertMetrics::default());
+    };
+    let n_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
+    let staged = MemTable::try_new(source_schema, vec![rows])
+        .map_err(MedallionError::sql("stage gold rows"))?;
+    let source = ctx
+        .read_table(Arc::new(staged))
+        .map_err(MedallionError::sql("stage gold rows"))?;
+    let columns: Vec<String> = model
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let relative = table_path(model);
+    let spec = UpsertSpec {
+        table_name: &relative,
+        keys: &model.keys,
+        columns: &columns,
+        present_flag: Some(PRESENT),
+        delete_unmatched: false,
+        txn,
+    };
+    let props = storage::commit_info(
+        "gold_merge",
+        serde_json::json!({
+            "batch_id": lineage.batch_id,
+            "source_file": lineage.source_file,
+            "model": model.name,
+            "rows": n_rows,
+            "full_recompute": full,
+        }),
+    );
+    let (_, changes) = storage::upsert(table, ctx, source, &spec, props).await?;
+    Ok(changes)
+}
+
+/// Register `silver` in `ctx` as the models see it: the configured columns, in the
+/// configured order (the table may also keep columns no longer configured), so that a
+/// model means at run time what it meant when the configuration was checked.
+async fn register_silver(ctx: &SessionContext, p: &Pipeline, silver: &DeltaTable) -> Result<()> {
+    let err = || MedallionError::sql("register silver for the gold models");
+    storage::register(ctx, "__silver_table", silver).await?;
+    let columns: Vec<String> = schema::silver_schema(p)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let view = ctx
+        .table("__silver_table")
+        .await
+        .map_err(err())?
+        .select_columns(&columns)
+        .map_err(err())?;
+    ctx.register_table("silver", view.into_view())
+        .map_err(err())?;
+    Ok(())
+}
+
+fn quote(c: &str) -> String {
+    format!("\"{}\"", c.replace('"', "\"\""))
+}
+
+fn model_sql(model: &GoldModel) -> &str {
+    model.sql.trim().trim_end_matches(';')
+}
+
+fn key_schema(model: &GoldModel) -> Result<deltalake::arrow::datatypes::SchemaRef> {
+    let indices = model
+        .keys
+        .iter()
+        .map(|k| {
+            model
+                .schema
+                .index_of(k)
+                .map_err(MedallionError::arrow("gold key"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(
+        model
+            .schema
+            .project(&indices)
+            .map_err(MedallionError::arrow("gold key"))?,
+    ))
+}
+
+/// For each model, the keys that the `touched` silver rows affect (a slice's
+/// deduplicated rows about to be upserted, plus the silver rows they replace): the
+/// model's grouping expressions evaluated over those rows. Empty for models that are
+/// recomputed in full.
+pub async fn affected_keys(
+    p: &Pipeline,
+    touched: Vec<RecordBatch>,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    let ctx = storage::session();
+    let err = || MedallionError::sql("rows touched by the batch");
+    let touched = MemTable::try_new(schema::silver_schema(p), vec![touched]).map_err(err())?;
+    ctx.register_table("silver", Arc::new(touched))
+        .map_err(err())?;
+    let mut out = Vec::with_capacity(p.gold.len());
+    for model in &p.gold {
+        if model.maintenance != Maintenance::ByKeys {
+            out.push(Vec::new());
+            continue;
+        }
+        let step = || MedallionError::sql(format!("keys touched in gold model {}", model.name));
+        let df = ctx.sql(model_sql(model)).await.map_err(step())?;
+        let plan =
+            crate::plan::affected_keys_plan(df.logical_plan(), &model.keys, &key_schema(model)?)
+                .map_err(step())?
+                .ok_or_else(|| {
+                    MedallionError::Internal(format!(
+                        "gold model {}: its plan over the touched rows is not incremental",
+                        model.name
+                    ))
+                })?;
+        let keys = ctx.execute_logical_plan(plan).await.map_err(step())?;
+        out.push(keys.collect().await.map_err(step())?);
+    }
+    Ok(out)
+}
