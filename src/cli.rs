@@ -104,6 +104,26 @@ pub enum Command {
     /// demos; deterministic for a seed. Does not read the configuration.
     Generate(crate::generate::GenerateSpec),
 
+    /// Recompute tables from the zone below: silver and rejected from bronze with the
+    /// current columns, rules and key, then every gold table from the new silver
+    /// (`silver` or `all`); or one gold table from silver (`gold.<model>`).
+    ///
+    /// Each table gets one overwrite version, so time travel keeps the old state. Runs
+    /// under the ingest lease, streams bronze in bounded memory, and is safe to kill:
+    /// the next `run` or `rebuild` completes it. This is the way out of a changed
+    /// column type or silver key.
+    Rebuild {
+        /// silver | all | gold.<model>
+        #[arg(default_value = "all", value_name = "TARGET")]
+        target: String,
+        /// Write nothing; print how many rows would move between silver and rejected, per rule.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait while another run holds the ingest lease.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        lease_wait: u64,
+    },
+
     /// Delete data files that no table version needs any more: files removed by a
     /// commit, and files a crashed run wrote but never committed. Only files older than
     /// the retention are deleted (at least 24 hours, so no live run or reader is hurt);
@@ -169,7 +189,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             }
             // Against the tables already written: what the next run evolves, or refuses.
             let lake = crate::storage::Lakehouse::new(pipeline.lakehouse.clone());
-            let plan = crate::run::evolve::check(&lake, &pipeline).await?;
+            let plan = crate::run::evolve::check(&lake, &pipeline, false).await?;
             for (table, fields) in &plan.additions {
                 let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
                 outln!(
@@ -236,6 +256,22 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                         .unwrap_or_default(),
                 );
             }
+            Ok(0)
+        }
+        Command::Rebuild {
+            target,
+            dry_run,
+            lease_wait,
+        } => {
+            let pipeline = load(&cli.config).await?;
+            let target = crate::run::rebuild::Target::parse(&target, &pipeline)?;
+            let opts = crate::run::RunOptions {
+                lease_wait: std::time::Duration::from_secs(lease_wait),
+                ..crate::run::RunOptions::default()
+            };
+            let report =
+                crate::run::rebuild::rebuild(pipeline.clone(), target, dry_run, opts).await?;
+            out!("{report}");
             Ok(0)
         }
         Command::Vacuum {

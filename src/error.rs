@@ -107,6 +107,20 @@ pub enum MedallionError {
     )]
     SchemaChange { problems: Vec<String> },
 
+    /// A gold model's output repeats a key: its keys do not identify its rows.
+    #[error(
+        "gold model {model}: its keys [{keys}] do not identify a row: {example} appears more than once in its output; add the columns that tell those rows apart to `keys`"
+    )]
+    ModelKeys {
+        model: String,
+        keys: String,
+        example: String,
+    },
+
+    /// The lakehouse is not in a state where the command can run (an open batch).
+    #[error("{0}")]
+    Busy(String),
+
     /// Something medallion relies on did not hold (a table vanished mid-run, a worker
     /// stopped): a fault to report, not the user's input.
     #[error("internal error: {0}")]

@@ -41,8 +41,14 @@ impl fmt::Display for Maintenance {
 }
 
 /// What a model's plan allows: the maintenance mode, or why it is refused.
-pub fn maintenance(plan: &LogicalPlan, keys: &[String]) -> Result<Maintenance, String> {
-    Ok(match shape(plan, keys)? {
+/// `silver_key` is silver's natural key: a model that only selects silver rows must
+/// keep it among its keys.
+pub fn maintenance(
+    plan: &LogicalPlan,
+    keys: &[String],
+    silver_key: &[String],
+) -> Result<Maintenance, String> {
+    Ok(match shape(plan, keys, silver_key)? {
         Shape::ByKeys { .. } => Maintenance::ByKeys,
         Shape::Full(reason) => Maintenance::Full { reason },
     })
@@ -54,9 +60,10 @@ pub fn maintenance(plan: &LogicalPlan, keys: &[String]) -> Result<Maintenance, S
 pub fn affected_keys_plan(
     plan: &LogicalPlan,
     keys: &[String],
+    silver_key: &[String],
     key_schema: &SchemaRef,
 ) -> Result<Option<LogicalPlan>, DataFusionError> {
-    let Ok(Shape::ByKeys { input, key_exprs }) = shape(plan, keys) else {
+    let Ok(Shape::ByKeys { input, key_exprs }) = shape(plan, keys, silver_key) else {
         return Ok(None);
     };
     let exprs = key_exprs
@@ -80,7 +87,7 @@ enum Shape {
     Full(String),
 }
 
-fn shape(plan: &LogicalPlan, keys: &[String]) -> Result<Shape, String> {
+fn shape(plan: &LogicalPlan, keys: &[String], silver_key: &[String]) -> Result<Shape, String> {
     refuse_unrepeatable(plan)?;
     if let Some(reason) = needs_full(plan) {
         return Ok(Shape::Full(reason));
@@ -147,6 +154,26 @@ fn shape(plan: &LogicalPlan, keys: &[String]) -> Result<Shape, String> {
                     _ => return Ok(Shape::Full(computed_key(k))),
                 });
             }
+            // Rows of a selection are silver rows: unique by silver's key, or, under a
+            // DISTINCT, by all of their columns.
+            let selected: Vec<String> = key_exprs
+                .iter()
+                .filter_map(|e| match e {
+                    Expr::Column(c) => Some(c.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            let unique = silver_key.iter().all(|k| selected.contains(k))
+                || (distinct_on_spine(plan) && keys.len() == plan.schema().fields().len());
+            if !unique {
+                return Err(format!(
+                    "the keys [{}] do not identify a row: the query selects silver rows, so \
+                     its keys must include silver's key ({}), or it must be a SELECT DISTINCT \
+                     of its key columns only",
+                    keys.join(", "),
+                    silver_key.join(", ")
+                ));
+            }
             Ok(Shape::ByKeys {
                 input: Arc::new(scan.clone()),
                 key_exprs,
@@ -179,8 +206,10 @@ fn refuse_unrepeatable(plan: &LogicalPlan) -> Result<(), String> {
                     && volatility != Volatility::Immutable
                 {
                     refusal = Some(format!(
-                        "{name}() can give a different result on every run, so gold could \
-                         never equal its SQL recomputed later; remove it from the model"
+                        "{name}() can give a different result on every run (it is not \
+                         deterministic, or depends on the order rows are read in without an \
+                         ORDER BY of its own), so gold could never equal its SQL recomputed \
+                         later; remove it from the model, or give it an ORDER BY"
                     ));
                     return Ok(TreeNodeRecursion::Stop);
                 }
@@ -196,9 +225,27 @@ fn refuse_unrepeatable(plan: &LogicalPlan) -> Result<(), String> {
     refusal.map_or(Ok(()), Err)
 }
 
+/// Aggregates whose result depends on the order of their input rows.
+const ORDER_DEPENDENT: [&str; 5] = [
+    "first_value",
+    "last_value",
+    "nth_value",
+    "array_agg",
+    "string_agg",
+];
+
 fn function_volatility(e: &Expr) -> Option<(String, Volatility)> {
     match e {
         Expr::ScalarFunction(f) => Some((f.func.name().to_string(), f.func.signature().volatility)),
+        // An aggregate whose result depends on the order rows arrive in (first_value,
+        // array_agg, string_agg) is only repeatable with an ORDER BY of its own.
+        // (DataFusion's own order-sensitivity flag is conservative: every aggregate that
+        // does not say otherwise, COUNT included, claims to need an order.)
+        Expr::AggregateFunction(f)
+            if ORDER_DEPENDENT.contains(&f.func.name()) && f.params.order_by.is_empty() =>
+        {
+            Some((f.func.name().to_string(), Volatility::Volatile))
+        }
         Expr::AggregateFunction(f) => {
             Some((f.func.name().to_string(), f.func.signature().volatility))
         }
@@ -279,6 +326,18 @@ fn spine_boundary(plan: &LogicalPlan) -> Option<&LogicalPlan> {
         LogicalPlan::SubqueryAlias(a) => spine_boundary(&a.input),
         LogicalPlan::Distinct(Distinct::All(input)) => spine_boundary(input),
         _ => None,
+    }
+}
+
+/// Whether the spine holds a `DISTINCT` over its rows.
+fn distinct_on_spine(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Distinct(Distinct::All(_)) => true,
+        LogicalPlan::Projection(p) => distinct_on_spine(&p.input),
+        LogicalPlan::Filter(f) => distinct_on_spine(&f.input),
+        LogicalPlan::Sort(s) => distinct_on_spine(&s.input),
+        LogicalPlan::SubqueryAlias(a) => distinct_on_spine(&a.input),
+        _ => false,
     }
 }
 

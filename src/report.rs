@@ -84,6 +84,8 @@ pub struct ModelRebuild {
 /// What one `run` did.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
+    /// A rebuild an earlier process left part-way was completed first.
+    pub rebuild_completed: bool,
     /// Gold tables rebuilt from silver before any batch.
     pub rebuilt: Vec<ModelRebuild>,
     pub files: Vec<FileReport>,
@@ -176,6 +178,9 @@ impl fmt::Display for RunReport {
                 "skipped {file}: it changed while being read (still being written?); next run"
             )?;
         }
+        if self.rebuild_completed {
+            writeln!(f, "completed a rebuild an earlier process left part-way")?;
+        }
         for r in &self.rebuilt {
             writeln!(
                 f,
@@ -187,7 +192,7 @@ impl fmt::Display for RunReport {
             )?;
         }
         if self.files.is_empty() {
-            if !self.rebuilt.is_empty() {
+            if !self.rebuilt.is_empty() || self.rebuild_completed {
                 return writeln!(
                     f,
                     "no new files in the raw zone ({} already loaded)",

@@ -63,7 +63,7 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
         }
     };
     let silver = schema::silver_schema(&pipeline);
-    pipeline.gold = validate_gold(&file.gold, silver, &mut errs).await;
+    pipeline.gold = validate_gold(&file.gold, silver, &file.silver.key, &mut errs).await;
     if errs.is_empty() {
         Ok(pipeline)
     } else {
@@ -243,9 +243,11 @@ fn validate_csv(csv: &CsvConfig, errs: &mut Vec<ConfigError>) -> Option<CsvSpec>
 async fn validate_gold(
     models: &[GoldModelConfig],
     silver: SchemaRef,
+    silver_key: &[String],
     errs: &mut Vec<ConfigError>,
 ) -> Vec<GoldModel> {
-    let ctx = SessionContext::new();
+    // The session the models run in at ingest time, so they mean the same here.
+    let ctx = crate::storage::session();
     let empty = match MemTable::try_new(silver.clone(), vec![vec![]]) {
         Ok(t) => t,
         Err(e) => {
@@ -303,7 +305,7 @@ async fn validate_gold(
         if !keys_ok {
             continue;
         }
-        let maintenance = match crate::plan::maintenance(df.logical_plan(), &m.keys) {
+        let maintenance = match crate::plan::maintenance(df.logical_plan(), &m.keys, silver_key) {
             Ok(mode) => mode,
             Err(reason) => {
                 errs.push(ConfigError::new(format!("{place}.sql"), reason));

@@ -22,7 +22,8 @@ async fn mode(sql: &str, keys: &[&str]) -> Result<Maintenance, String> {
     ctx.register_table("silver", Arc::new(silver)).unwrap();
     let df = ctx.sql(sql).await.unwrap();
     let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-    maintenance(df.logical_plan(), &keys)
+    let silver_key = ["customer_id", "meter_id", "start_time"].map(String::from);
+    maintenance(df.logical_plan(), &keys, &silver_key)
 }
 
 fn full(m: Result<Maintenance, String>, why: &str) {
@@ -138,5 +139,33 @@ async fn models_that_cannot_equal_a_recompute_are_refused() {
         )
         .await,
         "do not identify a row",
+    );
+    refused(
+        mode(
+            "SELECT customer_id, usage_kwh FROM silver",
+            &["customer_id"],
+        )
+        .await,
+        "must include silver's key",
+    );
+    refused(
+        mode(
+            "SELECT customer_id, first_value(meter_id) AS m FROM silver GROUP BY customer_id",
+            &["customer_id"],
+        )
+        .await,
+        "first_value()",
+    );
+    assert_eq!(
+        mode("SELECT DISTINCT customer_id FROM silver", &["customer_id"]).await,
+        Ok(Maintenance::ByKeys)
+    );
+    assert_eq!(
+        mode(
+            "SELECT customer_id, first_value(meter_id ORDER BY meter_id) AS m FROM silver GROUP BY customer_id",
+            &["customer_id"],
+        )
+        .await,
+        Ok(Maintenance::ByKeys)
     );
 }

@@ -40,16 +40,19 @@ impl SchemaPlan {
 }
 
 /// Compare the configuration with the existing tables; every incompatible change is
-/// reported together (`MedallionError::SchemaChange`).
-pub async fn check(lake: &Lakehouse, p: &Pipeline) -> Result<SchemaPlan> {
+/// reported together (`MedallionError::SchemaChange`). With `silver_replaced` (a
+/// rebuild writes silver and rejected anew, in the configured layout) only bronze is
+/// compared.
+pub async fn check(lake: &Lakehouse, p: &Pipeline, silver_replaced: bool) -> Result<SchemaPlan> {
     let tables = SourceTables::new(p);
     let mut plan = SchemaPlan::default();
     let mut problems = Vec::new();
-    for (relative, wanted) in [
-        (&tables.bronze, schema::bronze_schema(p)),
-        (&tables.silver, schema::silver_schema(p)),
-        (&tables.rejected, schema::rejected_schema(p)),
-    ] {
+    let mut compared = vec![(&tables.bronze, schema::bronze_schema(p))];
+    if !silver_replaced {
+        compared.push((&tables.silver, schema::silver_schema(p)));
+        compared.push((&tables.rejected, schema::rejected_schema(p)));
+    }
+    for (relative, wanted) in compared {
         let Some(table) = lake.open(relative).await? else {
             continue;
         };
@@ -67,7 +70,8 @@ pub async fn check(lake: &Lakehouse, p: &Pipeline) -> Result<SchemaPlan> {
                 Some(key) if key != silver_key_value(p) => problems.push(format!(
                     "{relative}: its key is {key} but the configuration's silver.key is {}; \
                      silver holds one row per key, so the key cannot change in place: restore \
-                     the old key",
+                     the old key, or rebuild silver from bronze under the new one \
+                     (`medallion rebuild silver`)",
                     silver_key_value(p)
                 )),
                 Some(_) => {}
@@ -95,8 +99,8 @@ fn compare(
         match current.field_with_name(field.name()) {
             Ok(have) if have.data_type() != field.data_type() => problems.push(format!(
                 "{relative}: column \"{}\" is {} in the table but {} in the configuration; \
-                 a type cannot change in place: restore the old type, or add the new type \
-                 as a column under another name",
+                 a type cannot change in place: restore the old type, or retype silver \
+                 from bronze with `medallion rebuild silver`",
                 field.name(),
                 have.data_type(),
                 field.data_type()

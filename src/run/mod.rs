@@ -21,6 +21,7 @@
 
 mod batch;
 pub mod evolve;
+pub mod rebuild;
 mod replay;
 
 use std::sync::Arc;
@@ -36,7 +37,7 @@ use crate::ingest::{self, RawFile};
 use crate::report::{FileReport, ModelRebuild, RunReport};
 use crate::storage::Lakehouse;
 use crate::zones::Lineage;
-use crate::zones::gold::rebuild;
+use crate::zones::gold::rebuild as model_rebuild;
 use crate::zones::silver::Validator;
 
 pub use batch::SourceTables;
@@ -73,7 +74,7 @@ pub(crate) fn failpoint(name: &str) {
 /// Ingest every file of the raw zone not loaded yet (after finishing interrupted batches).
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
-    let schema_plan = evolve::check(&lake, &p).await?;
+    let schema_plan = evolve::check(&lake, &p, false).await?;
     if schema_plan.is_empty()
         && let Some(report) = nothing_to_do(&lake, &p).await?
     {
@@ -83,7 +84,7 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
     tracing::debug!("lease acquired");
     // Planned again under the lease: another run may have evolved the tables meanwhile.
-    let evolved = async { evolve::apply(&lake, &p, &evolve::check(&lake, &p).await?).await };
+    let evolved = async { evolve::apply(&lake, &p, &evolve::check(&lake, &p, false).await?).await };
     let result = match evolved.await {
         Ok(()) => run_holding_lease(&lake, &p, &lease).await,
         Err(e) => Err(e),
@@ -124,16 +125,43 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
 async fn nothing_to_do(lake: &Lakehouse, p: &Pipeline) -> Result<Option<RunReport>> {
     let files = ingest::discover(p)?;
     let state = ledger::state(lake).await?;
-    if !state.unfinished.is_empty() || !files.iter().all(|f| state.unchanged_since_settled(f)) {
+    if !state.unfinished.is_empty()
+        || state.open_rebuild.is_some()
+        || !files.iter().all(|f| state.unchanged_since_settled(f))
+    {
         return Ok(None);
     }
-    if !rebuild::stale_models(lake, p).await?.is_empty() {
+    if !model_rebuild::stale_models(lake, p).await?.is_empty() {
         return Ok(None);
     }
     Ok(Some(RunReport {
         already_loaded: files.len(),
         ..RunReport::default()
     }))
+}
+
+/// What comes before any batch: a rebuild a killed process left part-way is completed,
+/// and gold tables built from another model are rebuilt. Returns whether the ledger
+/// changed.
+async fn before_batches(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+    state: &ledger::LedgerState,
+    report: &mut RunReport,
+) -> Result<bool> {
+    report.rebuild_completed = rebuild::resume_or_close(lake, p, lease, state).await?;
+    for (model, reason) in model_rebuild::stale_models(lake, p).await? {
+        lease.check()?;
+        let (version, rows) = model_rebuild::rebuild(lake, p, model, reason, None).await?;
+        report.rebuilt.push(ModelRebuild {
+            model: model.name.clone(),
+            note: reason.note(),
+            rows,
+            version,
+        });
+    }
+    Ok(report.rebuild_completed)
 }
 
 async fn run_holding_lease(
@@ -146,16 +174,8 @@ async fn run_holding_lease(
     let validator = Validator::new(p.clone())?;
     tracing::debug!("ledger read");
     let mut report = RunReport::default();
-    // Gold tables built from another model are rebuilt before any batch refreshes them.
-    for (model, reason) in rebuild::stale_models(lake, p).await? {
-        lease.check()?;
-        let (version, rows) = rebuild::rebuild(lake, p, model, reason).await?;
-        report.rebuilt.push(ModelRebuild {
-            model: model.name.clone(),
-            note: reason.note(),
-            rows,
-            version,
-        });
+    if before_batches(lake, p, lease, &state, &mut report).await? {
+        state = ledger::state(lake).await?;
     }
     // File versions completed by recovery in this run: reported once, as recovered.
     let mut recovered = std::collections::HashSet::new();

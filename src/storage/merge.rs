@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::datafusion::common::{Column, ScalarValue};
-use deltalake::datafusion::functions_aggregate::expr_fn::{max, min};
-use deltalake::datafusion::logical_expr::Expr;
+use deltalake::datafusion::functions_aggregate::expr_fn::{count, max, min};
+use deltalake::datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use deltalake::kernel::transaction::CommitProperties;
 
@@ -26,6 +26,8 @@ pub struct UpsertSpec<'a> {
     pub present_flag: Option<&'a str>,
     /// Delete target rows that no source row matches (a full refresh).
     pub delete_unmatched: bool,
+    /// Keys may be null, and a null key matches a null key (gold groups may be null).
+    pub null_safe_keys: bool,
     /// Application transaction (app id, batch sequence) committed with the merge.
     pub txn: Option<(&'a str, i64)>,
 }
@@ -47,21 +49,44 @@ fn target(k: &str) -> Expr {
     Expr::Column(Column::new(Some("target"), k))
 }
 
-/// Each key column's (name, min, max) over `df`; keys whose bounds are null are left out.
-pub async fn key_bounds(
-    df: &DataFrame,
-    keys: &[String],
-) -> Result<Vec<(String, ScalarValue, ScalarValue)>> {
-    let aggs: Vec<Expr> = keys
+/// One key column's literal bounds over a frame.
+pub struct KeyBounds {
+    pub key: String,
+    pub lo: ScalarValue,
+    pub hi: ScalarValue,
+    /// Some rows have no value for the key.
+    pub nulls: bool,
+}
+
+impl KeyBounds {
+    /// `c` within the bounds (or null, when the frame had nulls).
+    fn admits(&self, c: Expr) -> Expr {
+        let range = c
+            .clone()
+            .gt_eq(lit(self.lo.clone()))
+            .and(c.clone().lt_eq(lit(self.hi.clone())));
+        if self.nulls {
+            c.is_null().or(range)
+        } else {
+            range
+        }
+    }
+}
+
+/// Each key column's bounds over `df`; keys with no value at all are left out.
+pub async fn key_bounds(df: &DataFrame, keys: &[String]) -> Result<Vec<KeyBounds>> {
+    let mut aggs: Vec<Expr> = keys
         .iter()
         .enumerate()
         .flat_map(|(i, k)| {
             [
                 min(col(Column::from_name(k))).alias(format!("__min{i}")),
                 max(col(Column::from_name(k))).alias(format!("__max{i}")),
+                count(col(Column::from_name(k))).alias(format!("__n{i}")),
             ]
         })
         .collect();
+    aggs.push(count(lit(1)).alias("__rows"));
     let err = || MedallionError::sql("key bounds");
     let bounds = df
         .clone()
@@ -72,11 +97,18 @@ pub async fn key_bounds(
         .map_err(err())?;
     let mut out = Vec::new();
     if let Some(b) = bounds.first().filter(|b| b.num_rows() == 1) {
+        let rows = ScalarValue::try_from_array(b.column(3 * keys.len()), 0).map_err(err())?;
         for (i, k) in keys.iter().enumerate() {
-            let lo = ScalarValue::try_from_array(b.column(2 * i), 0).map_err(err())?;
-            let hi = ScalarValue::try_from_array(b.column(2 * i + 1), 0).map_err(err())?;
+            let lo = ScalarValue::try_from_array(b.column(3 * i), 0).map_err(err())?;
+            let hi = ScalarValue::try_from_array(b.column(3 * i + 1), 0).map_err(err())?;
+            let n = ScalarValue::try_from_array(b.column(3 * i + 2), 0).map_err(err())?;
             if !lo.is_null() && !hi.is_null() {
-                out.push((k.clone(), lo, hi));
+                out.push(KeyBounds {
+                    key: k.clone(),
+                    lo,
+                    hi,
+                    nulls: n != rows,
+                });
             }
         }
     }
@@ -91,30 +123,40 @@ pub async fn within_key_bounds(
     keys: &[String],
 ) -> Result<DataFrame> {
     let mut df = df;
-    for (k, lo, hi) in key_bounds(bounds_of, keys).await? {
-        let c = || col(Column::from_name(&k));
+    for b in key_bounds(bounds_of, keys).await? {
         df = df
-            .filter(c().gt_eq(lit(lo)).and(c().lt_eq(lit(hi))))
+            .filter(b.admits(col(Column::from_name(&b.key))))
             .map_err(MedallionError::sql("filter by key bounds"))?;
     }
     Ok(df)
 }
 
-/// Equal keys, plus each key's literal [min, max] over the source: the bounds do not
-/// change which rows match (a matching target key equals a source key), but they let
-/// delta-rs skip target files whose statistics lie outside them instead of scanning
-/// the whole table (delta-rs #3491, #3786). Not used when unmatched target rows are
-/// deleted, where every target row must be considered.
+/// Equal keys (with `null_safe_keys`, a null key matches a null key), plus each key's
+/// literal [min, max] over the source: the bounds do not change which rows match (a
+/// matching target key equals a source key), but they let delta-rs skip target files
+/// whose statistics lie outside them instead of scanning the whole table (delta-rs
+/// #3491, #3786). Not used when unmatched target rows are deleted, where every target
+/// row must be considered.
 async fn match_predicate(source: &DataFrame, spec: &UpsertSpec<'_>) -> Result<Expr> {
     let mut conjuncts: Vec<Expr> = spec
         .keys
         .iter()
-        .map(|k| target(k).eq(Expr::Column(Column::new(Some("source"), k))))
+        .map(|k| {
+            let s = Expr::Column(Column::new(Some("source"), k));
+            if spec.null_safe_keys {
+                Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(target(k)),
+                    Operator::IsNotDistinctFrom,
+                    Box::new(s),
+                ))
+            } else {
+                target(k).eq(s)
+            }
+        })
         .collect();
     if !spec.delete_unmatched {
-        for (k, lo, hi) in key_bounds(source, spec.keys).await? {
-            conjuncts.push(target(&k).gt_eq(lit(lo)));
-            conjuncts.push(target(&k).lt_eq(lit(hi)));
+        for b in key_bounds(source, spec.keys).await? {
+            conjuncts.push(b.admits(target(&b.key)));
         }
     }
     Ok(conjuncts

@@ -266,12 +266,19 @@ pub async fn sql_batches(
 }
 
 /// A DataFusion session with delta-rs' settings, minus view types: files written from
-/// plans of this session embed plain `Utf8`, which every reader accepts.
+/// plans of this session embed plain `Utf8` (also for `CAST(… AS VARCHAR)` in a gold
+/// model), which every reader accepts.
 pub fn session() -> SessionContext {
-    let overrides = HashMap::from([(
-        "datafusion.execution.parquet.schema_force_view_types".to_string(),
-        "false".to_string(),
-    )]);
+    let overrides = HashMap::from([
+        (
+            "datafusion.execution.parquet.schema_force_view_types".to_string(),
+            "false".to_string(),
+        ),
+        (
+            "datafusion.sql_parser.map_string_types_to_utf8view".to_string(),
+            "false".to_string(),
+        ),
+    ]);
     match DeltaSessionContext::new_with_session_overrides(&overrides) {
         Ok(ctx) => ctx.into_inner(),
         // The key is a known DataFusion option; this branch is unreachable in practice.

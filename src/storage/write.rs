@@ -5,7 +5,7 @@
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::new_null_array;
-use deltalake::arrow::compute::cast;
+use deltalake::arrow::compute::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -275,7 +275,15 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef, table_name: &str) -> Resu
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => cast(c, f.data_type()),
+            // Never a lossy cast: a value that does not fit is an error, not a null.
+            Some(c) => cast_with_options(
+                c,
+                f.data_type(),
+                &CastOptions {
+                    safe: false,
+                    ..CastOptions::default()
+                },
+            ),
             None => Ok(new_null_array(f.data_type(), n)),
         })
         .collect::<std::result::Result<Vec<_>, _>>()

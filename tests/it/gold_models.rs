@@ -35,7 +35,7 @@ pub fn readings(
 
 pub fn base_value(c: usize, m: usize, d: u32, h: u32) -> (String, &'static str) {
     let kwh = (c * 7 + m * 3 + d as usize * 5 + h as usize) % 17;
-    let kind = if (c + h as usize) % 5 == 0 {
+    let kind = if (c + h as usize).is_multiple_of(5) {
         "estimated"
     } else {
         "actual"
@@ -245,4 +245,85 @@ fn models_that_cannot_equal_a_recompute_are_refused() {
     let r = w.medallion(&["run"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(!w.table_path("bronze").exists(), "nothing written");
+}
+
+#[test]
+fn null_group_keys_are_updated_and_deleted_like_any_other() {
+    use crate::config_changes::{HEADER_WITH_TARIFF, TARIFF, with_column};
+    let models = [
+        (
+            "per_tariff",
+            "[tariff]",
+            "SELECT tariff, COUNT(*) AS n, SUM(usage_kwh) AS kwh FROM silver GROUP BY tariff",
+        ),
+        (
+            "tariff_rank",
+            "[tariff]",
+            "SELECT tariff, n, RANK() OVER (ORDER BY n DESC) AS r FROM (SELECT tariff, COUNT(*) AS n FROM silver GROUP BY tariff) t",
+        ),
+    ];
+    let base =
+        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
+            .unwrap();
+    let mut cfg = with_column(&base, TARIFF);
+    for (name, keys, sql) in models {
+        cfg.push_str(&format!(
+            "  - name: {name}\n    keys: {keys}\n    sql: \"{sql}\"\n"
+        ));
+    }
+    let w = Workdir::with_config(&cfg);
+    let row = |m: u32, h: u32, kwh: &str, tariff: &str| {
+        format!(
+            "C000001,M0000000{m},2026-03-01T{h:02}:00:00Z,2026-03-01T{h:02}:59:59Z,{kwh},actual,{tariff}\n"
+        )
+    };
+    let mut f1 = String::from(HEADER_WITH_TARIFF);
+    for h in 0..6 {
+        f1.push_str(&row(1, h, "1.000", if h % 2 == 0 { "" } else { "peak" }));
+    }
+    w.write_raw("a.csv", &f1);
+    w.run_expect(0);
+    assert_every_model_is_its_sql(&w, &models, "after the first file");
+    assert_eq!(w.count("FROM gold.per_tariff WHERE tariff IS NULL"), 1);
+    // The null group changes (one more row, one corrected); then it loses every row.
+    w.write_raw(
+        "b.csv",
+        &format!(
+            "{HEADER_WITH_TARIFF}{}{}",
+            row(1, 0, "5.000", ""),
+            row(2, 0, "2.000", "")
+        ),
+    );
+    w.run_expect(0);
+    assert_every_model_is_its_sql(&w, &models, "after the null group changed");
+    assert_eq!(w.count("FROM gold.per_tariff WHERE tariff IS NULL"), 1);
+    assert_eq!(w.count("FROM gold.tariff_rank WHERE tariff IS NULL"), 1);
+    let mut c = String::from(HEADER_WITH_TARIFF);
+    for h in [0, 2, 4] {
+        c.push_str(&row(1, h, "1.000", "offpeak"));
+    }
+    c.push_str(&row(2, 0, "2.000", "offpeak"));
+    w.write_raw("c.csv", &c);
+    w.run_expect(0);
+    assert_every_model_is_its_sql(&w, &models, "after the null group lost its rows");
+    assert_eq!(w.count("FROM gold.per_tariff WHERE tariff IS NULL"), 0);
+    assert_eq!(w.count("FROM gold.tariff_rank WHERE tariff IS NULL"), 0);
+}
+
+#[test]
+fn a_full_model_whose_keys_repeat_fails_with_the_model_named() {
+    let cfg = config_with_models(&[(
+        "meter_rank",
+        "[customer_id]",
+        "SELECT customer_id, kwh, RANK() OVER (ORDER BY kwh DESC) AS r FROM (SELECT customer_id, meter_id, SUM(usage_kwh) AS kwh FROM silver GROUP BY 1, 2) t",
+    )]);
+    let w = Workdir::with_config(&cfg);
+    assert_eq!(w.medallion(&["validate"]).code, 0);
+    w.write_raw("a.csv", &readings(2, 1, 1, base_value));
+    let r = w.run_expect(1);
+    assert!(
+        r.stdout
+            .contains("gold model meter_rank: its keys [customer_id] do not identify a row"),
+        "{r:?}"
+    );
 }

@@ -11,5 +11,6 @@ mod ledger;
 mod model_changes;
 mod other_schema;
 mod pipeline;
+mod rebuild;
 mod rules;
 mod workdir;

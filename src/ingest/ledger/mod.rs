@@ -33,6 +33,9 @@ use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 /// Table path of the ledger.
 pub const LEDGER_TABLE: &str = "_medallion/files";
 
+/// The ledger's transaction for the `recounted` rows of a rebuild.
+pub const APP_RECOUNT: &str = "medallion/ledger/recount";
+
 /// What happened to a file attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileStatus {
@@ -158,7 +161,7 @@ pub async fn record_recounts(lake: &Lakehouse, entries: &[LedgerEntry], seq: i64
         serde_json::json!({ "rows": entries.len(), "status": "recounted", "seq": seq }),
     );
     writer
-        .commit(&mut table, props, Some(("medallion/ledger/recount", seq)))
+        .commit(&mut table, props, Some((APP_RECOUNT, seq)))
         .await?;
     Ok(())
 }

@@ -27,15 +27,7 @@ pub(super) async fn changes(
         .sql(model_sql(model))
         .await
         .map_err(MedallionError::sql(step.clone()))?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let rows = df
-        .collect()
-        .await
-        .map_err(MedallionError::sql(step.clone()))?;
-    let schema = rows.first().map_or(schema, |b| b.schema());
-    let new = MemTable::try_new(schema, vec![rows]).map_err(MedallionError::sql(step.clone()))?;
-    ctx.register_table("__new", Arc::new(new))
-        .map_err(MedallionError::sql(step.clone()))?;
+    collect_checked(ctx, model, df).await?;
     storage::register(ctx, "__gold", gold).await?;
     storage::sql_batches(ctx, &changes_sql(model), &step).await
 }
@@ -51,7 +43,7 @@ fn changes_sql(model: &GoldModel) -> String {
     let same_key = model
         .keys
         .iter()
-        .map(|k| format!("__n.{q} = __g.{q}", q = quote(k)))
+        .map(|k| format!("(__n.{q} IS NOT DISTINCT FROM __g.{q})", q = quote(k)))
         .collect::<Vec<_>>()
         .join(" AND ");
     let gone = model
@@ -68,4 +60,48 @@ fn changes_sql(model: &GoldModel) -> String {
          SELECT {gone}, FALSE AS {PRESENT} FROM __gold __g \
            WHERE NOT EXISTS (SELECT 1 FROM __new __n WHERE {same_key})"
     )
+}
+
+/// The model's rows (`df`), registered in `ctx` as `__new`, after checking that its
+/// keys identify them.
+pub(super) async fn collect_checked(
+    ctx: &SessionContext,
+    model: &GoldModel,
+    df: deltalake::datafusion::prelude::DataFrame,
+) -> Result<Vec<RecordBatch>> {
+    let step = || MedallionError::sql(format!("gold model {}", model.name));
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let rows = df.collect().await.map_err(step())?;
+    let schema = rows.first().map_or(schema, |b| b.schema());
+    let new = MemTable::try_new(schema, vec![rows.clone()]).map_err(step())?;
+    ctx.register_table("__new", Arc::new(new)).map_err(step())?;
+    refuse_repeated_keys(ctx, model).await?;
+    Ok(rows)
+}
+
+/// A MERGE on keys that repeat would fail (or pick one row): say which key repeats.
+async fn refuse_repeated_keys(ctx: &SessionContext, model: &GoldModel) -> Result<()> {
+    let keys: Vec<String> = model.keys.iter().map(|k| quote(k)).collect();
+    let shown: Vec<String> = keys
+        .iter()
+        .map(|k| format!("COALESCE(CAST({k} AS VARCHAR), 'NULL')"))
+        .collect();
+    let sql = format!(
+        "SELECT concat_ws(', ', {}) AS k FROM __new GROUP BY {} HAVING COUNT(*) > 1 LIMIT 1",
+        shown.join(", "),
+        keys.join(", ")
+    );
+    let repeated = storage::sql_batches(ctx, &sql, "check gold keys").await?;
+    let Some(b) = repeated.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(());
+    };
+    let k =
+        deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8)
+            .map_err(MedallionError::arrow("check gold keys"))?;
+    let example = deltalake::arrow::array::AsArray::as_string::<i32>(&k).value(0);
+    Err(MedallionError::ModelKeys {
+        model: model.name.clone(),
+        keys: model.keys.join(", "),
+        example: medallion_csv::excerpt(example).to_string(),
+    })
 }

@@ -49,7 +49,7 @@ fn recompute_sql(model: &GoldModel) -> String {
     let on = model
         .keys
         .iter()
-        .map(|k| format!("__a.{q} = __m.{q}", q = quote(k)))
+        .map(|k| format!("(__a.{q} IS NOT DISTINCT FROM __m.{q})", q = quote(k)))
         .collect::<Vec<_>>()
         .join(" AND ");
     let select = model

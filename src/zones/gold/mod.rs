@@ -124,6 +124,7 @@ async fn merge_changes(
         columns: &columns,
         present_flag: Some(PRESENT),
         delete_unmatched: false,
+        null_safe_keys: true,
         txn,
     };
     let props = storage::commit_info(
@@ -211,15 +212,19 @@ pub async fn affected_keys(
         }
         let step = || MedallionError::sql(format!("keys touched in gold model {}", model.name));
         let df = ctx.sql(model_sql(model)).await.map_err(step())?;
-        let plan =
-            crate::plan::affected_keys_plan(df.logical_plan(), &model.keys, &key_schema(model)?)
-                .map_err(step())?
-                .ok_or_else(|| {
-                    MedallionError::Internal(format!(
-                        "gold model {}: its plan over the touched rows is not incremental",
-                        model.name
-                    ))
-                })?;
+        let plan = crate::plan::affected_keys_plan(
+            df.logical_plan(),
+            &model.keys,
+            &p.silver_key,
+            &key_schema(model)?,
+        )
+        .map_err(step())?
+        .ok_or_else(|| {
+            MedallionError::Internal(format!(
+                "gold model {}: its plan over the touched rows is not incremental",
+                model.name
+            ))
+        })?;
         let keys = ctx.execute_logical_plan(plan).await.map_err(step())?;
         out.push(keys.collect().await.map_err(step())?);
     }

@@ -11,9 +11,9 @@ use futures::StreamExt;
 use super::{FINGERPRINT_PROPERTY, model_sql, table_path};
 use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
+use crate::plan::Maintenance;
 use crate::schema;
-use crate::storage::{self, AppendWriter, Lakehouse};
-use crate::zones::Lineage;
+use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 
 /// Why a gold table is (re)built before any batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub enum Reason {
     Unfingerprinted,
     /// The model is new and silver already has rows.
     Added,
+    /// `medallion rebuild` asked for it.
+    Requested,
 }
 
 impl Reason {
@@ -32,6 +34,7 @@ impl Reason {
             Reason::Changed => "model changed: rebuilt",
             Reason::Unfingerprinted => "model fingerprint recorded: rebuilt",
             Reason::Added => "model added: built from silver",
+            Reason::Requested => "rebuilt from silver (medallion rebuild)",
         }
     }
 }
@@ -61,7 +64,11 @@ pub async fn stale_models<'p>(
     p: &'p Pipeline,
 ) -> Result<Vec<(&'p GoldModel, Reason)>> {
     let silver = format!("silver/{}", p.source.name);
-    let silver_exists = lake.open(&silver).await?.is_some();
+    // A silver table only just created (version 0, no rows yet) has nothing to build from.
+    let silver_exists = lake
+        .open(&silver)
+        .await?
+        .is_some_and(|t| t.version().unwrap_or(0) > 0);
     let mut out = Vec::new();
     for model in &p.gold {
         if let Some(reason) = stale(lake, model, silver_exists).await? {
@@ -72,62 +79,57 @@ pub async fn stale_models<'p>(
 }
 
 /// Rebuild one model's gold table from the current silver; returns (version, rows).
+/// With `txn`, the commit carries that application transaction.
 pub async fn rebuild(
     lake: &Lakehouse,
     p: &Pipeline,
     model: &GoldModel,
     reason: Reason,
+    txn: Option<(&str, i64)>,
 ) -> Result<(Option<i64>, u64)> {
     let silver_path = format!("silver/{}", p.source.name);
     let silver = lake
         .open(&silver_path)
         .await?
         .ok_or_else(|| MedallionError::Internal(format!("{silver_path} vanished")))?;
-    if reason == Reason::Added {
-        let lineage = Lineage {
-            source_file: String::new(),
-            batch_id: String::new(),
-            received_at: chrono::Utc::now(),
-        };
-        let g = super::refresh(lake, p, model, &silver, None, &lineage, None).await?;
-        return Ok((g.changes.version, g.changes.inserted));
-    }
     let relative = table_path(model);
-    let mut table = lake
-        .open(&relative)
-        .await?
-        .ok_or_else(|| MedallionError::Internal(format!("{relative} vanished")))?;
+    let gold_schema = schema::gold_schema(&model.schema);
+    let mut table = match lake.open(&relative).await? {
+        Some(t) => t,
+        // Created without the fingerprint: only the commit that fills the table records
+        // it, so a process killed in between leaves a table the next run rebuilds.
+        None => {
+            lake.open_or_create(&relative, &gold_schema, FileSize::Upsert)
+                .await?
+        }
+    };
     let ctx = storage::session();
     super::register_silver(&ctx, p, &silver).await?;
     let step = || MedallionError::sql(format!("rebuild gold model {}", model.name));
-    let mut rows = ctx
-        .sql(model_sql(model))
-        .await
-        .map_err(step())?
-        .execute_stream()
-        .await
-        .map_err(step())?;
-    let gold_schema = schema::gold_schema(&model.schema);
+    let df = ctx.sql(model_sql(model)).await.map_err(step())?;
     let mut writer = AppendWriter::replacing(
         &table,
         &relative,
         &gold_schema,
         &[(FINGERPRINT_PROPERTY, &model.fingerprint)],
     )?;
-    while let Some(batch) = rows.next().await {
-        let batch = batch.map_err(step())?;
-        let batch = deltalake::arrow::record_batch::RecordBatch::try_new(
-            gold_schema.clone(),
-            batch.columns().to_vec(),
-        )
-        .map_err(MedallionError::arrow("rebuild gold rows"))?;
-        writer.write(batch).await?;
+    if model.maintenance == Maintenance::ByKeys {
+        // Unique by construction (the plan's keys cover its groups): streamed.
+        let mut rows = df.execute_stream().await.map_err(step())?;
+        while let Some(batch) = rows.next().await {
+            writer.write(batch.map_err(step())?).await?;
+        }
+    } else {
+        // Recomputed in memory on every batch anyway; its keys are checked first.
+        for batch in super::full::collect_checked(&ctx, model, df).await? {
+            writer.write(batch).await?;
+        }
     }
     let n = writer.rows();
     let props = storage::commit_info(
         "gold_rebuild",
         serde_json::json!({ "model": model.name, "rows": n, "note": reason.note() }),
     );
-    let version = writer.commit(&mut table, props, None).await?.version();
+    let version = writer.commit(&mut table, props, txn).await?.version();
     Ok((version, n))
 }

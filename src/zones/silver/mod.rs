@@ -172,6 +172,7 @@ async fn merge_batch(
         columns: &columns,
         present_flag: None,
         delete_unmatched: false,
+        null_safe_keys: false,
         txn,
     };
     storage::upsert(silver, ctx, source, &spec, commit_info(lineage, n_rows)).await

@@ -1,0 +1,370 @@
+//! `medallion rebuild`: the medallion architecture's full refresh. Bronze keeps every
+//! row as received, so silver and rejected are recomputed from bronze with the current
+//! columns, rules and key ([`silver`]), and gold from the new silver.
+//!
+//! Exactly once, like ingest: a rebuild runs under the ingest lease and is a ledger
+//! event of its own: a `rebuild_started` row fixes its id and `seq` (after every batch
+//! loaded so far), each table gets one overwrite version carrying the application
+//! transaction `medallion/rebuild` at that `seq`, the batches' new counts are recorded
+//! as `recounted` rows, and a `rebuild_done` row closes it. A rebuild killed at any
+//! moment leaves each table in its old or its new state; the next `run` or `rebuild`
+//! completes it (skipping the tables already written) before doing anything else. A
+//! rebuild left open under another configuration is closed and started again.
+
+mod moves;
+mod silver;
+mod staged;
+mod summary;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use silver::Recomputed;
+
+use super::{RunOptions, SourceTables, evolve, failpoint};
+use crate::config::Pipeline;
+use crate::error::{MedallionError, Result};
+use crate::ingest::Fingerprint;
+use crate::ingest::lease::Lease;
+use crate::ingest::ledger::{self, FileStatus, LedgerEntry, LedgerState};
+use crate::storage::{self, Lakehouse};
+use crate::zones::gold::rebuild::{self as model_rebuild, Reason};
+use crate::zones::silver::Validator;
+
+/// The application transaction of every table a rebuild writes.
+const APP_REBUILD: &str = "medallion/rebuild";
+/// The ledger's transaction for a rebuild's `recounted` rows.
+const APP_RECOUNT: &str = ledger::APP_RECOUNT;
+
+/// What to rebuild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Silver and rejected from bronze, then every gold model from the new silver.
+    All,
+    /// One gold model from silver.
+    Gold(String),
+}
+
+impl Target {
+    /// `silver` and `all` (silver and rejected, then every gold table, which depends
+    /// on silver), or `gold.<model>`.
+    pub fn parse(text: &str, p: &Pipeline) -> Result<Self> {
+        match text {
+            "all" | "silver" => Ok(Target::All),
+            _ => match text
+                .strip_prefix("gold.")
+                .or_else(|| text.strip_prefix("gold/"))
+            {
+                Some(m) if p.gold.iter().any(|g| g.name == m) => Ok(Target::Gold(m.to_string())),
+                _ => Err(MedallionError::Usage(format!(
+                    "cannot rebuild \"{text}\": say silver, all, or gold.<model> with a model of the configuration ({})",
+                    p.gold
+                        .iter()
+                        .map(|g| format!("gold.{}", g.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            },
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Target::All => "rebuild all".to_string(),
+            Target::Gold(m) => format!("rebuild gold.{m}"),
+        }
+    }
+}
+
+/// What a rebuild did (or, dry, would do).
+#[derive(Debug, Clone, Default)]
+pub struct RebuildReport {
+    /// The source's name (tables `silver/<source>`, ...).
+    pub source: String,
+    pub dry_run: bool,
+    /// Completing a rebuild an earlier process left part-way.
+    pub resumed: bool,
+    /// Silver and rejected, when rebuilt.
+    pub silver: Option<Recomputed>,
+    /// Rows silver and rejected held before.
+    pub before: (u64, u64),
+    /// (model, rows, version) per gold table rebuilt (dry: rows that would change).
+    pub gold: Vec<(String, u64, Option<i64>)>,
+}
+
+/// Rebuild `target`, or with `dry_run` only say what would change.
+pub async fn rebuild(
+    p: Arc<Pipeline>,
+    target: Target,
+    dry_run: bool,
+    opts: RunOptions,
+) -> Result<RebuildReport> {
+    let lake = Lakehouse::new(p.lakehouse.clone());
+    let rewrites_silver = target == Target::All;
+    // Silver and rejected are replaced: only bronze must fit the configuration.
+    evolve::check(&lake, &p, rewrites_silver).await?;
+    let tables = SourceTables::new(&p);
+    if lake.open(&tables.bronze).await?.is_none() {
+        return Err(MedallionError::Usage(format!(
+            "nothing to rebuild: {} does not exist yet (run `medallion run` first)",
+            tables.bronze
+        )));
+    }
+    if dry_run {
+        return dry(&lake, &p, &target).await;
+    }
+    let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
+    let result = async {
+        evolve::apply(&lake, &p, &evolve::check(&lake, &p, rewrites_silver).await?).await?;
+        let state = ledger::state(&lake).await?;
+        if let Some(open) = state.unfinished.first() {
+            return Err(MedallionError::Busy(format!(
+                "batch {} ({}) is open: run `medallion run` to complete it, then rebuild",
+                open.seq, open.file
+            )));
+        }
+        let mut report = RebuildReport {
+            source: p.source.name.clone(),
+            ..RebuildReport::default()
+        };
+        if let Some(open) = &state.open_rebuild {
+            report.resumed = open.file == target.label() && open.sha256 == fingerprint(&p);
+            if !report.resumed {
+                resume_or_close(&lake, &p, &lease, &state).await?;
+            }
+        }
+        let state = ledger::state(&lake).await?;
+        let claim = match &state.open_rebuild {
+            Some(open) => open.clone(),
+            None => start(&lake, &p, &target, &state).await?,
+        };
+        execute(&lake, &p, &lease, &claim, &target, &state, &mut report).await?;
+        Ok(report)
+    }
+    .await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!("cannot release the ingest lease (it will expire): {e}");
+    }
+    result
+}
+
+/// Complete (or, under another configuration, close) a rebuild an earlier process
+/// left open; `run` calls this before any batch. Returns whether there was one.
+pub async fn resume_or_close(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+    state: &LedgerState,
+) -> Result<bool> {
+    let Some(open) = &state.open_rebuild else {
+        return Ok(false);
+    };
+    let target = match open.file.strip_prefix("rebuild gold.") {
+        Some(m) if p.gold.iter().any(|g| g.name == m) => Some(Target::Gold(m.to_string())),
+        Some(_) => None,
+        None => Some(Target::All),
+    };
+    match target {
+        Some(t) if open.sha256 == fingerprint(p) => {
+            let mut report = RebuildReport {
+                resumed: true,
+                ..RebuildReport::default()
+            };
+            execute(lake, p, lease, open, &t, state, &mut report).await?;
+        }
+        // Another configuration (or a model gone): its tables are each in a consistent
+        // state of their own; close it, and rebuild again under this configuration.
+        other => {
+            finish(lake, open, "closed unfinished: the configuration changed").await?;
+            if let Some(t) = other {
+                let state = ledger::state(lake).await?;
+                let claim = start(lake, p, &t, &state).await?;
+                let mut report = RebuildReport::default();
+                execute(lake, p, lease, &claim, &t, &state, &mut report).await?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The configuration a rebuild runs under: columns, rules, key and models.
+fn fingerprint(p: &Pipeline) -> String {
+    use sha2::Digest;
+    let models: Vec<&str> = p.gold.iter().map(|m| m.fingerprint.as_str()).collect();
+    let text = format!(
+        "{:?}|{:?}|{:?}|{:?}|{models:?}",
+        p.source.columns, p.source.row_rules, p.source.csv, p.silver_key
+    );
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+async fn start(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    target: &Target,
+    state: &LedgerState,
+) -> Result<LedgerEntry> {
+    let print = Fingerprint {
+        sha256: fingerprint(p),
+        size: 0,
+        modified: None,
+    };
+    let mut claim = LedgerEntry::claim(
+        print,
+        target.label(),
+        uuid::Uuid::now_v7().to_string(),
+        state.next_seq,
+    );
+    claim.status = FileStatus::RebuildStarted;
+    ledger::record(lake, &claim).await?;
+    Ok(claim)
+}
+
+async fn finish(lake: &Lakehouse, claim: &LedgerEntry, message: &str) -> Result<()> {
+    let mut done = claim.clone();
+    done.status = FileStatus::RebuildDone;
+    done.message = Some(message.to_string());
+    ledger::record(lake, &done).await
+}
+
+/// Write every table of the rebuild not written yet, then close it.
+async fn execute(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+    claim: &LedgerEntry,
+    target: &Target,
+    state: &LedgerState,
+    report: &mut RebuildReport,
+) -> Result<()> {
+    let seq = claim.seq;
+    let txn = (APP_REBUILD, seq);
+    if *target == Target::All {
+        let tables = SourceTables::new(p);
+        let mut silver = lake.open(&tables.silver).await?;
+        let mut rejected = lake.open(&tables.rejected).await?;
+        let pending = |t: &Option<deltalake::DeltaTable>, name: &str| {
+            let t = t.clone();
+            let name = name.to_string();
+            async move {
+                match t {
+                    Some(t) => Ok::<bool, MedallionError>(
+                        !storage::stage_done(&t, APP_REBUILD, &name, seq).await?,
+                    ),
+                    None => Ok(false),
+                }
+            }
+        };
+        let silver_pending = pending(&silver, &tables.silver).await?;
+        let rejected_pending = pending(&rejected, &tables.rejected).await?;
+        let recount_pending = match lake.open(ledger::LEDGER_TABLE).await? {
+            Some(t) => {
+                storage::txn_version(&t, APP_RECOUNT, ledger::LEDGER_TABLE)
+                    .await?
+                    .unwrap_or(0)
+                    < seq
+            }
+            None => true,
+        };
+        if silver_pending || rejected_pending || recount_pending {
+            lease.check()?;
+            let validator = Validator::new(Arc::new(p.clone()))?;
+            let seqs: HashMap<String, i64> = state
+                .loaded_batches
+                .iter()
+                .map(|b| (b.batch_id.clone(), b.seq))
+                .collect();
+            let props = serde_json::json!({ "batch_id": claim.batch_id, "seq": seq, "note": "rebuilt from bronze (medallion rebuild)" });
+            let writes = silver::Writes {
+                silver: silver.as_mut().filter(|_| silver_pending),
+                rejected: rejected.as_mut().filter(|_| rejected_pending),
+                txn,
+                props,
+            };
+            let out = silver::recompute(lake, p, &validator, &seqs, Some(writes)).await?;
+            if recount_pending {
+                ledger::record_recounts(lake, &recounts(state, &out, claim), seq).await?;
+                failpoint("after_rebuild_recount");
+            }
+            report.silver = Some(out);
+        }
+    }
+    let models: Vec<_> = p
+        .gold
+        .iter()
+        .filter(|m| matches!(target, Target::All) || *target == Target::Gold(m.name.clone()))
+        .collect();
+    for model in models {
+        let relative = crate::zones::gold::table_path(model);
+        if let Some(t) = lake.open(&relative).await?
+            && storage::stage_done(&t, APP_REBUILD, &relative, seq).await?
+        {
+            continue;
+        }
+        lease.check()?;
+        let (version, rows) =
+            model_rebuild::rebuild(lake, p, model, Reason::Requested, Some(txn)).await?;
+        report.gold.push((model.name.clone(), rows, version));
+        failpoint("after_rebuild_gold");
+    }
+    lease.check()?;
+    finish(lake, claim, "rebuilt").await
+}
+
+/// One `recounted` ledger row per loaded batch, with its counts under the current rules.
+fn recounts(state: &LedgerState, out: &Recomputed, claim: &LedgerEntry) -> Vec<LedgerEntry> {
+    state
+        .loaded_batches
+        .iter()
+        .map(|b| {
+            let c = out.per_batch.get(&b.batch_id).copied().unwrap_or_default();
+            let mut e = b.clone();
+            e.status = FileStatus::Recounted;
+            e.rows_read = c.rows;
+            e.silver_accepted = c.accepted;
+            e.rejected = c.rejected;
+            e.message = Some(format!(
+                "counts after rebuild {} (seq {})",
+                claim.batch_id, claim.seq
+            ));
+            e
+        })
+        .collect()
+}
+
+/// A dry run: recompute without writing, and count what would change.
+async fn dry(lake: &Lakehouse, p: &Arc<Pipeline>, target: &Target) -> Result<RebuildReport> {
+    let state = ledger::state(lake).await?;
+    let tables = SourceTables::new(p);
+    let ctx = storage::session();
+    let mut report = RebuildReport {
+        source: p.source.name.clone(),
+        dry_run: true,
+        ..RebuildReport::default()
+    };
+    for (i, name) in [&tables.silver, &tables.rejected].into_iter().enumerate() {
+        if let Some(t) = lake.open(name).await? {
+            let n = storage::row_count(&ctx, &t, name).await?;
+            if i == 0 {
+                report.before.0 = n
+            } else {
+                report.before.1 = n
+            }
+        }
+    }
+    if *target == Target::All {
+        let validator = Validator::new(p.clone())?;
+        let seqs: HashMap<String, i64> = state
+            .loaded_batches
+            .iter()
+            .map(|b| (b.batch_id.clone(), b.seq))
+            .collect();
+        report.silver = Some(silver::recompute(lake, p, &validator, &seqs, None).await?);
+    }
+    for model in &p.gold {
+        if matches!(target, Target::All) || *target == Target::Gold(model.name.clone()) {
+            report.gold.push((model.name.clone(), 0, None));
+        }
+    }
+    Ok(report)
+}
