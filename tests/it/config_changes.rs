@@ -174,6 +174,21 @@ fn added_and_removed_columns_evolve_every_table() {
     assert_eq!(w.count("FROM bronze.readings"), old_rows + 3);
     let h = w.medallion(&["history", "silver.readings"]);
     assert!(h.stdout.contains("ADD COLUMN"), "{h:?}");
+    // Adding a column needs no table feature: the protocol stays reader 1 / writer 2.
+    for table in ["bronze/readings", "silver/readings", "rejected/readings"] {
+        let log = w.table_path(&format!("{table}/_delta_log"));
+        for entry in std::fs::read_dir(&log).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".json") && !name.starts_with("00000000000000000000") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !text.contains("\"protocol\""),
+                    "{table} {name} changes the protocol"
+                );
+            }
+        }
+    }
 
     // A required column with a default: files without it load with the default.
     let cfg = with_column(

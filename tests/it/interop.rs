@@ -248,4 +248,30 @@ fn readers_read_evolved_and_rebuilt_tables() {
             "{reader}: the rebuilt gold table's new column"
         );
     }
+
+    // `medallion rebuild` under a stricter rule: silver, rejected and gold are replaced.
+    let strict = changed.replace(
+        "  row_rules:\n",
+        "  row_rules:\n    - name: small_usage_only\n      check: usage_kwh <= 3\n",
+    );
+    std::fs::write(w.root.join("config.yaml"), &strict).unwrap();
+    let r = w.medallion(&["rebuild"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rebuilt = &tables[1..];
+    let results = read_with_all(&w, rebuilt, None);
+    let silver_sum = w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings");
+    for (reader, per_table) in results.as_object().unwrap() {
+        for (t, sql) in rebuilt.iter().zip(&sql_names[1..]) {
+            assert_eq!(
+                per_table[*t]["row_count"].as_u64(),
+                Some(w.count(&format!("FROM {sql}"))),
+                "{reader} count of rebuilt {t}"
+            );
+        }
+        assert_eq!(
+            text(&per_table["silver/readings"]["sums"]["usage_kwh"]),
+            silver_sum,
+            "{reader}: rebuilt silver's sum"
+        );
+    }
 }
