@@ -55,6 +55,11 @@ fn raw_columns(p: &Pipeline) -> Vec<Field> {
         .collect()
 }
 
+/// The column names of a layout, in order.
+pub fn column_names(schema: &Schema) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
 /// Bronze: every configured column as the raw text received, plus lineage.
 pub fn bronze_schema(p: &Pipeline) -> SchemaRef {
     let mut fields = raw_columns(p);

@@ -89,25 +89,7 @@ fn table_versions(w: &Workdir) -> Vec<String> {
 }
 
 fn assert_invariants(w: &Workdir) {
-    let per_batch = w.query(
-        "SELECT l.silver_accepted AS acc, l.rows_read AS rd, \
-         (SELECT COUNT(*) FROM bronze.readings x WHERE x._batch_id = l._batch_id) AS bronze, \
-         (SELECT COUNT(*) FROM rejected.readings r WHERE r._batch_id = l._batch_id) AS rej \
-         FROM _medallion.files l WHERE l.status = 'loaded'",
-    );
-    for b in per_batch {
-        let n = |k: &str| text(&b[k]).parse::<u64>().unwrap();
-        assert_eq!(n("rd"), n("bronze"), "rows read = bronze rows");
-        assert_eq!(
-            n("bronze"),
-            n("acc") + n("rej"),
-            "bronze = accepted + rejected"
-        );
-    }
-    assert_eq!(
-        w.count("FROM (SELECT customer_id, meter_id, start_time FROM silver.readings GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d"),
-        0
-    );
+    crate::workdir::assert_batch_counts_and_unique_keys(w);
     assert_eq!(
         w.gold_recompute_diff(
             "gold.daily_usage",

@@ -101,28 +101,6 @@ pub fn assert_every_model_is_its_sql(w: &Workdir, models: &[(&str, &str, &str)],
     }
 }
 
-fn assert_counts(w: &Workdir) {
-    let per_batch = w.query(
-        "SELECT l.silver_accepted AS acc, l.rows_read AS rd, \
-         (SELECT COUNT(*) FROM bronze.readings x WHERE x._batch_id = l._batch_id) AS bronze, \
-         (SELECT COUNT(*) FROM rejected.readings r WHERE r._batch_id = l._batch_id) AS rej \
-         FROM _medallion.files l WHERE l.status = 'loaded'",
-    );
-    for b in per_batch {
-        let n = |k: &str| crate::workdir::text(&b[k]).parse::<u64>().unwrap();
-        assert_eq!(n("rd"), n("bronze"), "rows read = bronze rows");
-        assert_eq!(
-            n("bronze"),
-            n("acc") + n("rej"),
-            "bronze = accepted + rejected"
-        );
-    }
-    let dupes = w.count(
-        "FROM (SELECT customer_id, meter_id, start_time FROM silver.readings GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d",
-    );
-    assert_eq!(dupes, 0, "silver holds one row per key");
-}
-
 #[test]
 fn every_model_equals_its_sql_after_new_data_corrections_and_lost_keys() {
     let w = Workdir::with_config(&config_with_models(&MODELS));
@@ -201,7 +179,7 @@ fn every_model_equals_its_sql_after_new_data_corrections_and_lost_keys() {
             "gold.{model} dropped customer 1"
         );
     }
-    assert_counts(&w);
+    crate::workdir::assert_batch_counts_and_unique_keys(&w);
 }
 
 #[test]

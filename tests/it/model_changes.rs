@@ -123,6 +123,20 @@ fn a_changed_model_is_rebuilt_with_its_new_schema() {
     );
 }
 
+/// The number of commits in a Delta log directory.
+fn commits(log: &std::path::Path) -> usize {
+    std::fs::read_dir(log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count()
+}
+
 #[test]
 fn removed_models_are_left_alone_and_renamed_models_are_new_tables() {
     let w = Workdir::sample_config();
@@ -151,28 +165,10 @@ fn removed_models_are_left_alone_and_renamed_models_are_new_tables() {
     );
     // The old table is untouched: still its last version and rows.
     let log = w.table_path("gold/daily_usage/_delta_log");
-    let versions = std::fs::read_dir(&log)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "json")
-        })
-        .count();
+    let versions = commits(&log);
     w.add_sample(FILE2);
     w.run_expect(0);
-    let after = std::fs::read_dir(&log)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "json")
-        })
-        .count();
+    let after = commits(&log);
     assert_eq!(versions, after, "a removed model's table is left alone");
     assert_eq!(
         w.gold_recompute_diff("gold.usage_per_day", &sample_model_sql(), "silver.readings"),

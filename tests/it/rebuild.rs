@@ -35,34 +35,7 @@ fn newest_version(w: &Workdir, table: &str) -> i64 {
 /// silver-accepted + rejected; silver holds one row per key, none of them rejected;
 /// gold equals its SQL over silver.
 pub fn assert_rebuilt_invariants(w: &Workdir, model_sql: &str) {
-    let per_batch = w.query(
-        "SELECT l._batch_id AS b, l.rows_read AS rd, l.silver_accepted AS acc, l.rejected AS rej_l, \
-         (SELECT COUNT(*) FROM bronze.readings x WHERE x._batch_id = l._batch_id) AS bronze, \
-         (SELECT COUNT(*) FROM rejected.readings r WHERE r._batch_id = l._batch_id) AS rej \
-         FROM _medallion.files l WHERE l.status IN ('loaded', 'recounted') AND l.processed_at = \
-         (SELECT MAX(x.processed_at) FROM _medallion.files x WHERE x._batch_id = l._batch_id \
-          AND x.status IN ('loaded', 'recounted'))",
-    );
-    assert!(!per_batch.is_empty());
-    for b in &per_batch {
-        let n = |k: &str| text(&b[k]).parse::<u64>().unwrap();
-        assert_eq!(n("rd"), n("bronze"), "rows read = bronze: {b:?}");
-        assert_eq!(
-            n("rej_l"),
-            n("rej"),
-            "ledger's rejected = rejected rows: {b:?}"
-        );
-        assert_eq!(
-            n("bronze"),
-            n("acc") + n("rej"),
-            "bronze = accepted + rejected: {b:?}"
-        );
-    }
-    assert_eq!(
-        w.count("FROM (SELECT customer_id, meter_id, start_time FROM silver.readings GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d"),
-        0,
-        "one silver row per key"
-    );
+    crate::workdir::assert_batch_counts_and_unique_keys(w);
     assert_eq!(
         w.count(
             "FROM silver.readings s WHERE EXISTS (SELECT 1 FROM rejected.readings r \

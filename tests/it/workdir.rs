@@ -149,6 +149,39 @@ impl Workdir {
     }
 }
 
+/// Per loaded batch, with its latest counts (a rebuild's `recounted` row wins over the
+/// `loaded` row): rows read = bronze rows = silver-accepted + rejected, and the
+/// ledger's rejected count is the rejected table's; silver holds one row per key.
+pub fn assert_batch_counts_and_unique_keys(w: &Workdir) {
+    let per_batch = w.query(
+        "SELECT l._batch_id AS b, l.rows_read AS rd, l.silver_accepted AS acc, l.rejected AS rej_l, \
+         (SELECT COUNT(*) FROM bronze.readings x WHERE x._batch_id = l._batch_id) AS bronze, \
+         (SELECT COUNT(*) FROM rejected.readings r WHERE r._batch_id = l._batch_id) AS rej \
+         FROM _medallion.files l WHERE l.status IN ('loaded', 'recounted') AND l.processed_at = \
+         (SELECT MAX(x.processed_at) FROM _medallion.files x WHERE x._batch_id = l._batch_id \
+          AND x.status IN ('loaded', 'recounted'))",
+    );
+    assert!(!per_batch.is_empty(), "no loaded batch");
+    for b in &per_batch {
+        let n = |k: &str| text(&b[k]).parse::<u64>().unwrap();
+        assert_eq!(n("rd"), n("bronze"), "rows read = bronze: {b:?}");
+        assert_eq!(
+            n("rej_l"),
+            n("rej"),
+            "ledger's rejected = rejected rows: {b:?}"
+        );
+        assert_eq!(
+            n("bronze"),
+            n("acc") + n("rej"),
+            "bronze = accepted + rejected: {b:?}"
+        );
+    }
+    let dupes = w.count(
+        "FROM (SELECT customer_id, meter_id, start_time FROM silver.readings GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d",
+    );
+    assert_eq!(dupes, 0, "silver holds one row per natural key");
+}
+
 /// A JSON value as plain text (strings unquoted).
 pub fn text(v: &Value) -> String {
     match v {

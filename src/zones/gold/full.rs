@@ -10,7 +10,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 
-use super::{PRESENT, model_sql, quote};
+use super::{PRESENT, model_sql, quote, same_keys};
 use crate::config::GoldModel;
 use crate::error::{MedallionError, Result};
 use crate::storage;
@@ -40,12 +40,7 @@ fn changes_sql(model: &GoldModel) -> String {
         .map(|f| quote(f.name()))
         .collect::<Vec<_>>()
         .join(", ");
-    let same_key = model
-        .keys
-        .iter()
-        .map(|k| format!("(__n.{q} IS NOT DISTINCT FROM __g.{q})", q = quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let same_key = same_keys(model, "__n", "__g");
     let gone = model
         .schema
         .fields()

@@ -9,7 +9,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 
-use super::{PRESENT, key_schema, model_sql, quote};
+use super::{PRESENT, key_schema, model_sql, quote, same_keys};
 use crate::config::GoldModel;
 use crate::error::{MedallionError, Result};
 use crate::storage;
@@ -46,12 +46,7 @@ pub(super) async fn recompute(
 
 /// The model over silver, restricted to the affected keys, with deletes for keys gone.
 fn recompute_sql(model: &GoldModel) -> String {
-    let on = model
-        .keys
-        .iter()
-        .map(|k| format!("(__a.{q} IS NOT DISTINCT FROM __m.{q})", q = quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let on = same_keys(model, "__a", "__m");
     let select = model
         .schema
         .fields()

@@ -147,11 +147,7 @@ async fn merge_changes(
 async fn register_silver(ctx: &SessionContext, p: &Pipeline, silver: &DeltaTable) -> Result<()> {
     let err = || MedallionError::sql("register silver for the gold models");
     storage::register(ctx, "__silver_table", silver).await?;
-    let columns: Vec<String> = schema::silver_schema(p)
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let columns = schema::column_names(&schema::silver_schema(p));
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let view = ctx
         .table("__silver_table")
@@ -166,6 +162,22 @@ async fn register_silver(ctx: &SessionContext, p: &Pipeline, silver: &DeltaTable
 
 fn quote(c: &str) -> String {
     format!("\"{}\"", c.replace('"', "\"\""))
+}
+
+/// SQL: the model keys of `left` and `right` are equal, a null key equal to a null key
+/// (a group may have a null key).
+fn same_keys(model: &GoldModel, left: &str, right: &str) -> String {
+    model
+        .keys
+        .iter()
+        .map(|k| {
+            format!(
+                "({left}.{q} IS NOT DISTINCT FROM {right}.{q})",
+                q = quote(k)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 fn model_sql(model: &GoldModel) -> &str {

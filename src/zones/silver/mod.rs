@@ -57,11 +57,7 @@ pub async fn replaced_rows(
     let replaced = storage::within_key_bounds(silver_df, &batch, &p.silver_key).await?;
     // The batch's keys are the join's build side (the small one); silver streams by.
     // In the configured layout (the table may also keep columns no longer configured).
-    let columns: Vec<String> = schema::silver_schema(p)
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let columns = schema::column_names(&schema::silver_schema(p));
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let replaced = batch
         .select_columns(&keys)
