@@ -20,6 +20,20 @@ use crate::config::SourceSpec;
 use crate::error::{MedallionError, Result};
 use crate::zones::Violation;
 
+/// The rules a record's structure breaks (found by the reader, not by the column
+/// rules): bronze keeps the record's text, and its rejection names these.
+pub const STRUCTURAL_RULES: [&str; 6] = [
+    "field_count",
+    "line_too_long",
+    "unterminated_quote",
+    "encoding",
+    "nul_byte",
+    "field_too_large",
+];
+
+/// The structural rules that cut a record: its fields mean nothing more.
+pub const CUT_RULES: [&str; 2] = ["line_too_long", "unterminated_quote"];
+
 /// Rows per chunk: bounds memory whatever the file size.
 pub const CHUNK_ROWS: usize = 16 * 1024;
 

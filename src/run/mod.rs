@@ -150,7 +150,11 @@ async fn before_batches(
     state: &ledger::LedgerState,
     report: &mut RunReport,
 ) -> Result<bool> {
-    report.rebuild_completed = rebuild::resume_or_close(lake, p, lease, state).await?;
+    let mut resumed = rebuild::RebuildReport::default();
+    report.rebuild_completed = rebuild::resume_or_close(lake, p, lease, state, &mut resumed)
+        .await?
+        .is_some()
+        || resumed.resumed;
     for (model, reason) in model_rebuild::stale_models(lake, p).await? {
         lease.check()?;
         let (version, rows) = model_rebuild::rebuild(lake, p, model, reason, None).await?;

@@ -289,13 +289,21 @@ pub fn session() -> SessionContext {
 /// A [`session`] whose operators may hold at most `memory_limit` bytes: sorts and
 /// windows beyond it spill to local temporary files instead of growing memory.
 pub fn bounded_session(memory_limit: usize) -> Result<SessionContext> {
+    use deltalake::datafusion::execution::memory_pool::FairSpillPool;
     use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    // Fair: each spilling operator (one sort per partition) gets its share, instead of
+    // the first one taking it all and the others failing.
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(memory_limit, 1.0)
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
         .build_arc()
         .map_err(MedallionError::sql("start a bounded session"))?;
     let state = session().state();
+    let mut config = state.config().clone();
+    // One partition: one sort holds the whole budget (two halve it and double the
+    // buffers that merging spilled runs needs).
+    config.options_mut().execution.target_partitions = 1;
     let state = deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
         .with_runtime_env(runtime)
         .build();
     Ok(SessionContext::new_with_state(state))

@@ -185,7 +185,8 @@ fn a_changed_type_or_key_is_applied_by_a_rebuild() {
     );
 }
 
-const REBUILD_FAILPOINTS: [&str; 4] = [
+const REBUILD_FAILPOINTS: [&str; 5] = [
+    "before_rebuild_claim",
     "after_rebuild_silver",
     "after_rebuild_rejected",
     "after_rebuild_recount",
@@ -207,6 +208,20 @@ fn a_killed_rebuild_is_completed_by_the_next_run() {
             .output()
             .unwrap();
         assert!(!out.status.success(), "{fp}: the rebuild aborts");
+        if fp == "before_rebuild_claim" {
+            // Killed while it computed: nothing was claimed or committed.
+            let r = w.run_expect(0);
+            assert!(r.stdout.contains("nothing to do"), "{fp}: {r:?}");
+            assert!(
+                w.count("FROM silver.readings WHERE usage_kwh > 3") > 0,
+                "{fp}"
+            );
+            assert_eq!(
+                w.count("FROM _medallion.files WHERE status = 'rebuild_started'"),
+                0
+            );
+            continue;
+        }
         let r = w.run_expect(0);
         assert!(
             r.stdout
@@ -278,4 +293,132 @@ fn random_kills_during_rebuilds_leave_old_or_new_state() {
             "iteration {i}"
         );
     }
+}
+
+#[test]
+fn a_rebuild_under_the_same_rules_changes_nothing_even_for_malformed_rows() {
+    let dir = std::path::Path::new(REPO).join("tests/fixtures/bad");
+    let w = Workdir::with_config(&std::fs::read_to_string(dir.join("config.yaml")).unwrap());
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    for name in expected.as_object().unwrap().keys() {
+        std::fs::copy(dir.join(name), w.raw().join(name)).unwrap();
+    }
+    w.run_expect(1);
+    let columns = "customer_id, meter_id, start_time, end_time, usage_kwh, reading_type";
+    let before = (
+        content(&w, "silver.readings", columns),
+        content(
+            &w,
+            "rejected.readings",
+            &format!("{columns}, rejection_reasons"),
+        ),
+    );
+    let r = w.medallion(&["rebuild"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("0 rows move from silver to rejected"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("0 rows move from rejected to silver"),
+        "{r:?}"
+    );
+    let after = (
+        content(&w, "silver.readings", columns),
+        content(
+            &w,
+            "rejected.readings",
+            &format!("{columns}, rejection_reasons"),
+        ),
+    );
+    assert_eq!(before.0, after.0, "silver unchanged");
+    assert_eq!(
+        before.1, after.1,
+        "rejected unchanged, structural reasons included"
+    );
+    assert_rebuilt_invariants(&w, &sample_model_sql());
+}
+
+#[test]
+fn bronze_rows_of_a_batch_that_never_completed_do_not_stop_a_rebuild() {
+    let w = Workdir::sample_config();
+    w.add_sample(FILE1);
+    let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
+        .args(["run", "--config"])
+        .arg(w.root.join("config.yaml"))
+        .env("MEDALLION_FAILPOINT", "after_bronze_commit")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // The raw file goes away: the batch is closed as failed, its bronze rows stay.
+    std::fs::remove_file(w.raw().join(FILE1)).unwrap();
+    let r = w.medallion(&["run"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    w.add_sample(FILE2);
+    w.run_expect(0);
+    let r = w.medallion(&["rebuild"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("bronze rows of batches that never completed"),
+        "{r:?}"
+    );
+    assert_eq!(
+        w.count(&format!(
+            "FROM silver.readings WHERE _source_file = '{FILE1}'"
+        )),
+        0
+    );
+    assert_eq!(
+        w.count(&format!(
+            "FROM rejected.readings WHERE _source_file = '{FILE1}'"
+        )),
+        0
+    );
+    let again = w.run_expect(0);
+    assert!(again.stdout.contains("nothing to do"), "{again:?}");
+}
+
+#[test]
+fn a_rebuild_left_open_under_another_configuration_is_started_again() {
+    let w = Workdir::sample_config();
+    w.add_sample(FILE1);
+    w.run_expect(0);
+    std::fs::write(w.root.join("config.yaml"), with_new_rule(&sample_config())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
+        .args(["rebuild", "--config"])
+        .arg(w.root.join("config.yaml"))
+        .env("MEDALLION_FAILPOINT", "after_rebuild_silver")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        w.count("FROM silver.readings WHERE usage_kwh > 3"),
+        0,
+        "silver was replaced"
+    );
+    // Back to the old rules before the rebuild is completed: it is redone under them.
+    std::fs::write(w.root.join("config.yaml"), sample_config()).unwrap();
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("completed a rebuild"), "{r:?}");
+    assert!(
+        w.count("FROM silver.readings WHERE usage_kwh > 3") > 0,
+        "the old rules hold again"
+    );
+    assert_rebuilt_invariants(&w, &sample_model_sql());
+    assert_eq!(
+        w.count("FROM _medallion.files WHERE status = 'rebuild_started'"),
+        2
+    );
+    assert_eq!(
+        w.count("FROM _medallion.files WHERE status = 'rebuild_done'"),
+        2
+    );
+    assert_eq!(
+        w.count(
+            "FROM _medallion.files WHERE status = 'rebuild_done' AND message LIKE 'superseded%'"
+        ),
+        1
+    );
 }

@@ -146,11 +146,9 @@ fn rows(entries: &[LedgerEntry]) -> Result<RecordBatch> {
     .map_err(MedallionError::arrow("build ledger rows"))
 }
 
-/// Append the `recounted` rows of rebuild `seq` in one commit (once per rebuild).
+/// Append the `recounted` rows of rebuild `seq` in one commit (once per rebuild; the
+/// commit carries the transaction even when there are no rows).
 pub async fn record_recounts(lake: &Lakehouse, entries: &[LedgerEntry], seq: i64) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
     let mut table = lake
         .open_or_create(LEDGER_TABLE, &schema::ledger_schema(), FileSize::Append)
         .await?;

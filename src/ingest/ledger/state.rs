@@ -145,6 +145,10 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
         .into_iter()
         .filter(|c| !finished.contains(&c.seq))
         .collect();
-    state.open_rebuild = rebuilds.into_iter().rfind(|r| !finished.contains(&r.seq));
+    // Only the latest rebuild can be open: an earlier one it superseded is not.
+    state.open_rebuild = rebuilds
+        .into_iter()
+        .next_back()
+        .filter(|r| !finished.contains(&r.seq));
     Ok(state)
 }

@@ -127,18 +127,15 @@ pub async fn rebuild(
             source: p.source.name.clone(),
             ..RebuildReport::default()
         };
-        if let Some(open) = &state.open_rebuild {
-            report.resumed = open.file == target.label() && open.sha256 == fingerprint(&p);
-            if !report.resumed {
-                resume_or_close(&lake, &p, &lease, &state).await?;
-            }
+        if resume_or_close(&lake, &p, &lease, &state, &mut report).await? == Some(target.clone()) {
+            return Ok(report);
         }
-        let state = ledger::state(&lake).await?;
-        let claim = match &state.open_rebuild {
-            Some(open) => open.clone(),
-            None => start(&lake, &p, &target, &state).await?,
+        report = RebuildReport {
+            source: p.source.name.clone(),
+            ..RebuildReport::default()
         };
-        execute(&lake, &p, &lease, &claim, &target, &state, &mut report).await?;
+        let state = ledger::state(&lake).await?;
+        execute(&lake, &p, &lease, None, &target, &state, &mut report).await?;
         Ok(report)
     }
     .await;
@@ -148,51 +145,53 @@ pub async fn rebuild(
     result
 }
 
-/// Complete (or, under another configuration, close) a rebuild an earlier process
-/// left open; `run` calls this before any batch. Returns whether there was one.
+/// Complete a rebuild an earlier process left open; `run` calls this before any
+/// batch. One left under another configuration is started again under this one (its
+/// tables are each in a consistent state of their own, and all are written anew); one
+/// whose model is gone is closed. Returns the target completed, if any.
 pub async fn resume_or_close(
     lake: &Lakehouse,
     p: &Pipeline,
     lease: &Lease,
     state: &LedgerState,
-) -> Result<bool> {
+    report: &mut RebuildReport,
+) -> Result<Option<Target>> {
     let Some(open) = &state.open_rebuild else {
-        return Ok(false);
+        return Ok(None);
     };
     let target = match open.file.strip_prefix("rebuild gold.") {
-        Some(m) if p.gold.iter().any(|g| g.name == m) => Some(Target::Gold(m.to_string())),
-        Some(_) => None,
-        None => Some(Target::All),
+        Some(m) if p.gold.iter().any(|g| g.name == m) => Target::Gold(m.to_string()),
+        Some(_) => {
+            finish(
+                lake,
+                open,
+                "closed unfinished: its model left the configuration",
+            )
+            .await?;
+            return Ok(None);
+        }
+        None => Target::All,
     };
-    match target {
-        Some(t) if open.sha256 == fingerprint(p) => {
-            let mut report = RebuildReport {
-                resumed: true,
-                ..RebuildReport::default()
-            };
-            execute(lake, p, lease, open, &t, state, &mut report).await?;
-        }
-        // Another configuration (or a model gone): its tables are each in a consistent
-        // state of their own; close it, and rebuild again under this configuration.
-        other => {
-            finish(lake, open, "closed unfinished: the configuration changed").await?;
-            if let Some(t) = other {
-                let state = ledger::state(lake).await?;
-                let claim = start(lake, p, &t, &state).await?;
-                let mut report = RebuildReport::default();
-                execute(lake, p, lease, &claim, &t, &state, &mut report).await?;
-            }
-        }
-    }
-    Ok(true)
+    let claim = if open.sha256 == fingerprint(p) {
+        open.clone()
+    } else {
+        // The new claim first: a process killed between the two rows still leaves a
+        // rebuild open (the latest claim), never none.
+        let claim = start(lake, p, &target, state).await?;
+        finish(lake, open, "superseded: the configuration changed").await?;
+        claim
+    };
+    report.resumed = true;
+    execute(lake, p, lease, Some(&claim), &target, state, report).await?;
+    Ok(Some(target))
 }
 
-/// The configuration a rebuild runs under: columns, rules, key and models.
+/// The configuration a rebuild of silver runs under: columns, rules, dialect and key
+/// (gold models are rebuilt as they are when their turn comes).
 fn fingerprint(p: &Pipeline) -> String {
     use sha2::Digest;
-    let models: Vec<&str> = p.gold.iter().map(|m| m.fingerprint.as_str()).collect();
     let text = format!(
-        "{:?}|{:?}|{:?}|{:?}|{models:?}",
+        "{:?}|{:?}|{:?}|{:?}",
         p.source.columns, p.source.row_rules, p.source.csv, p.silver_key
     );
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
@@ -227,44 +226,39 @@ async fn finish(lake: &Lakehouse, claim: &LedgerEntry, message: &str) -> Result<
     ledger::record(lake, &done).await
 }
 
-/// Write every table of the rebuild not written yet, then close it.
+/// Write every table of the rebuild not written yet, then close it. A new rebuild
+/// (`claim` is `None`) computes silver and rejected first and claims its `seq` only
+/// then, right before its first commit: a rebuild that fails while it computes leaves
+/// nothing open behind.
 async fn execute(
     lake: &Lakehouse,
     p: &Pipeline,
     lease: &Lease,
-    claim: &LedgerEntry,
+    claim: Option<&LedgerEntry>,
     target: &Target,
     state: &LedgerState,
     report: &mut RebuildReport,
 ) -> Result<()> {
-    let seq = claim.seq;
-    let txn = (APP_REBUILD, seq);
+    let mut claim = claim.cloned();
     if *target == Target::All {
         let tables = SourceTables::new(p);
         let mut silver = lake.open(&tables.silver).await?;
         let mut rejected = lake.open(&tables.rejected).await?;
-        let pending = |t: &Option<deltalake::DeltaTable>, name: &str| {
-            let t = t.clone();
-            let name = name.to_string();
-            async move {
-                match t {
-                    Some(t) => Ok::<bool, MedallionError>(
-                        !storage::stage_done(&t, APP_REBUILD, &name, seq).await?,
-                    ),
-                    None => Ok(false),
-                }
-            }
-        };
-        let silver_pending = pending(&silver, &tables.silver).await?;
-        let rejected_pending = pending(&rejected, &tables.rejected).await?;
-        let recount_pending = match lake.open(ledger::LEDGER_TABLE).await? {
-            Some(t) => {
-                storage::txn_version(&t, APP_RECOUNT, ledger::LEDGER_TABLE)
-                    .await?
-                    .unwrap_or(0)
-                    < seq
-            }
-            None => true,
+        let (silver_pending, rejected_pending, recount_pending) = match &claim {
+            Some(c) => (
+                pending(&silver, &tables.silver, c.seq).await?,
+                pending(&rejected, &tables.rejected, c.seq).await?,
+                match lake.open(ledger::LEDGER_TABLE).await? {
+                    Some(t) => {
+                        storage::txn_version(&t, APP_RECOUNT, ledger::LEDGER_TABLE)
+                            .await?
+                            .unwrap_or(0)
+                            < c.seq
+                    }
+                    None => true,
+                },
+            ),
+            None => (silver.is_some(), rejected.is_some(), true),
         };
         if silver_pending || rejected_pending || recount_pending {
             lease.check()?;
@@ -274,21 +268,42 @@ async fn execute(
                 .iter()
                 .map(|b| (b.batch_id.clone(), b.seq))
                 .collect();
-            let props = serde_json::json!({ "batch_id": claim.batch_id, "seq": seq, "note": "rebuilt from bronze (medallion rebuild)" });
-            let writes = silver::Writes {
-                silver: silver.as_mut().filter(|_| silver_pending),
-                rejected: rejected.as_mut().filter(|_| rejected_pending),
-                txn,
-                props,
+            let tables_to_write = (
+                silver.as_ref().filter(|_| silver_pending),
+                rejected.as_ref().filter(|_| rejected_pending),
+            );
+            let prepared = silver::recompute(lake, p, &validator, &seqs, tables_to_write).await?;
+            lease.check()?;
+            failpoint("before_rebuild_claim");
+            let c = match claim.take() {
+                Some(c) => c,
+                None => start(lake, p, target, state).await?,
             };
-            let out = silver::recompute(lake, p, &validator, &seqs, Some(writes)).await?;
+            let txn = Some((APP_REBUILD, c.seq));
+            let props = serde_json::json!({ "batch_id": c.batch_id, "seq": c.seq, "note": "rebuilt from bronze (medallion rebuild)" });
+            if let (Some(w), Some(t)) = (prepared.silver, silver.as_mut()) {
+                let info = storage::commit_info("rebuild_silver", with_rows(&props, w.rows()));
+                w.commit(t, info, txn).await?;
+                failpoint("after_rebuild_silver");
+            }
+            if let (Some(w), Some(t)) = (prepared.rejected, rejected.as_mut()) {
+                let info = storage::commit_info("rebuild_rejected", with_rows(&props, w.rows()));
+                w.commit(t, info, txn).await?;
+                failpoint("after_rebuild_rejected");
+            }
             if recount_pending {
-                ledger::record_recounts(lake, &recounts(state, &out, claim), seq).await?;
+                ledger::record_recounts(lake, &recounts(state, &prepared.out, &c), c.seq).await?;
                 failpoint("after_rebuild_recount");
             }
-            report.silver = Some(out);
+            report.silver = Some(prepared.out);
+            claim = Some(c);
         }
     }
+    let claim = match claim {
+        Some(c) => c,
+        None => start(lake, p, target, state).await?,
+    };
+    let txn = (APP_REBUILD, claim.seq);
     let models: Vec<_> = p
         .gold
         .iter()
@@ -297,7 +312,7 @@ async fn execute(
     for model in models {
         let relative = crate::zones::gold::table_path(model);
         if let Some(t) = lake.open(&relative).await?
-            && storage::stage_done(&t, APP_REBUILD, &relative, seq).await?
+            && storage::stage_done(&t, APP_REBUILD, &relative, claim.seq).await?
         {
             continue;
         }
@@ -308,7 +323,23 @@ async fn execute(
         failpoint("after_rebuild_gold");
     }
     lease.check()?;
-    finish(lake, claim, "rebuilt").await
+    finish(lake, &claim, "rebuilt").await
+}
+
+/// Whether the rebuild at `seq` has still to write `table`.
+async fn pending(table: &Option<deltalake::DeltaTable>, name: &str, seq: i64) -> Result<bool> {
+    match table {
+        Some(t) => Ok(!storage::stage_done(t, APP_REBUILD, name, seq).await?),
+        None => Ok(false),
+    }
+}
+
+fn with_rows(props: &serde_json::Value, rows: u64) -> serde_json::Value {
+    let mut v = props.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("rows".into(), rows.into());
+    }
+    v
 }
 
 /// One `recounted` ledger row per loaded batch, with its counts under the current rules.
@@ -335,6 +366,18 @@ fn recounts(state: &LedgerState, out: &Recomputed, claim: &LedgerEntry) -> Vec<L
 /// A dry run: recompute without writing, and count what would change.
 async fn dry(lake: &Lakehouse, p: &Arc<Pipeline>, target: &Target) -> Result<RebuildReport> {
     let state = ledger::state(lake).await?;
+    if let Some(open) = state.unfinished.first() {
+        return Err(MedallionError::Busy(format!(
+            "batch {} ({}) is open: run `medallion run` to complete it first",
+            open.seq, open.file
+        )));
+    }
+    if state.open_rebuild.is_some() {
+        return Err(MedallionError::Busy(
+            "a rebuild is unfinished: run `medallion run` or `medallion rebuild` to complete it first"
+                .into(),
+        ));
+    }
     let tables = SourceTables::new(p);
     let ctx = storage::session();
     let mut report = RebuildReport {
@@ -359,7 +402,11 @@ async fn dry(lake: &Lakehouse, p: &Arc<Pipeline>, target: &Target) -> Result<Reb
             .iter()
             .map(|b| (b.batch_id.clone(), b.seq))
             .collect();
-        report.silver = Some(silver::recompute(lake, p, &validator, &seqs, None).await?);
+        report.silver = Some(
+            silver::recompute(lake, p, &validator, &seqs, (None, None))
+                .await?
+                .out,
+        );
     }
     for model in &p.gold {
         if matches!(target, Target::All) || *target == Target::Gold(model.name.clone()) {

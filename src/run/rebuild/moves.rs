@@ -1,45 +1,68 @@
-//! What a rebuild moves: rows silver accepted before that the current rules reject,
-//! and rows rejected before that they accept, counted by rule.
+//! What a rebuild learns from a batch's earlier rejections: its rows' structural
+//! problems (which bronze does not keep), and which rows move between silver and
+//! rejected, counted by rule.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
-use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::array::{Array, AsArray, ListArray, RecordBatch};
+use deltalake::arrow::datatypes::{DataType, Int64Type};
 
 use super::silver::Recomputed;
 use crate::error::{MedallionError, Result};
+use crate::ingest::reader::{CUT_RULES, RawRow, STRUCTURAL_RULES};
 use crate::schema::{REJECTION_REASONS, SOURCE_LINE};
+use crate::zones::Violation;
 
-/// Count the rows that change side: `old` (column `old_col` of `part`) holds each
-/// row's earlier rejection reasons, null when silver accepted it.
+/// One batch's rows as the rejected table held them before the rebuild, by line.
+#[derive(Default)]
+pub(super) struct OldRejections {
+    lists: Vec<ListArray>,
+    by_line: HashMap<i64, (usize, usize)>,
+}
+
+impl OldRejections {
+    /// From batches of (`_source_line`, `rejection_reasons`).
+    pub(super) fn new(batches: &[RecordBatch]) -> Self {
+        let mut old = OldRejections::default();
+        for b in batches {
+            let lines = b.column(0).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                old.by_line.insert(lines.value(i), (old.lists.len(), i));
+            }
+            old.lists.push(b.column(1).as_list::<i32>().clone());
+        }
+        old
+    }
+
+    /// The earlier rejection reasons of `line`, if it was rejected.
+    fn reasons(&self, line: i64) -> Option<Arc<dyn Array>> {
+        self.by_line
+            .get(&line)
+            .map(|&(b, i)| self.lists[b].value(i))
+    }
+}
+
+fn lines_of(b: &RecordBatch) -> Result<Vec<i64>> {
+    let c = b
+        .column_by_name(SOURCE_LINE)
+        .ok_or_else(|| MedallionError::Internal("rows without _source_line".into()))?;
+    Ok(c.as_primitive::<Int64Type>().values().to_vec())
+}
+
+/// Count the rows that change side, by the rule they break now (to rejected) or broke
+/// before (to silver).
 pub(super) fn count_moves(
     out: &mut Recomputed,
-    part: &RecordBatch,
-    old_col: usize,
+    old: &OldRejections,
     accepted: &RecordBatch,
     rejected: &RecordBatch,
 ) -> Result<()> {
-    let old = part.column(old_col);
-    let lines = part
-        .column(old_col - 4)
-        .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
-    let was: HashMap<i64, usize> = (0..part.num_rows()).map(|i| (lines.value(i), i)).collect();
-    let line_col = |b: &RecordBatch| -> Result<Int64Array> {
-        let c = b
-            .column_by_name(SOURCE_LINE)
-            .ok_or_else(|| MedallionError::Internal("rows without _source_line".into()))?;
-        Ok(c.as_primitive::<deltalake::arrow::datatypes::Int64Type>()
-            .clone())
-    };
     let reasons = rejected
         .column_by_name(REJECTION_REASONS)
         .map(|c| c.as_list::<i32>().clone());
-    for (i, line) in line_col(rejected)?.iter().enumerate() {
-        let Some(&row) = line.and_then(|l| was.get(&l)) else {
-            continue;
-        };
-        if old.is_null(row) {
+    for (i, line) in lines_of(rejected)?.into_iter().enumerate() {
+        if old.reasons(line).is_none() {
             out.to_rejected_rows += 1;
             if let Some(r) = &reasons {
                 for rule in rules_of(&r.value(i)) {
@@ -48,17 +71,10 @@ pub(super) fn count_moves(
             }
         }
     }
-    if old.data_type() == &DataType::Int32 {
-        return Ok(()); // no rejected table before: nothing moves to silver
-    }
-    let old_lists = old.as_list::<i32>();
-    for line in line_col(accepted)?.iter() {
-        let Some(&row) = line.and_then(|l| was.get(&l)) else {
-            continue;
-        };
-        if !old.is_null(row) {
+    for line in lines_of(accepted)? {
+        if let Some(before) = old.reasons(line) {
             out.to_silver_rows += 1;
-            for rule in rules_of(&old_lists.value(row)) {
+            for rule in rules_of(&before) {
                 *out.to_silver.entry(rule).or_insert(0) += 1;
             }
         }
@@ -66,21 +82,55 @@ pub(super) fn count_moves(
     Ok(())
 }
 
+/// The (rule, column, message) of one row's `rejection_reasons`.
+fn reasons_of(reasons: &Arc<dyn Array>) -> Vec<(String, Option<String>, String)> {
+    let s = reasons.as_struct();
+    let text = |name: &str| {
+        s.column_by_name(name)
+            .and_then(|c| deltalake::arrow::compute::cast(c, &DataType::Utf8).ok())
+    };
+    let (Some(rule), Some(column), Some(message)) = (text("rule"), text("column"), text("message"))
+    else {
+        return Vec::new();
+    };
+    let (rule, column, message) = (
+        rule.as_string::<i32>(),
+        column.as_string::<i32>(),
+        message.as_string::<i32>(),
+    );
+    (0..rule.len())
+        .filter(|&j| rule.is_valid(j))
+        .map(|j| {
+            (
+                rule.value(j).to_string(),
+                column.is_valid(j).then(|| column.value(j).to_string()),
+                message.value(j).to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The distinct rule names of one row's `rejection_reasons`.
 fn rules_of(reasons: &Arc<dyn Array>) -> Vec<String> {
-    let s = reasons.as_struct();
-    let Some(rule) = s.column_by_name("rule") else {
-        return Vec::new();
-    };
-    let Ok(rule) = deltalake::arrow::compute::cast(rule, &DataType::Utf8) else {
-        return Vec::new();
-    };
-    let rule = rule.as_string::<i32>();
-    let mut out: Vec<String> = (0..rule.len())
-        .filter(|&i| rule.is_valid(i))
-        .map(|i| rule.value(i).to_string())
-        .collect();
+    let mut out: Vec<String> = reasons_of(reasons).into_iter().map(|(r, _, _)| r).collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// Give each row the structural problems of its earlier rejection; a record that was
+/// cut stays cut.
+pub(super) fn restore_structural(rows: &mut [RawRow], old: &OldRejections) {
+    for row in rows.iter_mut() {
+        let Some(reasons) = old.reasons(row.line as i64) else {
+            continue;
+        };
+        for (rule, column, message) in reasons_of(&reasons) {
+            if STRUCTURAL_RULES.contains(&rule.as_str()) {
+                row.cut |= CUT_RULES.contains(&rule.as_str());
+                row.problems
+                    .push(Violation::new(&rule, column.as_deref(), message));
+            }
+        }
+    }
 }

@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use deltalake::arrow::array::{AsArray, RecordBatch};
+
+use super::moves::{OldRejections, count_moves, restore_structural};
 use deltalake::arrow::datatypes::DataType;
 use futures::StreamExt;
 
@@ -20,6 +22,7 @@ use crate::schema::{BATCH_ID, RECEIVED_AT, REJECTION_REASONS, SOURCE_FILE, SOURC
 use crate::storage::{self, AppendWriter, Lakehouse};
 use crate::zones::silver::Validator;
 use crate::zones::{Lineage, bronze};
+use deltalake::DeltaTable;
 
 /// Memory the recompute's DataFusion session may hold before its sorts spill.
 const MEMORY_LIMIT: usize = 128 << 20;
@@ -46,25 +49,28 @@ pub struct Recomputed {
     pub to_silver_rows: u64,
     /// Rows in the new silver (one per key).
     pub silver_rows: u64,
+    /// Bronze rows of batches that never completed, left out as before.
+    pub unfinished_rows: u64,
 }
 
-/// Which tables the recompute writes (a resumed rebuild skips those already written).
-pub struct Writes<'a> {
-    pub silver: Option<&'a mut deltalake::DeltaTable>,
-    pub rejected: Option<&'a mut deltalake::DeltaTable>,
-    /// The rebuild's transaction, committed with each table.
-    pub txn: (&'a str, i64),
-    pub props: serde_json::Value,
+/// A recompute whose new tables are written but not committed yet.
+pub struct Prepared {
+    pub out: Recomputed,
+    /// The new silver, when it was asked for.
+    pub silver: Option<AppendWriter>,
+    /// The new rejected, when it was asked for.
+    pub rejected: Option<AppendWriter>,
 }
 
-/// Recompute silver and rejected from bronze; with `writes`, replace those tables.
+/// Recompute silver and rejected from bronze; for `silver_table` and `rejected_table`
+/// given, write their replacements (uploaded, not committed: see [`Prepared`]).
 pub async fn recompute(
     lake: &Lakehouse,
     p: &Pipeline,
     validator: &Validator,
     seqs: &HashMap<String, i64>,
-    writes: Option<Writes<'_>>,
-) -> Result<Recomputed> {
+    (silver_table, rejected_table): (Option<&DeltaTable>, Option<&DeltaTable>),
+) -> Result<Prepared> {
     let tables = super::super::SourceTables::new(p);
     let ctx = storage::bounded_session(MEMORY_LIMIT)?;
     let bronze = lake.open(&tables.bronze).await?.ok_or_else(|| {
@@ -74,52 +80,17 @@ pub async fn recompute(
         ))
     })?;
     storage::register(&ctx, "__bronze", &bronze).await?;
-    let mut columns: Vec<String> = p
-        .source
-        .columns
-        .iter()
-        .map(|c| format!("b.\"{}\"", c.name))
-        .collect();
-    columns.extend([SOURCE_LINE, SOURCE_FILE, BATCH_ID, RECEIVED_AT].map(|c| format!("b.{c}")));
     let old_rejected = lake.open(&tables.rejected).await?;
-    let sql = match &old_rejected {
-        // The rows rejected before, to tell what moves.
-        Some(r) => {
-            storage::register(&ctx, "__rejected", r).await?;
-            format!(
-                // Rejected (the smaller side) is the hash join's build side; bronze streams.
-                "SELECT {}, r.{REJECTION_REASONS} AS __old FROM \
-                 (SELECT {BATCH_ID}, {SOURCE_LINE}, {REJECTION_REASONS} FROM __rejected) r \
-                 RIGHT JOIN __bronze b \
-                 ON b.{BATCH_ID} = r.{BATCH_ID} AND b.{SOURCE_LINE} = r.{SOURCE_LINE}",
-                columns.join(", ")
-            )
-        }
-        None => format!(
-            "SELECT {}, CAST(NULL AS INT) AS __old FROM __bronze b",
-            columns.join(", ")
-        ),
-    };
-    let step = || MedallionError::sql("rebuild: read bronze");
-    let mut stream = ctx
-        .sql(&sql)
-        .await
-        .map_err(step())?
-        .execute_stream()
-        .await
-        .map_err(step())?;
-
+    if let Some(r) = &old_rejected {
+        storage::register(&ctx, "__rejected", r).await?;
+    }
     let staged_dir = tempfile::tempdir().map_err(|source| MedallionError::ReadFile {
         path: std::env::temp_dir(),
         source,
     })?;
     let staged_path = staged_dir.path().join("accepted.parquet");
     let mut staged = super::staged::Staged::create(&staged_path, &crate::schema::silver_schema(p))?;
-    let (silver_table, rejected_table, txn, props) = match writes {
-        Some(w) => (w.silver, w.rejected, Some(w.txn), w.props),
-        None => (None, None, None, serde_json::Value::Null),
-    };
-    let mut rejected_w = match rejected_table.as_deref() {
+    let mut rejected_w = match rejected_table {
         Some(t) => Some(AppendWriter::replacing(
             t,
             &tables.rejected,
@@ -129,22 +100,25 @@ pub async fn recompute(
         None => None,
     };
     let mut out = Recomputed::default();
-    let n = p.source.columns.len();
-    while let Some(b) = stream.next().await {
-        let b = b.map_err(step())?;
-        for (start, len) in runs_of_batch_id(&b, n + 2)? {
-            let part = b.slice(start, len);
+    // Batch by batch, in `seq` order: a batch's bronze rows stream, its earlier
+    // rejections (one file's worth at most) are held to compare with.
+    for (batch_id, seq) in batches_in_order(seqs) {
+        let old = match &old_rejected {
+            Some(_) => OldRejections::new(&old_rejections(&ctx, batch_id).await?),
+            None => OldRejections::default(),
+        };
+        let mut stream = batch_rows(&ctx, p, batch_id).await?;
+        while let Some(b) = stream.next().await {
+            let part = b.map_err(MedallionError::sql("rebuild: read bronze"))?;
+            let n = p.source.columns.len();
             let lineage = lineage_of(&part, n)?;
-            let seq = *seqs.get(&lineage.batch_id).ok_or_else(|| {
-                MedallionError::Internal(format!(
-                    "bronze holds rows of batch {} that the ledger does not show as loaded",
-                    lineage.batch_id
-                ))
-            })?;
-            let rows = bronze::read_back(&part, n)?;
+            let mut rows = bronze::read_back(&part, n)?;
+            // Bronze keeps the text, not its structural problems: those come back from
+            // the row's earlier rejection, so such a row stays rejected for them.
+            restore_structural(&mut rows, &old);
             let v = validator.validate(&rows, &lineage)?;
-            super::moves::count_moves(&mut out, &part, n + 4, &v.accepted, &v.rejected)?;
-            let c = out.per_batch.entry(lineage.batch_id.clone()).or_default();
+            count_moves(&mut out, &old, &v.accepted, &v.rejected)?;
+            let c = out.per_batch.entry(batch_id.to_string()).or_default();
             c.rows += rows.len() as u64;
             c.accepted += v.accepted.num_rows() as u64;
             c.rejected += v.rejected.num_rows() as u64;
@@ -157,6 +131,10 @@ pub async fn recompute(
             }
         }
     }
+    // Rows of a batch that never completed (closed as failed after its bronze commit,
+    // its raw file gone) were in neither silver nor rejected: they stay so.
+    let rebuilt: u64 = out.per_batch.values().map(|c| c.rows).sum();
+    out.unfinished_rows = storage::row_count(&ctx, &bronze, &tables.bronze).await? - rebuilt;
     let staged_rows = staged.finish()?;
     if staged_rows > 0 {
         ctx.register_parquet(
@@ -180,48 +158,40 @@ pub async fn recompute(
                 .value(0) as u64
         });
     }
-    if let Some(table) = silver_table {
-        let mut w = AppendWriter::replacing(
-            table,
-            &tables.silver,
-            &crate::schema::silver_schema(p),
-            &[(
-                super::super::evolve::SILVER_KEY_PROPERTY,
-                &super::super::evolve::silver_key_value(p),
-            )],
-        )?;
-        if staged_rows > 0 {
-            let step = || MedallionError::sql("rebuild: last row per key");
-            let mut rows = ctx
-                .sql(&last_per_key_sql(p))
-                .await
-                .map_err(step())?
-                .execute_stream()
-                .await
-                .map_err(step())?;
-            while let Some(b) = rows.next().await {
-                w.write(b.map_err(step())?).await?;
+    let silver_w = match silver_table {
+        Some(table) => {
+            let mut w = AppendWriter::replacing(
+                table,
+                &tables.silver,
+                &crate::schema::silver_schema(p),
+                &[(
+                    super::super::evolve::SILVER_KEY_PROPERTY,
+                    &super::super::evolve::silver_key_value(p),
+                )],
+            )?;
+            if staged_rows > 0 {
+                let step = || MedallionError::sql("rebuild: last row per key");
+                let mut rows = ctx
+                    .sql(&last_per_key_sql(p))
+                    .await
+                    .map_err(step())?
+                    .execute_stream()
+                    .await
+                    .map_err(step())?;
+                while let Some(b) = rows.next().await {
+                    w.write(b.map_err(step())?).await?;
+                }
             }
+            out.silver_rows = w.rows();
+            Some(w)
         }
-        out.silver_rows = w.rows();
-        let info = storage::commit_info("rebuild_silver", with_rows(&props, w.rows()));
-        w.commit(table, info, txn).await?;
-        super::super::failpoint("after_rebuild_silver");
-    }
-    if let (Some(w), Some(table)) = (rejected_w, rejected_table) {
-        let info = storage::commit_info("rebuild_rejected", with_rows(&props, w.rows()));
-        w.commit(table, info, txn).await?;
-        super::super::failpoint("after_rebuild_rejected");
-    }
-    Ok(out)
-}
-
-fn with_rows(props: &serde_json::Value, rows: u64) -> serde_json::Value {
-    let mut v = props.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("rows".into(), rows.into());
-    }
-    v
+        None => None,
+    };
+    Ok(Prepared {
+        out,
+        silver: silver_w,
+        rejected: rejected_w,
+    })
 }
 
 /// The last staged row per silver key, in (`seq`, line) order, without the `__seq` column.
@@ -241,20 +211,55 @@ fn last_per_key_sql(p: &Pipeline) -> String {
     )
 }
 
-/// (start, length) of the runs of equal `_batch_id` in `b` (column `col`).
-fn runs_of_batch_id(b: &RecordBatch, col: usize) -> Result<Vec<(usize, usize)>> {
-    let ids = deltalake::arrow::compute::cast(b.column(col), &DataType::Utf8)
-        .map_err(MedallionError::arrow("rebuild: batch ids"))?;
-    let ids = ids.as_string::<i32>();
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=b.num_rows() {
-        if i == b.num_rows() || ids.value(i) != ids.value(start) {
-            runs.push((start, i - start));
-            start = i;
-        }
-    }
-    Ok(runs)
+/// Loaded batches as (batch id, seq), in `seq` order.
+fn batches_in_order(seqs: &HashMap<String, i64>) -> Vec<(&str, i64)> {
+    let mut batches: Vec<(&str, i64)> = seqs.iter().map(|(b, s)| (b.as_str(), *s)).collect();
+    batches.sort_by_key(|(_, s)| *s);
+    batches
+}
+
+fn quoted_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The rejected rows of one batch before the rebuild: (`_source_line`, reasons).
+async fn old_rejections(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    batch_id: &str,
+) -> Result<Vec<RecordBatch>> {
+    let sql = format!(
+        "SELECT {SOURCE_LINE}, {REJECTION_REASONS} FROM __rejected WHERE {BATCH_ID} = {}",
+        quoted_literal(batch_id)
+    );
+    storage::sql_batches(ctx, &sql, "rebuild: read the earlier rejections").await
+}
+
+/// One batch's bronze rows: the configured columns, then `_source_line`, file, batch
+/// id and received at (the layout of `bronze::read_back` and `lineage_of`).
+async fn batch_rows(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    p: &Pipeline,
+    batch_id: &str,
+) -> Result<deltalake::datafusion::physical_plan::SendableRecordBatchStream> {
+    let mut columns: Vec<String> = p
+        .source
+        .columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
+    columns.extend([SOURCE_LINE, SOURCE_FILE, BATCH_ID, RECEIVED_AT].map(String::from));
+    let sql = format!(
+        "SELECT {} FROM __bronze WHERE {BATCH_ID} = {}",
+        columns.join(", "),
+        quoted_literal(batch_id)
+    );
+    let step = || MedallionError::sql("rebuild: read bronze");
+    ctx.sql(&sql)
+        .await
+        .map_err(step())?
+        .execute_stream()
+        .await
+        .map_err(step())
 }
 
 /// The lineage of a run of rows of one batch (file, batch id, received at).

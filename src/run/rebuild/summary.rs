@@ -63,6 +63,13 @@ impl fmt::Display for RebuildReport {
                 s.to_silver_rows
             )?;
             rules(f, &s.to_silver)?;
+            if s.unfinished_rows > 0 {
+                writeln!(
+                    f,
+                    "  {} bronze rows of batches that never completed are left out, as before",
+                    s.unfinished_rows
+                )?;
+            }
         }
         for (model, rows, version) in &self.gold {
             if self.dry_run {
