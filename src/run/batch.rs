@@ -194,7 +194,26 @@ pub async fn ingest(
     }
     tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "silver upserted");
     let started = std::time::Instant::now();
-    for (model, keys) in p.gold.iter().zip(affected) {
+    let affected = (!full).then_some(affected);
+    refresh_gold(lake, p, lease, &silver, affected, (lineage, seq), fr).await?;
+    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "gold refreshed");
+    Ok(())
+}
+
+/// Refresh every gold model whose stage is not done yet: for the keys each model was
+/// `affected` in, or fully (`None`).
+async fn refresh_gold(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+    silver: &deltalake::DeltaTable,
+    affected: Option<Vec<Vec<deltalake::arrow::record_batch::RecordBatch>>>,
+    (lineage, seq): (&Lineage, i64),
+    fr: &mut FileReport,
+) -> Result<()> {
+    let mut affected = affected.map(Vec::into_iter);
+    for model in &p.gold {
+        let keys = affected.as_mut().and_then(Iterator::next);
         let app = gold_app(&model.name);
         let relative = format!("gold/{}", model.name);
         if let Some(t) = lake.open(&relative).await?
@@ -203,12 +222,10 @@ pub async fn ingest(
             continue;
         }
         lease.check()?;
-        let keys = if full { None } else { Some(keys) };
-        let g = gold::refresh(lake, p, model, &silver, keys, lineage, Some((&app, seq))).await?;
+        let g = gold::refresh(lake, p, model, silver, keys, lineage, Some((&app, seq))).await?;
         fr.gold.push((g.model, g.changes));
         failpoint("after_gold_commit");
     }
-    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "gold refreshed");
     Ok(())
 }
 
