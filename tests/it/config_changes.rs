@@ -2,8 +2,6 @@
 //! were committed is completed under the current rules, and every one of its rows
 //! still lands in silver or in rejected.
 
-use std::process::Command;
-
 use crate::workdir::{REPO, Workdir, text};
 
 const FILE1: &str = "readings_2026-01-01.csv";
@@ -12,13 +10,8 @@ const FILE1: &str = "readings_2026-01-01.csv";
 fn recovery_under_a_changed_rule_loses_no_row() {
     let w = Workdir::sample_config();
     w.add_sample(FILE1);
-    let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
-        .args(["run", "--config"])
-        .arg(w.root.join("config.yaml"))
-        .env("MEDALLION_FAILPOINT", "after_rejected_commit")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "the run aborts at the fail point");
+    let out = w.medallion_failing_at(&["run"], "after_rejected_commit");
+    assert!(out.code != 0, "the run aborts at the fail point");
     let rejected_before = w.count("FROM rejected.readings");
 
     // A stricter rule arrives before the batch is completed.

@@ -201,13 +201,8 @@ fn a_killed_rebuild_is_completed_by_the_next_run() {
         w.add_sample(FILE2);
         w.run_expect(0);
         std::fs::write(w.root.join("config.yaml"), with_new_rule(&sample_config())).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
-            .args(["rebuild", "--config"])
-            .arg(w.root.join("config.yaml"))
-            .env("MEDALLION_FAILPOINT", fp)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{fp}: the rebuild aborts");
+        let out = w.medallion_failing_at(&["rebuild"], fp);
+        assert!(out.code != 0, "{fp}: the rebuild aborts");
         if fp == "before_rebuild_claim" {
             // Killed while it computed: nothing was claimed or committed.
             let r = w.run_expect(0);
@@ -344,13 +339,8 @@ fn a_rebuild_under_the_same_rules_changes_nothing_even_for_malformed_rows() {
 fn bronze_rows_of_a_batch_that_never_completed_do_not_stop_a_rebuild() {
     let w = Workdir::sample_config();
     w.add_sample(FILE1);
-    let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
-        .args(["run", "--config"])
-        .arg(w.root.join("config.yaml"))
-        .env("MEDALLION_FAILPOINT", "after_bronze_commit")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = w.medallion_failing_at(&["run"], "after_bronze_commit");
+    assert!(out.code != 0);
     // The raw file goes away: the batch is closed as failed, its bronze rows stay.
     std::fs::remove_file(w.raw().join(FILE1)).unwrap();
     let r = w.medallion(&["run"]);
@@ -386,13 +376,8 @@ fn a_rebuild_left_open_under_another_configuration_is_started_again() {
     w.add_sample(FILE1);
     w.run_expect(0);
     std::fs::write(w.root.join("config.yaml"), with_new_rule(&sample_config())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
-        .args(["rebuild", "--config"])
-        .arg(w.root.join("config.yaml"))
-        .env("MEDALLION_FAILPOINT", "after_rebuild_silver")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = w.medallion_failing_at(&["rebuild"], "after_rebuild_silver");
+    assert!(out.code != 0);
     assert_eq!(
         w.count("FROM silver.readings WHERE usage_kwh > 3"),
         0,

@@ -87,6 +87,19 @@ impl Workdir {
         Run::from(out)
     }
 
+    /// Run the binary with `args`, aborting at the fail point `failpoint` (tests only).
+    pub fn medallion_failing_at(&self, args: &[&str], failpoint: &str) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
+            .args(args)
+            .arg("--config")
+            .arg(self.root.join("config.yaml"))
+            .current_dir(&self.root)
+            .env("MEDALLION_FAILPOINT", failpoint)
+            .output()
+            .expect("run medallion");
+        Run::from(out)
+    }
+
     /// `medallion run`, asserting it exits with `code`.
     pub fn run_expect(&self, code: i32) -> Run {
         let r = self.medallion(&["run"]);
