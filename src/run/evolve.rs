@@ -56,11 +56,7 @@ pub async fn check(lake: &Lakehouse, p: &Pipeline, silver_replaced: bool) -> Res
         let Some(table) = lake.open(relative).await? else {
             continue;
         };
-        let current = table
-            .snapshot()
-            .map_err(MedallionError::delta("read schema", relative.as_str()))?
-            .snapshot()
-            .arrow_schema();
+        let current = storage::arrow_schema(&table, relative)?;
         let added = compare(p, relative, &current, &wanted, &mut problems);
         if !added.is_empty() {
             plan.additions.push((relative.clone(), added));

@@ -153,8 +153,7 @@ async fn before_batches(
     let mut resumed = rebuild::RebuildReport::default();
     report.rebuild_completed = rebuild::resume_or_close(lake, p, lease, state, &mut resumed)
         .await?
-        .is_some()
-        || resumed.resumed;
+        .is_some();
     for (model, reason) in model_rebuild::stale_models(lake, p).await? {
         lease.check()?;
         let (version, rows) = model_rebuild::rebuild(lake, p, model, reason, None).await?;

@@ -55,10 +55,8 @@ pub fn dictionary_pays(field: &Field) -> bool {
 
 /// The Parquet settings for appends and rewrites of `table`.
 pub fn table_writer_properties(table: &DeltaTable, name: &str) -> Result<WriterProperties> {
-    let snapshot = table
-        .snapshot()
-        .map_err(MedallionError::delta("read schema", name))?;
-    Ok(writer_properties(&snapshot.snapshot().arrow_schema()))
+    let schema = super::arrow_schema(table, name)?;
+    Ok(writer_properties(&schema))
 }
 
 /// An open append to one table (or, from [`AppendWriter::replacing`], a replacement
@@ -78,11 +76,7 @@ impl AppendWriter {
     /// Start an append to `table`.
     pub fn new(table: &DeltaTable, table_name: &str) -> Result<Self> {
         let props = table_writer_properties(table, table_name)?;
-        let schema = table
-            .snapshot()
-            .map_err(MedallionError::delta("read schema", table_name))?
-            .snapshot()
-            .arrow_schema();
+        let schema = super::arrow_schema(table, table_name)?;
         let writer = RecordBatchWriter::for_table(table)
             .map_err(MedallionError::delta("open writer", table_name))?
             .with_writer_properties(props)

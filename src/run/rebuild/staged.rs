@@ -26,10 +26,7 @@ impl Staged {
         let mut fields: Vec<Field> = silver.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("__seq", DataType::Int64, false));
         let schema = Arc::new(Schema::new(fields));
-        let props = deltalake::parquet::file::properties::WriterProperties::builder()
-            .set_max_row_group_row_count(Some(64 * 1024))
-            .set_dictionary_enabled(false)
-            .build();
+        let props = crate::zones::silver::staging_properties();
         let file = std::fs::File::create(path).map_err(io)?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| {
             MedallionError::Arrow {

@@ -111,12 +111,7 @@ async fn merge_changes(
     let source = ctx
         .read_table(Arc::new(staged))
         .map_err(MedallionError::sql("stage gold rows"))?;
-    let columns: Vec<String> = model
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let columns = schema::column_names(&model.schema);
     let relative = table_path(model);
     let spec = UpsertSpec {
         table_name: &relative,

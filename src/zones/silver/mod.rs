@@ -22,7 +22,7 @@ use deltalake::datafusion::common::JoinType;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
-pub use staging::{StagedRows, Staging};
+pub use staging::{StagedRows, Staging, staging_properties};
 pub use validate::{ValidatedChunk, Validator};
 
 use crate::config::Pipeline;
@@ -157,11 +157,7 @@ async fn merge_batch(
     let source: DataFrame = ctx
         .read_table(Arc::new(staged))
         .map_err(MedallionError::sql("stage silver rows"))?;
-    let columns: Vec<String> = silver_schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let columns = schema::column_names(&silver_schema);
     let spec = UpsertSpec {
         table_name: &name,
         keys: &p.silver_key,

@@ -33,6 +33,15 @@ fn pq(
     }
 }
 
+/// Parquet settings of local staging files, written once and read once: no
+/// dictionaries to build, no compression, row groups of bounded size.
+pub fn staging_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_enabled(false)
+        .build()
+}
+
 /// Accepted rows being staged.
 pub struct Staging {
     writer: ArrowWriter<File>,
@@ -43,14 +52,12 @@ pub struct Staging {
 impl Staging {
     pub fn new(schema: &SchemaRef) -> Result<Self> {
         let file = tempfile::tempfile().map_err(io)?;
-        // Written once and read once: no dictionaries to build, no compression.
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_dictionary_enabled(false)
-            .build();
-        let writer =
-            ArrowWriter::try_new(file.try_clone().map_err(io)?, schema.clone(), Some(props))
-                .map_err(pq("stage accepted rows"))?;
+        let writer = ArrowWriter::try_new(
+            file.try_clone().map_err(io)?,
+            schema.clone(),
+            Some(staging_properties()),
+        )
+        .map_err(pq("stage accepted rows"))?;
         Ok(Staging {
             writer,
             file,
