@@ -177,7 +177,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 pipeline.source.columns.len(),
                 pipeline.source.row_rules.len(),
                 pipeline.gold.len(),
-                pipeline.lakehouse
+                pipeline.lakehouse.url
             );
             for model in &pipeline.gold {
                 outln!(

@@ -158,14 +158,14 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
     let ledger_state = ledger::state(&lake).await?;
     let mut files_loaded = Vec::new();
     let mut files_pending = Vec::new();
-    for f in ingest::discover(p)? {
+    for f in ingest::discover(p).await? {
         // A settled file version is recognised by name, size and mtime, as `run` does:
         // only new or changed files are hashed.
         if ledger_state.unchanged_since_settled(&f) {
             files_loaded.push(f.name);
             continue;
         }
-        match ingest::fingerprint(&f)? {
+        match ingest::fingerprint_async(&f).await? {
             Some(print) if ledger_state.is_settled(&f.name, &print.sha256) => {
                 files_loaded.push(f.name)
             }
@@ -174,7 +174,8 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
     }
     let configured: Vec<String> = p.gold.iter().map(|m| m.name.clone()).collect();
     let orphaned_gold = lake
-        .tables_in("gold")?
+        .tables_in("gold")
+        .await?
         .into_iter()
         .filter(|name| !configured.contains(name))
         .map(|name| format!("gold.{name}"))
@@ -200,6 +201,9 @@ pub async fn vacuum(
     dry_run: bool,
 ) -> Result<Vec<(String, Vec<String>)>> {
     let lake = Lakehouse::new(p.lakehouse.clone());
+    if !dry_run {
+        lake.ensure_writable().await?;
+    }
     let mut out = Vec::new();
     for (sql_name, relative) in tables(p) {
         let files = storage::vacuum(&lake, &relative, retention, dry_run).await?;

@@ -117,6 +117,25 @@ pub enum MedallionError {
         example: String,
     },
 
+    /// An object store (or local directory) could not be reached or used.
+    #[error("{step} {location}: {message}")]
+    Store {
+        location: String,
+        step: &'static str,
+        message: String,
+    },
+
+    /// The lakehouse's store does not refuse a second conditional create of the same
+    /// key: concurrent Delta commits would silently overwrite each other.
+    #[error(
+        "the store at {location} does not honour conditional creates (If-None-Match): {found}. \
+         Delta commits on it could silently overwrite each other, so medallion will not write \
+         there. Use a store or endpoint that refuses a PUT with `If-None-Match: *` on an \
+         existing key (AWS S3, Azure Blob, GCS, MinIO, Cloudflare R2 all do), or remove \
+         an option that disables it (`aws_conditional_put`)"
+    )]
+    UnsafeStore { location: String, found: String },
+
     /// The lakehouse is not in a state where the command can run (an open batch).
     #[error("{0}")]
     Busy(String),
@@ -161,7 +180,8 @@ impl MedallionError {
         match self {
             MedallionError::Config(_)
             | MedallionError::SchemaChange { .. }
-            | MedallionError::Usage(_) => 2,
+            | MedallionError::Usage(_)
+            | MedallionError::UnsafeStore { .. } => 2,
             _ => 1,
         }
     }

@@ -4,6 +4,7 @@
 //! place in the YAML. Nothing is written anywhere while the configuration is invalid.
 
 mod columns;
+mod location;
 mod model;
 mod spec;
 mod validate;

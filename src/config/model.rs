@@ -8,8 +8,12 @@ use serde::Deserialize;
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConfigFile {
-    /// Root of the lakehouse: a path (relative to the config file) or a `file://` URI.
+    /// Root of the lakehouse: a path (relative to the config file) or a URI
+    /// (`s3://bucket/prefix`, `az://container/prefix`, `abfss://…`, `gs://…`, `file://…`).
     pub lakehouse: String,
+    /// Options for the lakehouse's store (endpoint, region, credentials as `${VAR}`).
+    #[serde(default)]
+    pub storage_options: std::collections::BTreeMap<String, String>,
     /// The CSV source: where files land, how to read them, what the columns mean.
     pub source: SourceConfig,
     /// How silver is kept.
@@ -24,9 +28,13 @@ pub struct ConfigFile {
 pub struct SourceConfig {
     /// Logical name; tables are `bronze/<name>`, `silver/<name>`, `rejected/<name>`.
     pub name: String,
-    /// The landing zone, relative to the lakehouse root.
+    /// The landing zone: a path relative to the lakehouse root, an absolute path, or a
+    /// URI of its own (another bucket or container).
     #[serde(default = "default_raw_dir")]
     pub raw_dir: String,
+    /// Options for a landing zone at a URI of its own.
+    #[serde(default)]
+    pub storage_options: std::collections::BTreeMap<String, String>,
     /// Glob of file names to ingest (matched against the name inside `raw_dir`).
     #[serde(default = "default_pattern")]
     pub pattern: String,

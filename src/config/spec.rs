@@ -4,7 +4,8 @@
 use chrono_tz::Tz;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::logical_expr::Expr;
-use url::Url;
+
+use crate::storage::Location;
 
 use super::model::RuleAction;
 pub use medallion_csv::ColumnCheck;
@@ -13,8 +14,8 @@ use medallion_csv::{Dialect, Value, ValueParser};
 /// The checked configuration: what every stage runs from.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    /// Root of the lakehouse, as a directory URL (ends with `/`).
-    pub lakehouse: Url,
+    /// Root of the lakehouse, as a directory URL (ends with `/`), and its store options.
+    pub lakehouse: Location,
     pub source: SourceSpec,
     /// Natural key of silver.
     pub silver_key: Vec<String>,
@@ -27,7 +28,8 @@ pub struct Pipeline {
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
     pub name: String,
-    pub raw_dir: String,
+    /// The landing zone, as a directory URL and its store options.
+    pub raw_zone: Location,
     pub pattern: glob::Pattern,
     pub timezone: Tz,
     pub csv: CsvSpec,

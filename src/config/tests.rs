@@ -33,7 +33,7 @@ fn sample_config_loads() {
     assert_eq!(p.gold.len(), 1);
     assert_eq!(p.gold[0].keys, ["customer_id", "usage_date"]);
     assert_eq!(
-        p.lakehouse.as_str(),
+        p.lakehouse.url.as_str(),
         "file:///tmp/medallion-test/lakehouse/"
     );
     assert_eq!(p.source.row_rules[1].action, RuleAction::Warn);

@@ -11,7 +11,6 @@ use chrono_tz::Tz;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
-use url::Url;
 
 use super::ConfigError;
 use super::columns::{validate_column, validate_row_rules};
@@ -21,8 +20,8 @@ use crate::schema;
 
 pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
     let mut errs = Vec::new();
-    let lakehouse = resolve_lakehouse(&file.lakehouse, base, &mut errs);
-    let source = validate_source(&file.source, &mut errs);
+    let lakehouse = super::location::lakehouse(file, base, &mut errs);
+    let source = validate_source(&file.source, lakehouse.as_ref(), &mut errs);
 
     if file.silver.batch_rows == 0 {
         errs.push(ConfigError::new("silver.batch_rows", "must be at least 1"));
@@ -71,51 +70,13 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
     }
 }
 
-fn resolve_lakehouse(text: &str, base: &Path, errs: &mut Vec<ConfigError>) -> Option<Url> {
-    if text.contains("://") {
-        return match Url::parse(text) {
-            Ok(u) if u.scheme() == "file" => {
-                let mut u = u;
-                if !u.path().ends_with('/') {
-                    u.set_path(&format!("{}/", u.path()));
-                }
-                Some(u)
-            }
-            Ok(u) => {
-                errs.push(ConfigError::new(
-                    "lakehouse",
-                    format!(
-                        "storage scheme \"{}\" is not supported yet (use a local path)",
-                        u.scheme()
-                    ),
-                ));
-                None
-            }
-            Err(e) => {
-                errs.push(ConfigError::new(
-                    "lakehouse",
-                    format!("not a valid URI: {e}"),
-                ));
-                None
-            }
-        };
-    }
-    let path = base.join(text);
-    let abs = std::path::absolute(&path).unwrap_or(path);
-    match Url::from_directory_path(&abs) {
-        Ok(u) => Some(u),
-        Err(()) => {
-            errs.push(ConfigError::new(
-                "lakehouse",
-                format!("not a usable path: {}", abs.display()),
-            ));
-            None
-        }
-    }
-}
-
-fn validate_source(src: &SourceConfig, errs: &mut Vec<ConfigError>) -> Option<SourceSpec> {
+fn validate_source(
+    src: &SourceConfig,
+    lakehouse: Option<&crate::storage::Location>,
+    errs: &mut Vec<ConfigError>,
+) -> Option<SourceSpec> {
     let start = errs.len();
+    let raw_zone = super::location::raw_zone(src, lakehouse, errs);
     if !valid_name(&src.name) {
         errs.push(ConfigError::new(
             "source.name",
@@ -181,7 +142,7 @@ fn validate_source(src: &SourceConfig, errs: &mut Vec<ConfigError>) -> Option<So
     }
     Some(SourceSpec {
         name: src.name.clone(),
-        raw_dir: src.raw_dir.trim_matches('/').to_string(),
+        raw_zone: raw_zone?,
         pattern: pattern?,
         timezone: tz,
         csv: csv?,

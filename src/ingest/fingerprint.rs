@@ -24,25 +24,28 @@ pub struct Fingerprint {
 /// Hash a raw file (streaming) and check it did not change meanwhile: a file whose size
 /// or mtime moves while it is read is still being written and is left for the next run
 /// (`Ok(None)`). Producers should write elsewhere and rename into the raw zone.
+/// Blocking: call it off the async runtime's threads (see [`fingerprint_async`]).
 pub fn fingerprint(file: &RawFile) -> Result<Option<Fingerprint>> {
     use sha2::Digest;
     let err = |source| MedallionError::ReadFile {
-        path: file.path.clone(),
+        path: file.display_path(),
         source,
     };
     let mut hasher = sha2::Sha256::new();
-    let mut f = std::fs::File::open(&file.path).map_err(err)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf).map_err(err)?;
-        if n == 0 {
-            break;
+    let hashed = file.open().and_then(|mut f| {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf).map_err(err)?;
+            if n == 0 {
+                return Ok(());
+            }
+            hasher.update(&buf[..n]);
         }
-        hasher.update(&buf[..n]);
-    }
-    if !unchanged_since_listed(file)? {
+    });
+    if !file.unchanged_since_listed()? {
         return Ok(None);
     }
+    hashed?;
     Ok(Some(Fingerprint {
         sha256: hex::encode(hasher.finalize()),
         size: file.size,
@@ -50,14 +53,12 @@ pub fn fingerprint(file: &RawFile) -> Result<Option<Fingerprint>> {
     }))
 }
 
-/// Whether `file` still has the size and mtime it was listed (and hashed) with.
-pub fn unchanged_since_listed(file: &RawFile) -> Result<bool> {
-    let meta = std::fs::metadata(&file.path).map_err(|source| MedallionError::ReadFile {
-        path: file.path.clone(),
-        source,
-    })?;
-    let modified = meta.modified().ok().map(DateTime::<Utc>::from);
-    Ok(meta.len() == file.size && modified == file.modified)
+/// [`fingerprint`] on a blocking thread, for async callers.
+pub async fn fingerprint_async(file: &RawFile) -> Result<Option<Fingerprint>> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || fingerprint(&file))
+        .await
+        .map_err(|e| MedallionError::Internal(format!("hashing a raw file stopped: {e}")))?
 }
 
 /// Fingerprints of a list of files, computed in order on a thread of its own at most
@@ -111,9 +112,9 @@ mod tests {
         let meta = std::fs::metadata(path).unwrap();
         RawFile {
             name: path.file_name().unwrap().to_string_lossy().into_owned(),
-            path: path.to_path_buf(),
             size: meta.len(),
             modified: meta.modified().ok().map(DateTime::<Utc>::from),
+            source: crate::ingest::RawSource::Local(path.to_path_buf()),
         }
     }
 
@@ -160,12 +161,12 @@ mod tests {
         let path = dir.path().join("r.csv");
         std::fs::write(&path, "a,b\n1,2\n").unwrap();
         let file = listed(&path);
-        assert!(unchanged_since_listed(&file).unwrap());
+        assert!(file.unchanged_since_listed().unwrap());
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap();
         f.write_all(b"3,4\n").unwrap();
-        assert!(!unchanged_since_listed(&file).unwrap());
+        assert!(!file.unchanged_since_listed().unwrap());
     }
 }

@@ -167,7 +167,10 @@ async fn commit_event(
 
 impl Lease {
     /// Take the lease, waiting up to `wait` while another live process holds it.
+    /// Every writer takes the lease first, so this is also where a lakehouse on an
+    /// object store is checked to refuse conflicting commits (once, see `storage::probe`).
     pub async fn acquire(lake: &Lakehouse, ttl: Duration, wait: Duration) -> Result<Lease> {
+        lake.ensure_writable().await?;
         let holder = holder_id();
         let started = std::time::Instant::now();
         loop {

@@ -9,13 +9,12 @@
 //! be opened or decompressed, it is empty or binary, or its header does not match the
 //! configuration (missing columns are named, with the closest header as a suggestion).
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 use medallion_csv::{Record, RecordReader, excerpt};
 
+use super::RawFile;
 use crate::config::SourceSpec;
 use crate::error::{MedallionError, Result};
 use crate::zones::Violation;
@@ -65,30 +64,33 @@ pub struct CsvChunks {
 }
 
 impl CsvChunks {
-    /// Open `path` (shown as `file` in messages) and check its header.
-    pub fn open(path: &Path, file: &str, spec: &SourceSpec) -> Result<Self> {
+    /// Open the raw file (blocking) and check its header.
+    pub fn open(raw: &RawFile, spec: &SourceSpec) -> Result<Self> {
+        let file = raw.name.as_str();
         let bad = |message: String| MedallionError::BadFile {
             file: file.to_string(),
             message,
         };
-        let mut f = File::open(path).map_err(|source| MedallionError::ReadFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let mut f = raw.open()?;
+        // The first two bytes tell gzip from text; a stream may hand them over one by one.
         let mut magic = [0u8; 2];
-        let n = f
-            .read(&mut magic)
-            .map_err(|source| MedallionError::ReadFile {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let mut n = 0;
+        while n < 2 {
+            let got = f
+                .read(&mut magic[n..])
+                .map_err(|source| MedallionError::ReadFile {
+                    path: raw.display_path(),
+                    source,
+                })?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
         if n == 0 {
             return Err(bad("the file is empty (0 bytes)".into()));
         }
-        let f = File::open(path).map_err(|source| MedallionError::ReadFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let f = std::io::Cursor::new(magic[..n].to_vec()).chain(f);
         let gzip = n == 2 && magic == [0x1f, 0x8b];
         let input: Box<dyn BufRead + Send> = if gzip {
             Box::new(BufReader::with_capacity(

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
+use crate::ingest::RawFile;
 use crate::ingest::lease::Lease;
 use crate::ingest::reader::{CsvChunks, RawRow};
-use crate::ingest::{self, RawFile};
 use crate::report::FileReport;
 use crate::schema;
 use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
@@ -245,7 +245,7 @@ async fn read_file(
     staging: &mut silver::Staging,
     fr: &mut FileReport,
 ) -> Result<AppendWriter> {
-    let mut chunks = read_in_background(CsvChunks::open(&file.path, &file.name, &p.source)?);
+    let mut chunks = read_in_background(file.clone(), p.source.clone());
     let (to_bronze, bronze) = encode_in_background(bronze_w);
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
@@ -284,7 +284,11 @@ async fn read_file(
         .map_err(|e| MedallionError::Internal(format!("the bronze encoder stopped: {e}")))??;
     // The claim's fingerprint was taken before the read (by the run, possibly while the
     // previous file loaded): a file rewritten since then must not be loaded under it.
-    if !ingest::unchanged_since_listed(file)? {
+    let listed = file.clone();
+    let unchanged = tokio::task::spawn_blocking(move || listed.unchanged_since_listed())
+        .await
+        .map_err(|e| MedallionError::Internal(format!("checking a raw file stopped: {e}")))??;
+    if !unchanged {
         return Err(MedallionError::BadFile {
             file: file.name.clone(),
             message: "the file changed (size or modification time) while it was read; \
@@ -312,11 +316,22 @@ fn encode_in_background(
     (tx, task)
 }
 
-/// Parse the file on its own thread, a couple of chunks ahead of validation and
-/// writing (two cores busy, memory bounded by the channel).
-fn read_in_background(mut reader: CsvChunks) -> tokio::sync::mpsc::Receiver<Result<Vec<RawRow>>> {
+/// Open and parse the file on its own thread, a couple of chunks ahead of validation
+/// and writing (two cores busy, memory bounded by the channel). A file that cannot be
+/// opened, or whose header does not fit, comes out as the first (and only) error.
+fn read_in_background(
+    file: RawFile,
+    spec: crate::config::SourceSpec,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<RawRow>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     std::thread::spawn(move || {
+        let mut reader = match CsvChunks::open(&file, &spec) {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
         loop {
             let next = reader.next_chunk();
             let stop = !matches!(next, Ok(Some(_)));

@@ -123,7 +123,7 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
 /// batch is open, there is nothing to do, and no need for the lease: this only reads.
 /// Anything that appears meanwhile is for the next run (or a concurrent one).
 async fn nothing_to_do(lake: &Lakehouse, p: &Pipeline) -> Result<Option<RunReport>> {
-    let files = ingest::discover(p)?;
+    let files = ingest::discover(p).await?;
     let state = ledger::state(lake).await?;
     if !state.unfinished.is_empty()
         || state.open_rebuild.is_some()
@@ -172,7 +172,7 @@ async fn run_holding_lease(
     p: &Arc<Pipeline>,
     lease: &Lease,
 ) -> Result<RunReport> {
-    let files = ingest::discover(p)?;
+    let files = ingest::discover(p).await?;
     let mut state = ledger::state(lake).await?;
     let validator = Validator::new(p.clone())?;
     tracing::debug!("ledger read");
@@ -188,7 +188,7 @@ async fn run_holding_lease(
         // The raw file is read again only if it still has the claimed content.
         let mut file = files.iter().find(|f| f.name == claim.file);
         if let Some(f) = file {
-            let same = match ingest::fingerprint(f) {
+            let same = match ingest::fingerprint_async(f).await {
                 Ok(print) => print.is_some_and(|print| print.sha256 == claim.sha256),
                 Err(e) => {
                     tracing::warn!(file = %f.name, "{e}");

@@ -8,8 +8,11 @@
 //! readers (Sail) cannot read.
 
 mod alter;
+mod azure;
 mod compact;
+pub mod location;
 mod merge;
+pub mod probe;
 mod read;
 mod vacuum;
 mod write;
@@ -23,11 +26,12 @@ use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructField, StructType};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
 
 pub use alter::{add_columns, set_properties};
 pub use compact::compact_if_fragmented;
+pub use location::{Location, StorageOptions};
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert, within_key_bounds};
 pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
 pub use vacuum::{MIN_RETENTION, vacuum};
@@ -87,35 +91,65 @@ pub fn target_file_size(table: &DeltaTable, name: &str) -> Result<u64> {
 /// The lakehouse root and the URLs of the tables under it.
 #[derive(Debug, Clone)]
 pub struct Lakehouse {
-    root: Url,
+    root: Location,
 }
 
 impl Lakehouse {
-    pub fn new(root: Url) -> Self {
+    pub fn new(root: Location) -> Self {
         Lakehouse { root }
+    }
+
+    /// A lakehouse in a local directory (tests and tools).
+    pub fn local(root: Url) -> Self {
+        Lakehouse::new(Location::new(root, StorageOptions::default()))
+    }
+
+    /// The root and the options that reach it.
+    pub fn root(&self) -> &Location {
+        &self.root
     }
 
     /// URL of a table at `relative` (e.g. `silver/readings`), as a directory URL.
     pub fn table_url(&self, relative: &str) -> Result<Url> {
-        self.root
-            .join(&format!("{}/", relative.trim_matches('/')))
-            .map_err(|e| MedallionError::Usage(format!("bad table path {relative}: {e}")))
+        Ok(self.root.join(relative)?.url)
+    }
+
+    /// Refuse to write to a store that does not honour conditional creates (probed once
+    /// per lakehouse, see [`probe`]).
+    pub async fn ensure_writable(&self) -> Result<()> {
+        probe::ensure_conditional_creates(&self.root).await
     }
 
     /// Names of the tables under a zone directory (`gold` → `daily_usage`, ...), sorted.
-    pub fn tables_in(&self, zone: &str) -> Result<Vec<String>> {
-        let url = self.table_url(zone)?;
-        let Ok(dir) = url.to_file_path() else {
+    pub async fn tables_in(&self, zone: &str) -> Result<Vec<String>> {
+        use deltalake::logstore::object_store::path::Path;
+        let zone_dir = self.root.join(zone)?;
+        if zone_dir.is_local() && zone_dir.url.to_file_path().is_ok_and(|d| !d.is_dir()) {
             return Ok(Vec::new());
-        };
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(Vec::new());
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("_delta_log").is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        }
+        let store = zone_dir.store()?;
+        let listed = store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| MedallionError::Store {
+                location: zone_dir.url.to_string(),
+                step: "list",
+                message: e.to_string(),
+            })?;
+        let mut names = Vec::new();
+        for dir in listed.common_prefixes {
+            let Some(name) = dir.filename().map(str::to_string) else {
+                continue;
+            };
+            let log = Path::from(format!("{name}/_delta_log"));
+            let mut entries = store.list(Some(&log));
+            if futures::StreamExt::next(&mut entries)
+                .await
+                .is_some_and(|e| e.is_ok())
+            {
+                names.push(name);
+            }
+        }
         names.sort();
         Ok(names)
     }
@@ -123,7 +157,9 @@ impl Lakehouse {
     /// Open the table at `relative`, or `None` when no table exists there yet.
     pub async fn open(&self, relative: &str) -> Result<Option<DeltaTable>> {
         let url = self.table_url(relative)?;
-        let mut table = DeltaTableBuilder::from_url(url)
+        let mut table = self
+            .root
+            .table_builder(url)
             .and_then(|b| b.build())
             .map_err(MedallionError::delta("open", relative))?;
         let exists = table
@@ -174,7 +210,9 @@ impl Lakehouse {
             .try_into_kernel()
             .map_err(|e| MedallionError::delta("create", relative)(e.into()))?;
         let columns: Vec<StructField> = kernel.fields().cloned().collect();
-        let table = DeltaTableBuilder::from_url(url)
+        let table = self
+            .root
+            .table_builder(url)
             .and_then(|b| b.build())
             .map_err(MedallionError::delta("create", relative))?;
         let created = table

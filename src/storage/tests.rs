@@ -15,7 +15,7 @@ fn temp_lake() -> (Lakehouse, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("medallion-storage-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = Url::from_directory_path(&dir).unwrap();
-    (Lakehouse::new(url), dir)
+    (Lakehouse::local(url), dir)
 }
 
 async fn append(lake: &Lakehouse, seq: i64) -> Result<Committed> {

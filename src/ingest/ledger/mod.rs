@@ -239,7 +239,7 @@ mod tests {
     #[tokio::test]
     async fn a_row_at_a_taken_seq_is_fenced_unless_it_is_our_own() {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lakehouse::new(url::Url::from_directory_path(dir.path()).unwrap());
+        let lake = Lakehouse::local(url::Url::from_directory_path(dir.path()).unwrap());
         for (status, batch, seq) in [
             (FileStatus::Claimed, "batch-a", 1),
             (FileStatus::Loaded, "batch-a", 1),
