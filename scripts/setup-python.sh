@@ -19,11 +19,13 @@ log_name="setup-python"
 check_venv() {
   "$vpy" - <<'PY' >&2
 import os, sys
-import duckdb, duckdb_extension_delta, polars, deltalake, pyarrow, pysail.spark, pyspark.sql.connect.session  # noqa: F401
-ext = os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions",
-                   "v" + duckdb.__version__, "delta.duckdb_extension")
-if not os.path.isfile(ext):
-    sys.exit(f"delta extension not found at {ext}")
+import duckdb, duckdb_extension_delta, duckdb_extension_httpfs, duckdb_extension_azure, polars, deltalake, pyarrow, pysail.spark, pyspark.sql.connect.session  # noqa: F401
+import boto3, moto.server, azure.storage.blob  # noqa: F401
+for mod, name in ((duckdb_extension_delta, "delta"), (duckdb_extension_httpfs, "httpfs"), (duckdb_extension_azure, "azure")):
+    ext = os.path.join(os.path.dirname(mod.__file__), "extensions",
+                       "v" + duckdb.__version__, name + ".duckdb_extension")
+    if not os.path.isfile(ext):
+        sys.exit(f"{name} extension not found at {ext}")
 PY
 }
 

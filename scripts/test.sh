@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The full test suite: installs the Python readers the interop tests need (DuckDB, Sail
-# + PySpark, Polars) into a cached venv, then runs every Rust test. Safe to re-run.
+# + PySpark, Polars) and the S3 emulator (moto) into a cached venv, and the Azure emulator
+# (Azurite) with npm, then runs every Rust test. The object-store tests start and stop the
+# emulators themselves, on free loopback ports. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/medallion/target}"
 bash scripts/setup-python.sh
 MEDALLION_PYTHON="$(bash scripts/venv-python)"
 export MEDALLION_PYTHON
+MEDALLION_AZURITE="$(bash scripts/setup-emulators.sh)"
+export MEDALLION_AZURITE
 cargo test --locked --workspace --all-targets "$@"

@@ -173,6 +173,14 @@ impl Lease {
         lake.ensure_writable().await?;
         let holder = holder_id();
         let started = std::time::Instant::now();
+        // Waiting runs poll with a growing pause: on an object store every poll costs
+        // requests, and a crowd of waiters must not slow down the holder.
+        let mut pause = Duration::from_millis(200);
+        let max_pause = if lake.root().is_local() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(5)
+        };
         loop {
             let table = lake
                 .open_or_create(LEASE_TABLE, &lease_schema(), FileSize::Append)
@@ -201,7 +209,8 @@ impl Lease {
                 }
                 Some(_) => {}
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(max_pause);
         }
     }
 

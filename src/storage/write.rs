@@ -116,11 +116,18 @@ impl AppendWriter {
                 .add_config_key(k.to_string(), v.to_string())
                 .map_err(|e| err()(e.into()))?;
         }
-        let writer =
-            RecordBatchWriter::try_new(table.table_url().as_str(), schema.clone(), None, None)
-                .map_err(err())?
-                .with_writer_properties(writer_properties(schema))
-                .with_target_file_size(super::target_file_size(table, table_name)?);
+        // The table's own store options: on an object store the writer needs the same
+        // endpoint and credentials as the table.
+        let options = table.log_store().config().options().raw.clone();
+        let writer = RecordBatchWriter::try_new(
+            table.table_url().as_str(),
+            schema.clone(),
+            None,
+            Some(options),
+        )
+        .map_err(err())?
+        .with_writer_properties(writer_properties(schema))
+        .with_target_file_size(super::target_file_size(table, table_name)?);
         Ok(AppendWriter {
             table_name: table_name.to_string(),
             schema: schema.clone(),

@@ -186,7 +186,7 @@ def _is_summable(arrow_type) -> bool:
 class DuckDBReader:
     name = "duckdb"
 
-    def __init__(self) -> None:
+    def __init__(self, storage: dict[str, str]) -> None:
         import duckdb
         import duckdb_extension_delta
 
@@ -208,6 +208,56 @@ class DuckDBReader:
         )
         self.con.execute("LOAD " + _sql_str(ext))
         self.ext_path = ext
+        if storage:
+            self._object_store(storage)
+
+    def _load(self, module, name: str) -> None:
+        import duckdb
+
+        path = os.path.join(
+            os.path.dirname(module.__file__), "extensions", "v" + duckdb.__version__,
+            name + ".duckdb_extension",
+        )
+        self.con.execute("LOAD " + _sql_str(path))
+
+    def _object_store(self, storage: dict[str, str]) -> None:
+        """S3 through httpfs, Azure through the azure extension (both loaded by path),
+        each with a secret for the endpoint."""
+        if "aws_endpoint_url" in storage:
+            import duckdb_extension_httpfs
+
+            self._load(duckdb_extension_httpfs, "httpfs")
+            endpoint = storage["aws_endpoint_url"]
+            host = endpoint.split("://", 1)[-1].rstrip("/")
+            self.con.execute(
+                "CREATE SECRET medallion_s3 (TYPE s3, KEY_ID {}, SECRET {}, REGION {}, "
+                "ENDPOINT {}, URL_STYLE 'path', USE_SSL {})".format(
+                    _sql_str(storage.get("aws_access_key_id", "")),
+                    _sql_str(storage.get("aws_secret_access_key", "")),
+                    _sql_str(storage.get("aws_region", "us-east-1")),
+                    _sql_str(host),
+                    "true" if endpoint.startswith("https://") else "false",
+                )
+            )
+        elif "azure_storage_account_name" in storage:
+            import duckdb_extension_azure
+
+            self._load(duckdb_extension_azure, "azure")
+            account = storage["azure_storage_account_name"]
+            endpoint = storage.get("azure_storage_endpoint", "")
+            conn = "AccountName={};AccountKey={};".format(account, storage.get("azure_storage_account_key", ""))
+            if endpoint:
+                scheme = endpoint.split("://", 1)[0]
+                conn = f"DefaultEndpointsProtocol={scheme};{conn}BlobEndpoint={endpoint};"
+                # delta_scan reads through delta-kernel's own Azure client, which takes the
+                # emulator's address from this variable (not from the secret).
+                if account == "devstoreaccount1":
+                    os.environ["AZURITE_BLOB_STORAGE_URL"] = endpoint.rsplit("/" + account, 1)[0]
+            self.con.execute(
+                "CREATE SECRET medallion_az (TYPE azure, CONNECTION_STRING {})".format(_sql_str(conn))
+            )
+        else:
+            raise RuntimeError("no S3 or Azure options for DuckDB in --storage-options")
 
     def read(self, path: str, version: int | None, max_rows: int):
         scan = f"delta_scan({_sql_str(path)}" + (
@@ -241,10 +291,16 @@ class SparkReader:
 
     name = "spark"
 
-    def __init__(self) -> None:
+    def __init__(self, storage: dict[str, str]) -> None:
         import pysail
         from pysail.spark import SparkConnectServer
         from pyspark.sql import SparkSession
+
+        if storage:
+            # Sail (in this process) reaches object stores through the standard variables
+            # (AWS_*, AZURE_*), the upper-case names of the object_store keys.
+            os.environ.update({k.upper(): v for k, v in storage.items()})
+            os.environ.update({"AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false", "AWS_EC2_METADATA_DISABLED": "true"})
 
         self.version = f"pysail {getattr(pysail, '__version__', _dist_version('pysail'))}, pyspark-client {_dist_version('pyspark-client')}"
         self.server = SparkConnectServer("127.0.0.1", 0)  # port 0: the OS picks a free port
@@ -297,15 +353,16 @@ class SparkReader:
 class PolarsReader:
     name = "polars"
 
-    def __init__(self) -> None:
+    def __init__(self, storage: dict[str, str]) -> None:
         import polars as pl
 
         self.pl = pl
         self.version = pl.__version__
+        self.storage = storage or None
 
     def read(self, path: str, version: int | None, max_rows: int):
         pl = self.pl
-        df = pl.read_delta(path, version=version) if version is not None else pl.read_delta(path)
+        df = pl.read_delta(path, version=version, storage_options=self.storage)
         names = df.columns
         row_count = df.height
         ordered = df.sort(names, nulls_last=False) if names else df
@@ -374,6 +431,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-rows", type=int, default=100_000, metavar="N",
                    help="dump at most N rows per table and reader (default 100000)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON result")
+    p.add_argument("--storage-options", type=json.loads, default={}, metavar="JSON",
+                   help="object-store options for URI tables, as object_store keys "
+                        "(aws_endpoint_url, aws_access_key_id, azure_storage_account_name, ...)")
     p.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
                    help="watchdog: dump every thread's stack and exit 1 after this long (default 600)")
     a = p.parse_args(argv)
@@ -416,7 +476,7 @@ def main(argv: list[str]) -> int:
     for rname in readers:
         t0 = time.monotonic()
         try:
-            reader = READER_CLASSES[rname]()
+            reader = READER_CLASSES[rname](args.storage_options)
         except BaseException as exc:  # noqa: BLE001 - every failure must surface
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -425,7 +485,7 @@ def main(argv: list[str]) -> int:
         out["reader_versions"][rname] = reader.version
         try:
             for table in args.table:
-                path = os.path.abspath(table)
+                path = table if "://" in table else os.path.abspath(table)
                 try:
                     row_count, columns, sums, arrow_rows = reader.read(path, args.version, args.max_rows)
                     rows = serialize_rows(arrow_rows)

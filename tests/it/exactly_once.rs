@@ -5,7 +5,6 @@
 //! file loaded once and no batch left open.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ const ROWS_PER_FILE: usize = 40;
 
 /// File `i`: 40 hourly readings overlapping the next file by 20 hours (corrections),
 /// with a bad value every 13th row.
-fn make_file(i: usize) -> String {
+pub fn make_file(i: usize) -> String {
     let mut s = String::from(HEADER);
     for j in 0..ROWS_PER_FILE {
         let h = (i * 20 + j) as i64;
@@ -53,61 +52,55 @@ fn workdir_with_files(n: usize) -> Workdir {
     w
 }
 
-fn spawn_run(w: &Workdir, failpoint: Option<&str>) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medallion"));
-    cmd.args(["run", "--config"])
-        .arg(w.root.join("config.yaml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+pub fn spawn_run(w: &Workdir, failpoint: Option<&str>) -> Child {
+    let mut cmd = w.command(&["run"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(f) = failpoint {
         cmd.env("MEDALLION_FAILPOINT", f);
     }
     cmd.spawn().expect("spawn medallion")
 }
 
-/// Every Delta log under the lakehouse is contiguous from 0 and every added file exists.
-fn check_delta_logs(root: &Path) {
-    for zone in ["bronze", "silver", "rejected", "gold", "_medallion"] {
-        let Ok(tables) = std::fs::read_dir(root.join(zone)) else {
-            continue;
-        };
-        for table in tables {
-            let table = table.unwrap().path();
-            let log = table.join("_delta_log");
-            let mut versions: Vec<u64> = std::fs::read_dir(&log)
-                .unwrap()
-                .filter_map(|e| {
-                    let name = e.unwrap().file_name().to_string_lossy().into_owned();
-                    name.strip_suffix(".json").and_then(|v| v.parse().ok())
-                })
-                .collect();
-            versions.sort();
-            let expected: Vec<u64> = (0..versions.len() as u64).collect();
-            assert_eq!(versions, expected, "{} log is contiguous", table.display());
-            let mut table_id = None;
-            for v in versions {
-                let text = std::fs::read_to_string(log.join(format!("{v:020}.json"))).unwrap();
-                for line in text.lines() {
-                    let action: Value = serde_json::from_str(line).unwrap();
-                    // Later metadata (schema evolution, a rebuild) keeps the table's id:
-                    // a second id would be a second CREATE over the first.
-                    if let Some(id) = action.pointer("/metaData/id") {
-                        let first = table_id.get_or_insert_with(|| id.clone());
-                        assert_eq!(
-                            first,
-                            id,
-                            "{} v{v} has another table id (a second CREATE?)",
-                            table.display()
-                        );
-                    }
-                    if let Some(path) = action.get("add").and_then(|a| a["path"].as_str()) {
-                        let decoded = path.replace("%3A", ":").replace("%20", " ");
-                        assert!(
-                            table.join(&decoded).exists(),
-                            "{} v{v} adds missing {path}",
-                            table.display()
-                        );
-                    }
+/// Every Delta log under the lakehouse is contiguous from 0 and every added file exists
+/// (on a local disk or an object store alike).
+pub fn check_delta_logs(w: &Workdir) {
+    let files: BTreeSet<String> = w.lake_files().into_iter().collect();
+    let mut logs: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for f in &files {
+        if let Some((table, name)) = f.split_once("/_delta_log/")
+            && let Some(v) = name.strip_suffix(".json").and_then(|v| v.parse().ok())
+        {
+            logs.entry(table.to_string()).or_default().push(v);
+        }
+    }
+    assert!(
+        !logs.is_empty(),
+        "no Delta log under the lakehouse: {files:?}"
+    );
+    for (table, mut versions) in logs {
+        versions.sort();
+        let expected: Vec<u64> = (0..versions.len() as u64).collect();
+        assert_eq!(versions, expected, "{table} log is contiguous");
+        let mut table_id = None;
+        for v in versions {
+            let bytes = w.read_lake(&format!("{table}/_delta_log/{v:020}.json"));
+            for line in String::from_utf8(bytes).unwrap().lines() {
+                let action: Value = serde_json::from_str(line).unwrap();
+                // Later metadata (schema evolution, a rebuild) keeps the table's id:
+                // a second id would be a second CREATE over the first.
+                if let Some(id) = action.pointer("/metaData/id") {
+                    let first = table_id.get_or_insert_with(|| id.clone());
+                    assert_eq!(
+                        first, id,
+                        "{table} v{v} has another table id (a second CREATE?)"
+                    );
+                }
+                if let Some(path) = action.get("add").and_then(|a| a["path"].as_str()) {
+                    let decoded = path.replace("%3A", ":").replace("%20", " ");
+                    assert!(
+                        files.contains(&format!("{table}/{decoded}")),
+                        "{table} v{v} adds missing {path}"
+                    );
                 }
             }
         }
@@ -115,7 +108,7 @@ fn check_delta_logs(root: &Path) {
 }
 
 /// All the invariants, for `n` files made by `make_file`.
-fn check_invariants(w: &Workdir, n: usize) {
+pub fn check_invariants(w: &Workdir, n: usize) {
     for i in 0..n {
         let name = format!("batch_{i:03}.csv");
         assert_eq!(
@@ -177,7 +170,7 @@ fn check_invariants(w: &Workdir, n: usize) {
          (SELECT seq FROM _medallion.files WHERE status IN ('loaded', 'failed'))",
     );
     assert_eq!(open, 0, "no batch left open");
-    check_delta_logs(&w.root.join("lakehouse"));
+    check_delta_logs(w);
 }
 
 const FAILPOINTS: [&str; 6] = [
@@ -313,7 +306,7 @@ fn vacuum_removes_only_old_unreferenced_files() {
     assert!(!out.status.success());
     w.run_expect(0);
     let bronze = w.table_path("bronze/readings");
-    let parquet = |dir: &Path| -> Vec<std::path::PathBuf> {
+    let parquet = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())

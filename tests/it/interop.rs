@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::workdir::{REPO, Workdir, expected, text};
 
-fn python() -> &'static PathBuf {
+pub fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| match std::env::var_os("MEDALLION_PYTHON") {
         Some(p) => PathBuf::from(p),
@@ -42,7 +42,17 @@ fn read_with_all(w: &Workdir, tables: &[&str], version: Option<i64>) -> Value {
         .args(["--reader", "all", "--out"])
         .arg(&out_path);
     for t in tables {
-        cmd.arg("--table").arg(w.table_path(t));
+        cmd.arg("--table").arg(table_location(w, t));
+    }
+    if let Some(remote) = &w.remote {
+        let options: serde_json::Map<String, Value> = remote
+            .emulator
+            .options()
+            .into_iter()
+            .map(|(k, v)| (k, Value::from(v)))
+            .collect();
+        cmd.arg("--storage-options")
+            .arg(Value::Object(options).to_string());
     }
     if let Some(v) = version {
         cmd.args(["--version", &v.to_string()]);
@@ -59,17 +69,29 @@ fn read_with_all(w: &Workdir, tables: &[&str], version: Option<i64>) -> Value {
     for (reader, tables_out) in v["results"].as_object().unwrap() {
         let mut m = serde_json::Map::new();
         for t in tables {
-            let key = w.table_path(t).to_string_lossy().into_owned();
-            m.insert(t.to_string(), tables_out[&key].clone());
+            m.insert(t.to_string(), tables_out[&table_location(w, t)].clone());
         }
         by_reader.insert(reader.clone(), Value::Object(m));
     }
     Value::Object(by_reader)
 }
 
+/// Where a reader finds table `t`: a local path, or a URI on the emulator.
+fn table_location(w: &Workdir, t: &str) -> String {
+    match &w.remote {
+        Some(remote) => format!("{}/{t}", remote.lake),
+        None => w.table_path(t).to_string_lossy().into_owned(),
+    }
+}
+
 #[test]
 fn duckdb_spark_and_polars_read_every_table() {
-    let w = Workdir::sample_config();
+    readers_read_every_table(&Workdir::sample_config());
+}
+
+/// The sample loaded, then every table read by DuckDB, Sail and Polars, also at an
+/// earlier version; on any store.
+pub fn readers_read_every_table(w: &Workdir) {
     w.add_sample("readings_2026-01-01.csv");
     w.run_expect(0);
     let gold_after_first = w.scalar("SELECT CAST(SUM(total_kwh) AS VARCHAR) FROM gold.daily_usage");
@@ -90,7 +112,7 @@ fn duckdb_spark_and_polars_read_every_table() {
         "gold.daily_usage",
         "_medallion.files",
     ];
-    let results = read_with_all(&w, &tables, None);
+    let results = read_with_all(w, &tables, None);
     let readers: Vec<&String> = results.as_object().unwrap().keys().collect();
     assert_eq!(
         readers.len(),
@@ -156,7 +178,7 @@ fn duckdb_spark_and_polars_read_every_table() {
         .unwrap()
         .parse()
         .unwrap();
-    let old = read_with_all(&w, &["gold/daily_usage"], Some(latest - 1));
+    let old = read_with_all(w, &["gold/daily_usage"], Some(latest - 1));
     for (reader, per_table) in old.as_object().unwrap() {
         assert_eq!(
             text(&per_table["gold/daily_usage"]["sums"]["total_kwh"]),

@@ -77,8 +77,12 @@ fn assert_silver_keys_unique(w: &Workdir) {
 
 #[test]
 fn sample_end_to_end_with_corrections() {
+    sample_end_to_end(&Workdir::sample_config());
+}
+
+/// The sample's two files, one run each, with every count checked; on any store.
+pub fn sample_end_to_end(w: &Workdir) {
     let exp = expected();
-    let w = Workdir::sample_config();
     w.add_sample(FILE1);
     let r = w.run_expect(0);
     assert!(r.stdout.contains(&format!("loaded {FILE1}")), "{r:?}");
@@ -255,7 +259,11 @@ fn gold_deletes_keys_whose_rows_moved_away() {
 
 #[test]
 fn time_travel_by_timestamp_and_protocol_versions() {
-    let w = Workdir::sample_config();
+    time_travel_and_protocol_versions(&Workdir::sample_config());
+}
+
+/// Time travel by timestamp, and the protocol every table is created with; on any store.
+pub fn time_travel_and_protocol_versions(w: &Workdir) {
     w.add_sample(FILE1);
     w.run_expect(0);
     let after_first = w.scalar(
@@ -282,7 +290,7 @@ fn time_travel_by_timestamp_and_protocol_versions() {
         "_medallion/files",
     ] {
         let log =
-            std::fs::read_to_string(w.table_path(t).join("_delta_log/00000000000000000000.json"))
+            String::from_utf8(w.read_lake(&format!("{t}/_delta_log/00000000000000000000.json")))
                 .unwrap();
         let protocol: Value = log
             .lines()

@@ -11,6 +11,10 @@ pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 pub struct Workdir {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
+    /// Environment for every medallion process (credentials for `${VAR}` options).
+    pub env: Vec<(String, String)>,
+    /// The lakehouse and raw zone on an object-store emulator, when not local.
+    pub remote: Option<crate::stores::Remote>,
 }
 
 pub struct Run {
@@ -46,7 +50,17 @@ impl Workdir {
         let root = dir.path().to_path_buf();
         std::fs::create_dir_all(root.join("lakehouse/raw")).unwrap();
         std::fs::write(root.join("config.yaml"), config).unwrap();
-        Workdir { _dir: dir, root }
+        Workdir {
+            _dir: dir,
+            root,
+            env: Vec::new(),
+            remote: None,
+        }
+    }
+
+    /// Replace config.yaml.
+    pub fn set_config(&self, config: &str) {
+        std::fs::write(self.root.join("config.yaml"), config).unwrap();
     }
 
     /// The repository's config.yaml, with an empty raw zone.
@@ -56,11 +70,8 @@ impl Workdir {
 
     /// Copy a bundled sample file into the raw zone.
     pub fn add_sample(&self, name: &str) {
-        std::fs::copy(
-            Path::new(REPO).join("lakehouse/raw").join(name),
-            self.raw().join(name),
-        )
-        .unwrap();
+        let bytes = std::fs::read(Path::new(REPO).join("lakehouse/raw").join(name)).unwrap();
+        self.write_raw_bytes(name, &bytes);
     }
 
     pub fn raw(&self) -> PathBuf {
@@ -68,7 +79,44 @@ impl Workdir {
     }
 
     pub fn write_raw(&self, name: &str, content: &str) {
-        std::fs::write(self.raw().join(name), content).unwrap();
+        self.write_raw_bytes(name, content.as_bytes());
+    }
+
+    /// A raw file, on the local raw zone or in the emulator's landing bucket.
+    pub fn write_raw_bytes(&self, name: &str, content: &[u8]) {
+        match &self.remote {
+            Some(remote) => remote.put_raw(name, content),
+            None => std::fs::write(self.raw().join(name), content).unwrap(),
+        }
+    }
+
+    /// Every object under the lakehouse root, by path relative to it.
+    pub fn lake_files(&self) -> Vec<String> {
+        match &self.remote {
+            Some(remote) => remote.lake_files(),
+            None => crate::stores::local_files(&self.root.join("lakehouse")),
+        }
+    }
+
+    /// An object under the lakehouse root.
+    pub fn read_lake(&self, relative: &str) -> Vec<u8> {
+        match &self.remote {
+            Some(remote) => remote.read_lake(relative),
+            None => std::fs::read(self.root.join("lakehouse").join(relative)).unwrap(),
+        }
+    }
+
+    /// A `medallion` command with `args`, the config and the environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_medallion"));
+        cmd.args(args)
+            .arg("--config")
+            .arg(self.root.join("config.yaml"))
+            .current_dir(&self.root)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // Never a real cloud: no instance-metadata credential lookups.
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
     }
 
     pub fn table_path(&self, relative: &str) -> PathBuf {
@@ -77,27 +125,26 @@ impl Workdir {
 
     /// Run the binary with `args` (the config is passed for you).
     pub fn medallion(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
-            .args(args)
-            .arg("--config")
-            .arg(self.root.join("config.yaml"))
-            .current_dir(&self.root)
-            .output()
-            .expect("run medallion");
-        Run::from(out)
+        let out = self.command(args).output().expect("run medallion");
+        let run = Run::from(out);
+        if let Some(remote) = &self.remote {
+            remote.record_output(&run.stdout, &run.stderr);
+        }
+        run
     }
 
     /// Run the binary with `args`, aborting at the fail point `failpoint` (tests only).
     pub fn medallion_failing_at(&self, args: &[&str], failpoint: &str) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_medallion"))
-            .args(args)
-            .arg("--config")
-            .arg(self.root.join("config.yaml"))
-            .current_dir(&self.root)
+        let out = self
+            .command(args)
             .env("MEDALLION_FAILPOINT", failpoint)
             .output()
             .expect("run medallion");
-        Run::from(out)
+        let run = Run::from(out);
+        if let Some(remote) = &self.remote {
+            remote.record_output(&run.stdout, &run.stderr);
+        }
+        run
     }
 
     /// `medallion run`, asserting it exits with `code`.

@@ -1,0 +1,231 @@
+//! The lakehouse and the landing zone on object storage: every scenario runs on moto's
+//! S3 server and on Azurite, started by the tests (see `stores`). The sample end to end
+//! with exact counts, a separate landing bucket, time travel, four concurrent runs, kills
+//! and recovery, the commit-safety probe, external readers straight from the emulator,
+//! and no secret in any output.
+
+use std::process::Child;
+use std::time::Duration;
+
+use crate::exactly_once::{check_invariants, make_file, spawn_run};
+use crate::stores::{Kind, Landing};
+use crate::workdir::Workdir;
+
+fn sample_end_to_end(kind: Kind) {
+    let w = Workdir::on_store(kind, Landing::InsideLakehouse);
+    crate::pipeline::sample_end_to_end(&w);
+    assert_remembered_probe(&w);
+    assert_no_secret(&w);
+}
+
+fn landing_in_its_own_bucket(kind: Kind) {
+    let w = Workdir::on_store(kind, Landing::OwnBucket);
+    crate::pipeline::sample_end_to_end(&w);
+    // Nothing was written to the landing bucket: the raw zone is only read.
+    let remote = w.remote.as_ref().unwrap();
+    assert!(remote.raw.contains("landing-"), "{}", remote.raw);
+    assert!(
+        w.lake_files().iter().all(|f| !f.starts_with("raw/")),
+        "the lakehouse holds no raw zone of its own"
+    );
+    assert_no_secret(&w);
+}
+
+fn time_travel(kind: Kind) {
+    let w = Workdir::on_store(kind, Landing::InsideLakehouse);
+    crate::pipeline::time_travel_and_protocol_versions(&w);
+}
+
+fn concurrent_runs(kind: Kind) {
+    let n = 20;
+    let w = Workdir::on_store(kind, Landing::InsideLakehouse);
+    for i in 0..n {
+        w.write_raw(&format!("batch_{i:03}.csv"), &make_file(i));
+    }
+    let children: Vec<Child> = (0..4).map(|_| spawn_run(&w, None)).collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        w.remote
+            .as_ref()
+            .unwrap()
+            .record_output(&String::from_utf8_lossy(&out.stdout), &stderr);
+        assert!(out.status.success(), "{stderr}");
+    }
+    check_invariants(&w, n);
+    assert_no_secret(&w);
+}
+
+/// Each file's run aborts at another fail point, one more run is killed at a random
+/// moment, and the next run completes everything exactly once.
+fn kills_and_recovery(kind: Kind) {
+    let w = Workdir::on_store(kind, Landing::InsideLakehouse);
+    let points = [
+        "after_data_files",
+        "after_bronze_commit",
+        "after_rejected_commit",
+        "after_silver_commit",
+        "after_gold_commit",
+        "before_ledger_final",
+    ];
+    for (i, fp) in points.iter().enumerate() {
+        w.write_raw(&format!("batch_{i:03}.csv"), &make_file(i));
+        let r = w.medallion_failing_at(&["run"], fp);
+        assert_ne!(r.code, 0, "{fp}: the run should abort: {r:?}");
+        assert!(r.stderr.contains(&format!("failpoint {fp}")), "{fp}: {r:?}");
+    }
+    let n = points.len() + 2;
+    for i in points.len()..n {
+        w.write_raw(&format!("batch_{i:03}.csv"), &make_file(i));
+    }
+    let mut child = spawn_run(&w, None);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    w.run_expect(0);
+    check_invariants(&w, n);
+}
+
+fn readers(kind: Kind) {
+    let w = Workdir::on_store(kind, Landing::OwnBucket);
+    crate::interop::readers_read_every_table(&w);
+}
+
+/// The probe's outcome is kept in the lakehouse, so later runs do not probe again.
+fn assert_remembered_probe(w: &Workdir) {
+    let probe = String::from_utf8(w.read_lake("_medallion/store_probe.json")).unwrap();
+    assert!(probe.contains("was refused"), "{probe}");
+    assert!(
+        w.lake_files()
+            .iter()
+            .all(|f| !f.starts_with("_medallion/probe/")),
+        "the probe key was removed"
+    );
+}
+
+/// No output of any medallion command, `--help` text or commit of any table holds the
+/// secret the store was configured with (through `${MEDALLION_TEST_SECRET}`).
+fn assert_no_secret(w: &Workdir) {
+    let remote = w.remote.as_ref().unwrap();
+    let secret = remote.emulator.secret();
+    // Output of the commands that tell the most, including debug logs and a failure.
+    for args in [
+        vec!["validate"],
+        vec!["status"],
+        vec!["history", "silver.readings"],
+        vec!["history", "_medallion.files"],
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["query", "SELECT COUNT(*) FROM nowhere.nothing"],
+    ] {
+        w.medallion(&args);
+    }
+    let mut debug = w.command(&["status"]);
+    debug.env("MEDALLION_LOG", "debug");
+    let out = debug.output().unwrap();
+    remote.record_output(
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    );
+    let outputs = remote.outputs();
+    assert!(outputs.len() > 10, "outputs were recorded");
+    for (i, o) in outputs.iter().enumerate() {
+        assert!(!o.contains(secret), "output {i} shows the secret:\n{o}");
+    }
+    for f in w.lake_files() {
+        if f.ends_with(".json") {
+            let text = String::from_utf8_lossy(&w.read_lake(&f)).into_owned();
+            assert!(!text.contains(secret), "{f} holds the secret");
+        }
+    }
+}
+
+#[test]
+fn s3_sample_end_to_end() {
+    sample_end_to_end(Kind::S3);
+}
+
+#[test]
+fn azure_sample_end_to_end() {
+    sample_end_to_end(Kind::Azure);
+}
+
+#[test]
+fn s3_landing_in_its_own_bucket() {
+    landing_in_its_own_bucket(Kind::S3);
+}
+
+#[test]
+fn azure_landing_in_its_own_container() {
+    landing_in_its_own_bucket(Kind::Azure);
+}
+
+#[test]
+fn s3_time_travel() {
+    time_travel(Kind::S3);
+}
+
+#[test]
+fn azure_time_travel() {
+    time_travel(Kind::Azure);
+}
+
+#[test]
+fn s3_concurrent_runs() {
+    concurrent_runs(Kind::S3);
+}
+
+#[test]
+fn azure_concurrent_runs() {
+    concurrent_runs(Kind::Azure);
+}
+
+#[test]
+fn s3_kills_and_recovery() {
+    kills_and_recovery(Kind::S3);
+}
+
+#[test]
+fn azure_kills_and_recovery() {
+    kills_and_recovery(Kind::Azure);
+}
+
+#[test]
+fn s3_external_readers() {
+    readers(Kind::S3);
+}
+
+#[test]
+fn azure_external_readers() {
+    readers(Kind::Azure);
+}
+
+/// A store that will not refuse a second conditional create is never written to: here
+/// S3 with conditional puts switched off, the way a store that ignores them behaves.
+#[test]
+fn a_store_without_conditional_creates_is_refused() {
+    let w = Workdir::on_store(Kind::S3, Landing::InsideLakehouse);
+    let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+    w.set_config(&config.replacen(
+        "storage_options:\n",
+        "storage_options:\n  aws_conditional_put: disabled\n",
+        1,
+    ));
+    w.add_sample("readings_2026-01-01.csv");
+    let r = w.run_expect(2);
+    let remote = w.remote.as_ref().unwrap();
+    assert!(
+        r.stderr.contains("does not honour conditional creates") && r.stderr.contains(&remote.lake),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("aws_conditional_put"),
+        "says what to configure: {r:?}"
+    );
+    assert!(
+        w.lake_files().iter().all(|f| !f.contains("_delta_log")),
+        "nothing was written: {:?}",
+        w.lake_files()
+    );
+    assert_no_secret(&w);
+}

@@ -1,0 +1,412 @@
+//! Object-store emulators: moto's S3 server and Azurite's Blob service, each started once
+//! per test binary on a free loopback port and stopped with it (the kernel kills them
+//! when the thread that started them, which lives as long as the process, goes away).
+//! Every test gets buckets or containers of its own. A missing emulator fails the test;
+//! `scripts/test.sh` installs both (moto in the Python venv, Azurite with npm).
+
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use deltalake::logstore::object_store::{
+    ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath,
+};
+use futures::TryStreamExt;
+use medallion::storage::{Location, StorageOptions};
+
+use crate::interop::python;
+use crate::workdir::{REPO, Workdir};
+
+/// Azurite's well-known development account (public, documented by Microsoft).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    S3,
+    Azure,
+}
+
+impl Kind {
+    fn scheme(self) -> &'static str {
+        match self {
+            Kind::S3 => "s3",
+            Kind::Azure => "az",
+        }
+    }
+}
+
+/// A running emulator.
+pub struct Emulator {
+    kind: Kind,
+    port: u16,
+    /// The credential medallion is given through `${MEDALLION_TEST_SECRET}`: tests grep
+    /// every output for it.
+    secret: String,
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start `cmd` from a thread that lives as long as the test process; the child gets
+/// SIGKILL when that thread (so the process) ends.
+fn start_forever(mut cmd: Command, what: &str, port: u16) {
+    let log_path = std::env::temp_dir().join(format!("medallion-emulator-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let what_owned = what.to_string();
+    std::thread::spawn(move || match cmd.spawn() {
+        Ok(mut child) => {
+            let _ = tx.send(Ok(()));
+            let status = child.wait();
+            eprintln!("{what_owned} exited: {status:?}");
+            // Keep the thread (and so the death signal's parent) alive.
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e.to_string()));
+        }
+    });
+    if let Err(e) = rx.recv().unwrap() {
+        panic!("cannot start {what} (install it with scripts/test.sh): {e}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port}; its log ({}):\n{}",
+            log_path.display(),
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Emulator {
+    pub fn get(kind: Kind) -> &'static Emulator {
+        static S3: OnceLock<Emulator> = OnceLock::new();
+        static AZURE: OnceLock<Emulator> = OnceLock::new();
+        match kind {
+            Kind::S3 => S3.get_or_init(Self::start_moto),
+            Kind::Azure => AZURE.get_or_init(Self::start_azurite),
+        }
+    }
+
+    fn start_moto() -> Emulator {
+        let port = free_port();
+        let bin = python().parent().unwrap().join("moto_server");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        start_forever(cmd, &format!("moto ({})", bin.display()), port);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Emulator {
+            kind: Kind::S3,
+            port,
+            secret: format!("medallion-test-secret-{nanos:x}"),
+        }
+    }
+
+    fn start_azurite() -> Emulator {
+        let port = free_port();
+        let bin = std::env::var_os("MEDALLION_AZURITE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let out = Command::new("bash")
+                    .arg(Path::new(REPO).join("scripts/setup-emulators.sh"))
+                    .output()
+                    .expect("run scripts/setup-emulators.sh");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+            });
+        let dir = std::env::temp_dir().join(format!("medallion-azurite-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--inMemoryPersistence", "--silent", "--disableTelemetry"])
+            // The Azure SDKs (Python's, for creating containers) send newer API versions.
+            .arg("--skipApiVersionCheck")
+            .current_dir(&dir);
+        start_forever(cmd, &format!("azurite ({})", bin.display()), port);
+        Emulator {
+            kind: Kind::Azure,
+            port,
+            secret: AZURITE_KEY.to_string(),
+        }
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The store options, with the secret's value (for the tests' own client).
+    pub fn options(&self) -> Vec<(String, String)> {
+        let o = |k: &str, v: &str| (k.to_string(), v.to_string());
+        match self.kind {
+            Kind::S3 => vec![
+                o(
+                    "aws_endpoint_url",
+                    &format!("http://127.0.0.1:{}", self.port),
+                ),
+                o("aws_allow_http", "true"),
+                o("aws_region", "us-east-1"),
+                o("aws_access_key_id", "medallion-test"),
+                o("aws_secret_access_key", &self.secret),
+            ],
+            Kind::Azure => vec![
+                o("azure_storage_account_name", AZURITE_ACCOUNT),
+                o("azure_storage_account_key", &self.secret),
+                o(
+                    "azure_storage_endpoint",
+                    &format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port),
+                ),
+                o("azure_allow_http", "true"),
+            ],
+        }
+    }
+
+    /// The options as YAML lines at `indent`, the secret as `${MEDALLION_TEST_SECRET}`.
+    pub fn options_yaml(&self, indent: &str) -> String {
+        self.options()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if v == self.secret {
+                    "${MEDALLION_TEST_SECRET}".to_string()
+                } else {
+                    v
+                };
+                format!("{indent}{k}: \"{v}\"\n")
+            })
+            .collect()
+    }
+
+    /// A new, empty bucket or container.
+    pub fn new_bucket(&self, hint: &str) -> String {
+        static N: Mutex<u32> = Mutex::new(0);
+        let n = {
+            let mut n = N.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let name = format!("{hint}-{}-{n}", std::process::id());
+        let script = match self.kind {
+            Kind::S3 => format!(
+                "import boto3\nboto3.client('s3', endpoint_url='http://127.0.0.1:{}', aws_access_key_id='x', \
+                 aws_secret_access_key='x', region_name='us-east-1').create_bucket(Bucket='{name}')",
+                self.port
+            ),
+            Kind::Azure => format!(
+                "from azure.storage.blob import BlobServiceClient\n\
+                 BlobServiceClient.from_connection_string('DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};\
+                 AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{}/{AZURITE_ACCOUNT};').create_container('{name}')",
+                self.port
+            ),
+        };
+        let out = Command::new(python())
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        name
+    }
+
+    /// `s3://bucket/prefix/` or `az://container/prefix/`.
+    pub fn uri(&self, bucket: &str, prefix: &str) -> String {
+        format!("{}://{bucket}/{prefix}", self.kind.scheme())
+    }
+
+    fn location(&self, bucket: &str, prefix: &str) -> Location {
+        let url = url::Url::parse(&format!(
+            "{}/",
+            self.uri(bucket, prefix).trim_end_matches('/')
+        ))
+        .unwrap();
+        Location::new(
+            url,
+            StorageOptions::new(self.options().into_iter().collect::<HashMap<_, _>>()),
+        )
+    }
+}
+
+/// A workdir's lakehouse and raw zone on an emulator; collects every output of the
+/// medallion processes it runs, for the secret check.
+pub struct Remote {
+    pub emulator: &'static Emulator,
+    pub lake: String,
+    pub raw: String,
+    lake_store: std::sync::Arc<dyn ObjectStore>,
+    raw_store: std::sync::Arc<dyn ObjectStore>,
+    outputs: Mutex<Vec<String>>,
+}
+
+impl Remote {
+    pub fn put_raw(&self, name: &str, content: &[u8]) {
+        let payload = PutPayload::from(content.to_vec());
+        runtime()
+            .block_on(self.raw_store.put(&ObjectPath::from(name), payload))
+            .unwrap();
+    }
+
+    pub fn lake_files(&self) -> Vec<String> {
+        runtime()
+            .block_on(self.lake_store.list(None).try_collect::<Vec<_>>())
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect()
+    }
+
+    pub fn read_lake(&self, relative: &str) -> Vec<u8> {
+        runtime()
+            .block_on(async {
+                self.lake_store
+                    .get(&ObjectPath::from(relative))
+                    .await?
+                    .bytes()
+                    .await
+            })
+            .unwrap()
+            .to_vec()
+    }
+
+    pub fn record_output(&self, stdout: &str, stderr: &str) {
+        let mut outputs = self.outputs.lock().unwrap();
+        outputs.push(stdout.to_string());
+        outputs.push(stderr.to_string());
+    }
+
+    /// Every output recorded so far.
+    pub fn outputs(&self) -> Vec<String> {
+        self.outputs.lock().unwrap().clone()
+    }
+}
+
+/// Every file under a local directory, by path relative to it.
+pub fn local_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Where the landing zone goes in a store workdir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    /// `raw/` under the lakehouse, reached with the lakehouse's options.
+    InsideLakehouse,
+    /// A bucket or container of its own, with its own `storage_options`.
+    OwnBucket,
+}
+
+impl Workdir {
+    /// The sample config with the lakehouse (and raw zone) on an emulator.
+    pub fn on_store(kind: Kind, landing: Landing) -> Workdir {
+        let sample = std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap();
+        Self::on_store_with(kind, landing, &sample)
+    }
+
+    /// `config` (a local-lakehouse config with `lakehouse:` and `raw_dir:` lines) moved
+    /// onto an emulator.
+    pub fn on_store_with(kind: Kind, landing: Landing, config: &str) -> Workdir {
+        let emulator = Emulator::get(kind);
+        let lake_bucket = emulator.new_bucket("lake");
+        let lake_uri = emulator.uri(&lake_bucket, "prod");
+        let (raw_uri, raw_location, raw_yaml) = match landing {
+            Landing::InsideLakehouse => (
+                format!("{lake_uri}/raw"),
+                emulator.location(&lake_bucket, "prod/raw"),
+                "  raw_dir: raw\n".to_string(),
+            ),
+            Landing::OwnBucket => {
+                let bucket = emulator.new_bucket("landing");
+                let uri = emulator.uri(&bucket, "meters");
+                let yaml = format!(
+                    "  raw_dir: {uri}\n  storage_options:\n{}",
+                    emulator.options_yaml("    ")
+                );
+                (uri, emulator.location(&bucket, "meters"), yaml)
+            }
+        };
+        let mut out = String::new();
+        let mut raw_done = false;
+        for line in config.lines() {
+            if line.starts_with("lakehouse:") {
+                out.push_str(&format!(
+                    "lakehouse: {lake_uri}\nstorage_options:\n{}",
+                    emulator.options_yaml("  ")
+                ));
+            } else if line.trim_start().starts_with("raw_dir:") {
+                out.push_str(&raw_yaml);
+                raw_done = true;
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        if !raw_done {
+            out = out.replacen("source:\n", &format!("source:\n{raw_yaml}"), 1);
+        }
+        let mut w = Workdir::with_config(&out);
+        w.env
+            .push(("MEDALLION_TEST_SECRET".into(), emulator.secret.clone()));
+        w.remote = Some(Remote {
+            emulator,
+            lake: lake_uri,
+            raw: raw_uri,
+            lake_store: emulator.location(&lake_bucket, "prod").store().unwrap(),
+            raw_store: raw_location.store().unwrap(),
+            outputs: Mutex::new(Vec::new()),
+        });
+        w
+    }
+}
