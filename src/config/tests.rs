@@ -156,3 +156,64 @@ fn csv_options_are_checked() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn object_store_locations_resolve_with_their_own_options() {
+    let text = SAMPLE
+        .replace(
+            "lakehouse: lakehouse",
+            "lakehouse: gs://lake-bucket/meters\nstorage_options:\n  google_service_account: /keys/sa.json",
+        )
+        .replace(
+            "  raw_dir: raw",
+            "  raw_dir: abfss://landing@acct.dfs.core.windows.net/exports\n  storage_options:\n    azure_storage_account_key: k",
+        );
+    let p = load(&text).unwrap();
+    assert_eq!(p.lakehouse.url.as_str(), "gs://lake-bucket/meters/");
+    assert_eq!(
+        p.lakehouse
+            .options
+            .as_map()
+            .get("google_service_account")
+            .map(String::as_str),
+        Some("/keys/sa.json")
+    );
+    assert_eq!(
+        p.source.raw_zone.url.as_str(),
+        "abfss://landing@acct.dfs.core.windows.net/exports/"
+    );
+    assert!(
+        p.source
+            .raw_zone
+            .options
+            .as_map()
+            .contains_key("azure_storage_account_key")
+    );
+    // A raw_dir inside the lakehouse is reached with the lakehouse's options.
+    let inside = load(&SAMPLE.replace("lakehouse: lakehouse", "lakehouse: s3://lake/x")).unwrap();
+    assert_eq!(inside.source.raw_zone.url.as_str(), "s3://lake/x/raw/");
+}
+
+#[test]
+fn location_problems_are_config_errors() {
+    let text = SAMPLE
+        .replace(
+            "lakehouse: lakehouse",
+            "lakehouse: s3://lake/x\nstorage_options:\n  aws_secret_access_key: ${MEDALLION_SURELY_UNSET_VAR}",
+        )
+        .replace("  raw_dir: raw", "  raw_dir: raw\n  storage_options:\n    k: v");
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("storage_options.aws_secret_access_key")
+                && e.contains("MEDALLION_SURELY_UNSET_VAR is not set")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("source.storage_options") && e.contains("raw_dir of its own")),
+        "{errs:?}"
+    );
+    let errs = errors(&SAMPLE.replace("lakehouse: lakehouse", "lakehouse: hdfs://nn/lake"));
+    assert!(errs.iter().any(|e| e.contains("not supported")), "{errs:?}");
+}

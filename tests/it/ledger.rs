@@ -78,8 +78,8 @@ fn duplicates_are_skipped_and_new_versions_loaded() {
 
 #[test]
 fn checkpoints_are_written_as_versions_grow() {
-    // Two ledger commits per file: 60 files take the ledger past delta-rs' checkpoint
-    // interval (100 versions), so opening it keeps reading one checkpoint, not every commit.
+    // Two ledger commits per file: 60 files take the ledger far past the checkpoint
+    // interval (10 versions), so opening it keeps reading one checkpoint, not every commit.
     let w = Workdir::sample_config();
     for i in 0..60 {
         w.write_raw(

@@ -1,7 +1,7 @@
 //! The lakehouse and the landing zone on object storage: every scenario runs on moto's
 //! S3 server and on Azurite, started by the tests (see `stores`). The sample end to end
-//! with exact counts, a separate landing bucket, time travel, four concurrent runs, kills
-//! and recovery, the commit-safety probe, external readers straight from the emulator,
+//! with exact counts, a separate landing bucket (with `rebuild` and `vacuum`), time
+//! travel, four concurrent runs, kills and recovery, the commit-safety probe, external readers straight from the emulator,
 //! and no secret in any output.
 
 use std::process::Child;
@@ -28,6 +28,22 @@ fn landing_in_its_own_bucket(kind: Kind) {
         w.lake_files().iter().all(|f| !f.starts_with("raw/")),
         "the lakehouse holds no raw zone of its own"
     );
+    // The full refresh and vacuum work on the store too; the rebuild changes nothing.
+    let silver = w.count("FROM silver.readings");
+    let r = w.medallion(&["rebuild"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(w.count("FROM silver.readings"), silver);
+    crate::workdir::assert_batch_counts_and_unique_keys(&w);
+    assert_eq!(
+        w.gold_recompute_diff(
+            "gold.daily_usage",
+            &crate::workdir::sample_model_sql(),
+            "silver.readings"
+        ),
+        0
+    );
+    let r = w.medallion(&["vacuum", "--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
     assert_no_secret(&w);
 }
 
