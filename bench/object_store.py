@@ -54,6 +54,8 @@ def run_measured(cmd, env, log_path):
 
 
 REQUEST = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')
+# moto colours the lines of some statuses (404, 206, ...) with terminal escapes.
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def classify(method: str, target: str) -> tuple[str, str]:
@@ -84,7 +86,7 @@ def classify(method: str, target: str) -> tuple[str, str]:
 def count_requests(lines):
     counts = collections.Counter()
     for line in lines:
-        m = REQUEST.search(line)
+        m = REQUEST.search(ANSI.sub("", line))
         if m:
             counts[classify(m.group(1), m.group(2))] += 1
     return counts

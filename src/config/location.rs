@@ -21,7 +21,11 @@ pub(super) fn lakehouse(
     errs: &mut Vec<ConfigError>,
 ) -> Option<Location> {
     let options = options(&file.storage_options, "storage_options", errs);
-    let text = interpolate(&file.lakehouse, "lakehouse", errs)?;
+    let text = non_empty(
+        interpolate(&file.lakehouse, "lakehouse", errs)?,
+        "lakehouse",
+        errs,
+    )?;
     let url = if text.contains("://") {
         uri(&text, "lakehouse", errs)?
     } else {
@@ -30,38 +34,47 @@ pub(super) fn lakehouse(
     Some(Location::new(url, options?))
 }
 
-/// The landing zone: a URI of its own (with `source.storage_options`), an absolute local
-/// path, or a path relative to the lakehouse (reached with the lakehouse's options).
+/// The landing zone: a URI of its own (with `source.storage_options`; `file:///…` for a
+/// local directory of its own), or a path relative to the lakehouse (reached with the
+/// lakehouse's options; a leading `/` is relative too, as it always was).
 pub(super) fn raw_zone(
     src: &SourceConfig,
     lakehouse: Option<&Location>,
     errs: &mut Vec<ConfigError>,
 ) -> Option<Location> {
     let options = options(&src.storage_options, "source.storage_options", errs);
-    let text = interpolate(&src.raw_dir, "source.raw_dir", errs)?;
+    let text = non_empty(
+        interpolate(&src.raw_dir, "source.raw_dir", errs)?,
+        "source.raw_dir",
+        errs,
+    )?;
     if text.contains("://") {
         let url = uri(&text, "source.raw_dir", errs)?;
-        return Some(Location::new(url, options?));
-    }
-    if Path::new(&text).is_absolute() {
-        let url = local_dir(Path::new(&text), "source.raw_dir", errs)?;
         return Some(Location::new(url, options?));
     }
     if !src.storage_options.is_empty() {
         errs.push(ConfigError::new(
             "source.storage_options",
-            "only for a raw_dir of its own (a URI or an absolute path); a raw_dir inside the \
-             lakehouse is reached with the lakehouse's storage_options",
+            "only for a raw_dir of its own (a URI); a raw_dir inside the lakehouse is \
+             reached with the lakehouse's storage_options",
         ));
         return None;
     }
-    match lakehouse?.join(&text) {
+    match lakehouse?.join(text.trim_matches('/')) {
         Ok(location) => Some(location),
         Err(e) => {
             errs.push(ConfigError::new("source.raw_dir", e.to_string()));
             None
         }
     }
+}
+
+fn non_empty(text: String, place: &str, errs: &mut Vec<ConfigError>) -> Option<String> {
+    if text.trim().is_empty() {
+        errs.push(ConfigError::new(place, "is empty (after ${…} replacement)"));
+        return None;
+    }
+    Some(text)
 }
 
 /// A directory URI: a supported scheme, a bucket or container, no credentials in it.

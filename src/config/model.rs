@@ -28,8 +28,8 @@ pub struct ConfigFile {
 pub struct SourceConfig {
     /// Logical name; tables are `bronze/<name>`, `silver/<name>`, `rejected/<name>`.
     pub name: String,
-    /// The landing zone: a path relative to the lakehouse root, an absolute path, or a
-    /// URI of its own (another bucket or container).
+    /// The landing zone: a path relative to the lakehouse root, or a URI of its own
+    /// (another bucket or container; `file:///…` for a local directory of its own).
     #[serde(default = "default_raw_dir")]
     pub raw_dir: String,
     /// Options for a landing zone at a URI of its own.

@@ -42,7 +42,10 @@ pub fn fingerprint(file: &RawFile) -> Result<Option<Fingerprint>> {
             hasher.update(&buf[..n]);
         }
     });
-    if !file.unchanged_since_listed()? {
+    // Conditional reads of an object prove the listed version was read; a failed one
+    // (or any local read) is checked against the listing: a change is "still being
+    // written", not an unreadable file.
+    if (hashed.is_err() || !file.reads_are_conditional()) && !file.unchanged_since_listed()? {
         return Ok(None);
     }
     hashed?;
@@ -90,6 +93,7 @@ impl FingerprintsAhead {
 
     /// The fingerprint of `file`: the one hashed ahead (files the caller skipped are
     /// passed over), or hashed now when `file` is not ahead in the list.
+    /// Blocking: from async code call it inside `tokio::task::block_in_place`.
     pub fn next(&mut self, file: &RawFile) -> Result<Option<Fingerprint>> {
         while let Ok((name, print)) = self.results.recv() {
             if name == file.name {

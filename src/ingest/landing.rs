@@ -32,8 +32,9 @@ pub struct RawFile {
     pub source: RawSource,
 }
 
-/// Where a raw file's bytes are.
-#[derive(Debug, Clone)]
+/// Where a raw file's bytes are. `Debug` shows where, never the store (its client
+/// holds credentials).
+#[derive(Clone)]
 pub enum RawSource {
     Local(PathBuf),
     Store {
@@ -47,7 +48,22 @@ pub enum RawSource {
     },
 }
 
+impl std::fmt::Debug for RawSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawSource::Local(path) => write!(f, "Local({})", path.display()),
+            RawSource::Store { url, etag, .. } => write!(f, "Store({url}, etag {etag:?})"),
+        }
+    }
+}
+
 impl RawFile {
+    /// Whether every read of the file is conditional on its listed version (an object
+    /// with an ETag: a changed object fails the read instead of being read).
+    pub fn reads_are_conditional(&self) -> bool {
+        matches!(&self.source, RawSource::Store { etag: Some(_), .. })
+    }
+
     /// Where the file is, for messages.
     pub fn display_path(&self) -> PathBuf {
         match &self.source {
@@ -92,8 +108,8 @@ impl RawFile {
         }
     }
 
-    /// Whether the file still is the version that was listed. On an object store with
-    /// an ETag every read was conditional on it, so nothing needs asking.
+    /// Whether the file still is the version that was listed (blocking: a HEAD on an
+    /// object store; a vanished object is a change).
     pub fn unchanged_since_listed(&self) -> Result<bool> {
         match &self.source {
             RawSource::Local(path) => {
@@ -101,18 +117,18 @@ impl RawFile {
                 let modified = meta.modified().ok().map(DateTime::<Utc>::from);
                 Ok(meta.len() == self.size && modified == self.modified)
             }
-            RawSource::Store { etag: Some(_), .. } => Ok(true),
             RawSource::Store {
                 store,
                 path,
                 runtime,
+                etag,
                 ..
-            } => {
-                let meta = runtime
-                    .block_on(store.head(path))
-                    .map_err(|e| self.read_error()(store_io_error(e)))?;
-                Ok(meta.size == self.size && Some(meta.last_modified) == self.modified)
-            }
+            } => match runtime.block_on(store.head(path)) {
+                Ok(meta) if etag.is_some() => Ok(meta.e_tag == *etag),
+                Ok(meta) => Ok(meta.size == self.size && Some(meta.last_modified) == self.modified),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(self.read_error()(store_io_error(e))),
+            },
         }
     }
 }
@@ -187,9 +203,20 @@ async fn discover_in_store(zone: &Location) -> Result<Vec<RawFile>> {
                 step: "list the raw zone",
                 message: e.to_string(),
             })?;
+    // A zero-byte object named like a folder that holds other objects is a "folder"
+    // marker (the S3 console makes them), not a file.
+    let folders: std::collections::HashSet<String> = listed
+        .iter()
+        .filter_map(|m| {
+            m.location
+                .as_ref()
+                .rsplit_once('/')
+                .map(|(dir, _)| dir.to_string())
+        })
+        .collect();
     Ok(listed
         .into_iter()
-        .filter(|meta| !meta.location.as_ref().ends_with('/'))
+        .filter(|meta| !(meta.size == 0 && folders.contains(meta.location.as_ref())))
         .map(|meta| RawFile {
             name: meta.location.to_string(),
             size: meta.size,

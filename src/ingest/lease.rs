@@ -289,7 +289,10 @@ fn renew_until_stopped(
     shared: &Shared,
     stopped: &std::sync::mpsc::Receiver<()>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // One worker, but a multi-thread runtime: deltalake's S3 credential resolution
+    // blocks in place on the runtime it runs on, which a current-thread runtime cannot.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {

@@ -284,10 +284,12 @@ async fn read_file(
         .map_err(|e| MedallionError::Internal(format!("the bronze encoder stopped: {e}")))??;
     // The claim's fingerprint was taken before the read (by the run, possibly while the
     // previous file loaded): a file rewritten since then must not be loaded under it.
+    // (An object read with If-Match on its listed ETag cannot have been.)
     let listed = file.clone();
-    let unchanged = tokio::task::spawn_blocking(move || listed.unchanged_since_listed())
-        .await
-        .map_err(|e| MedallionError::Internal(format!("checking a raw file stopped: {e}")))??;
+    let unchanged = file.reads_are_conditional()
+        || tokio::task::spawn_blocking(move || listed.unchanged_since_listed())
+            .await
+            .map_err(|e| MedallionError::Internal(format!("checking a raw file stopped: {e}")))??;
     if !unchanged {
         return Err(MedallionError::BadFile {
             file: file.name.clone(),

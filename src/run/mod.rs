@@ -233,7 +233,7 @@ async fn run_holding_lease(
             report.already_loaded += 1;
             continue;
         }
-        let print = match prints.next(&file) {
+        let print = match tokio::task::block_in_place(|| prints.next(&file)) {
             Ok(print) => print,
             // Unreadable: this file fails alone (nothing was claimed, so the next run
             // tries it again); the others still load.

@@ -56,12 +56,18 @@ impl ObjectStoreFactory for OffsetFilteringFactory {
 }
 
 /// A store whose `list_with_offset` never returns a name at or before the offset.
-#[derive(Debug)]
 struct OffsetFiltering(Arc<dyn ObjectStore>);
 
 impl std::fmt::Display for OffsetFiltering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// Shows the store's `Display` (its URL), not its `Debug` (its client and credentials).
+impl std::fmt::Debug for OffsetFiltering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OffsetFiltering({})", self.0)
     }
 }
 
@@ -118,68 +124,25 @@ impl ObjectStore for OffsetFiltering {
 #[cfg(test)]
 mod tests {
     use deltalake::logstore::object_store::ObjectStoreExt;
-    use deltalake::logstore::object_store::memory::InMemory;
 
     use super::*;
-
-    /// Like a service that ignores `startFrom`: every name, whatever the offset.
-    #[derive(Debug)]
-    struct IgnoresOffset(InMemory);
-
-    impl std::fmt::Display for IgnoresOffset {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "IgnoresOffset")
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectStore for IgnoresOffset {
-        fn list_with_offset(
-            &self,
-            prefix: Option<&Path>,
-            _offset: &Path,
-        ) -> BoxStream<'static, Result<ObjectMeta>> {
-            self.0.list(prefix)
-        }
-        async fn put_opts(&self, p: &Path, b: PutPayload, o: PutOptions) -> Result<PutResult> {
-            self.0.put_opts(p, b, o).await
-        }
-        async fn put_multipart_opts(
-            &self,
-            p: &Path,
-            o: PutMultipartOptions,
-        ) -> Result<Box<dyn MultipartUpload>> {
-            self.0.put_multipart_opts(p, o).await
-        }
-        async fn get_opts(&self, p: &Path, o: GetOptions) -> Result<GetResult> {
-            self.0.get_opts(p, o).await
-        }
-        fn delete_stream(
-            &self,
-            l: BoxStream<'static, Result<Path>>,
-        ) -> BoxStream<'static, Result<Path>> {
-            self.0.delete_stream(l)
-        }
-        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-            self.0.list(prefix)
-        }
-        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-            self.0.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
-            self.0.copy_opts(from, to, o).await
-        }
-    }
+    use crate::storage::test_store::Misbehaving;
 
     #[tokio::test]
     async fn names_at_or_before_the_offset_are_dropped() {
-        let inner = IgnoresOffset(InMemory::new());
+        let inner = Misbehaving::ignoring_offsets();
         for v in 0..3 {
             let key = Path::from(format!("_delta_log/{v:020}.json"));
             inner.put(&key, PutPayload::from("{}")).await.unwrap();
         }
-        let store = OffsetFiltering(Arc::new(inner));
         let offset = Path::from(format!("_delta_log/{:020}.json", 1));
+        let all: Vec<ObjectMeta> = inner
+            .list_with_offset(Some(&Path::from("_delta_log")), &offset)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3, "the inner store ignores the offset");
+        let store = OffsetFiltering(Arc::new(inner));
         let names: Vec<String> = store
             .list_with_offset(Some(&Path::from("_delta_log")), &offset)
             .map_ok(|m| m.location.to_string())

@@ -29,11 +29,6 @@ impl StorageOptions {
     pub fn as_map(&self) -> &HashMap<String, String> {
         &self.0
     }
-
-    /// The values, for callers that must keep them out of their output.
-    pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.0.values().map(String::as_str)
-    }
 }
 
 impl fmt::Debug for StorageOptions {
@@ -96,7 +91,8 @@ impl Location {
 }
 
 /// The scheme names medallion accepts, for messages.
-pub const SCHEMES: &str = "a local path, file://, s3://, s3a://, az://, abfs(s)://, gs://";
+pub const SCHEMES: &str =
+    "a local path, file://, s3://, s3a://, az://, azure://, adl://, abfs(s)://, gs://";
 
 /// Whether `scheme` is a store medallion can use.
 pub fn supported_scheme(scheme: &str) -> bool {

@@ -14,6 +14,8 @@ pub mod location;
 mod merge;
 pub mod probe;
 mod read;
+#[cfg(test)]
+mod test_store;
 mod vacuum;
 mod write;
 
@@ -146,11 +148,16 @@ impl Lakehouse {
             };
             let log = Path::from(format!("{name}/_delta_log"));
             let mut entries = store.list(Some(&log));
-            if futures::StreamExt::next(&mut entries)
-                .await
-                .is_some_and(|e| e.is_ok())
-            {
-                names.push(name);
+            match futures::StreamExt::next(&mut entries).await {
+                Some(Ok(_)) => names.push(name),
+                None => {}
+                Some(Err(e)) => {
+                    return Err(MedallionError::Store {
+                        location: zone_dir.url.to_string(),
+                        step: "list",
+                        message: e.to_string(),
+                    });
+                }
             }
         }
         names.sort();

@@ -86,18 +86,27 @@ pub async fn probe(store: &dyn ObjectStore, location: &str) -> Result<()> {
         }
         Err(e) => return Err(failed("probe conditional creates on")(e)),
     }
+    remember(store, &marker, location).await
+}
+
+/// Keep the probe's outcome in the lakehouse, so later runs do not probe again.
+async fn remember(store: &dyn ObjectStore, marker: &Path, location: &str) -> Result<()> {
     let outcome = serde_json::json!({
         "conditional_create": "a second create of the same key was refused",
         "checked_at": chrono::Utc::now().to_rfc3339(),
         "medallion_version": env!("CARGO_PKG_VERSION"),
     });
     match store
-        .put_opts(&marker, PutPayload::from(outcome.to_string()), create())
+        .put_opts(marker, PutPayload::from(outcome.to_string()), create())
         .await
     {
         // A concurrent run remembered it first: the same outcome.
         Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(failed("remember the store probe in")(e)),
+        Err(e) => Err(MedallionError::Store {
+            location: location.to_string(),
+            step: "remember the store probe in",
+            message: e.to_string(),
+        }),
     }
 }
 

@@ -173,7 +173,7 @@ pub fn check_invariants(w: &Workdir, n: usize) {
     check_delta_logs(w);
 }
 
-const FAILPOINTS: [&str; 6] = [
+pub const FAILPOINTS: [&str; 6] = [
     "after_data_files",
     "after_bronze_commit",
     "after_rejected_commit",

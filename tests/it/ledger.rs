@@ -104,7 +104,8 @@ fn checkpoints_are_written_as_versions_grow() {
                 .ends_with(".checkpoint.parquet")
         })
         .count();
-    assert!(checkpoints >= 1, "a checkpoint file exists");
+    // 120 commits at one checkpoint every 10 (delta-rs' default would be one).
+    assert!(checkpoints >= 5, "{checkpoints} checkpoint files");
     // 120 one-row ledger files were compacted at the end of the run; no row is lost.
     let h = w.medallion(&["history", "_medallion.files"]);
     assert!(h.stdout.contains("OPTIMIZE"), "{}", h.stdout);

@@ -13,6 +13,7 @@ mod object_stores;
 mod other_schema;
 mod pipeline;
 mod rebuild;
+mod remote;
 mod rules;
 mod stores;
 mod workdir;

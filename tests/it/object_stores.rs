@@ -8,7 +8,8 @@ use std::process::Child;
 use std::time::Duration;
 
 use crate::exactly_once::{check_invariants, make_file, spawn_run};
-use crate::stores::{Kind, Landing};
+use crate::remote::Landing;
+use crate::stores::Kind;
 use crate::workdir::Workdir;
 
 fn sample_end_to_end(kind: Kind) {
@@ -20,10 +21,18 @@ fn sample_end_to_end(kind: Kind) {
 
 fn landing_in_its_own_bucket(kind: Kind) {
     let w = Workdir::on_store(kind, Landing::OwnBucket);
-    crate::pipeline::sample_end_to_end(&w);
-    // Nothing was written to the landing bucket: the raw zone is only read.
     let remote = w.remote.as_ref().unwrap();
-    assert!(remote.raw.contains("landing-"), "{}", remote.raw);
+    crate::pipeline::sample_end_to_end(&w);
+    // The landing bucket holds only what was put there: the raw zone is only read.
+    let landing = remote.raw_files();
+    let names: Vec<&str> = landing.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "readings_2026-01-01.csv",
+            "readings_2026-01-04_corrections.csv"
+        ]
+    );
     assert!(
         w.lake_files().iter().all(|f| !f.starts_with("raw/")),
         "the lakehouse holds no raw zone of its own"
@@ -42,8 +51,23 @@ fn landing_in_its_own_bucket(kind: Kind) {
         ),
         0
     );
-    let r = w.medallion(&["vacuum", "--dry-run"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    for args in [
+        vec!["vacuum", "--dry-run"],
+        vec!["vacuum", "--retain-hours", "24"],
+    ] {
+        let r = w.medallion(&args);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    assert_eq!(
+        w.count("FROM silver.readings"),
+        silver,
+        "vacuum keeps what versions need"
+    );
+    assert_eq!(
+        remote.raw_files(),
+        landing,
+        "no object of the landing zone changed"
+    );
     assert_no_secret(&w);
 }
 
@@ -76,14 +100,7 @@ fn concurrent_runs(kind: Kind) {
 /// moment, and the next run completes everything exactly once.
 fn kills_and_recovery(kind: Kind) {
     let w = Workdir::on_store(kind, Landing::InsideLakehouse);
-    let points = [
-        "after_data_files",
-        "after_bronze_commit",
-        "after_rejected_commit",
-        "after_silver_commit",
-        "after_gold_commit",
-        "before_ledger_final",
-    ];
+    let points = crate::exactly_once::FAILPOINTS;
     for (i, fp) in points.iter().enumerate() {
         w.write_raw(&format!("batch_{i:03}.csv"), &make_file(i));
         let r = w.medallion_failing_at(&["run"], fp);

@@ -282,13 +282,9 @@ pub fn time_travel_and_protocol_versions(w: &Workdir) {
         count_first.to_string(),
         "silver as of {after_first}"
     );
-    for t in [
-        "bronze/readings",
-        "silver/readings",
-        "rejected/readings",
-        "gold/daily_usage",
-        "_medallion/files",
-    ] {
+    const TABLES: &str =
+        "bronze/readings silver/readings rejected/readings gold/daily_usage _medallion/files";
+    for t in TABLES.split(' ') {
         let log =
             String::from_utf8(w.read_lake(&format!("{t}/_delta_log/00000000000000000000.json")))
                 .unwrap();

@@ -12,14 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use deltalake::logstore::object_store::{
-    ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath,
-};
-use futures::TryStreamExt;
 use medallion::storage::{Location, StorageOptions};
 
 use crate::interop::python;
-use crate::workdir::{REPO, Workdir};
+use crate::workdir::REPO;
 
 /// Azurite's well-known development account (public, documented by Microsoft).
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -50,7 +46,7 @@ pub struct Emulator {
     secret: String,
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
 }
@@ -252,7 +248,7 @@ impl Emulator {
         format!("{}://{bucket}/{prefix}", self.kind.scheme())
     }
 
-    fn location(&self, bucket: &str, prefix: &str) -> Location {
+    pub fn location(&self, bucket: &str, prefix: &str) -> Location {
         let url = url::Url::parse(&format!(
             "{}/",
             self.uri(bucket, prefix).trim_end_matches('/')
@@ -262,151 +258,5 @@ impl Emulator {
             url,
             StorageOptions::new(self.options().into_iter().collect::<HashMap<_, _>>()),
         )
-    }
-}
-
-/// A workdir's lakehouse and raw zone on an emulator; collects every output of the
-/// medallion processes it runs, for the secret check.
-pub struct Remote {
-    pub emulator: &'static Emulator,
-    pub lake: String,
-    pub raw: String,
-    lake_store: std::sync::Arc<dyn ObjectStore>,
-    raw_store: std::sync::Arc<dyn ObjectStore>,
-    outputs: Mutex<Vec<String>>,
-}
-
-impl Remote {
-    pub fn put_raw(&self, name: &str, content: &[u8]) {
-        let payload = PutPayload::from(content.to_vec());
-        runtime()
-            .block_on(self.raw_store.put(&ObjectPath::from(name), payload))
-            .unwrap();
-    }
-
-    pub fn lake_files(&self) -> Vec<String> {
-        runtime()
-            .block_on(self.lake_store.list(None).try_collect::<Vec<_>>())
-            .unwrap()
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .collect()
-    }
-
-    pub fn read_lake(&self, relative: &str) -> Vec<u8> {
-        runtime()
-            .block_on(async {
-                self.lake_store
-                    .get(&ObjectPath::from(relative))
-                    .await?
-                    .bytes()
-                    .await
-            })
-            .unwrap()
-            .to_vec()
-    }
-
-    pub fn record_output(&self, stdout: &str, stderr: &str) {
-        let mut outputs = self.outputs.lock().unwrap();
-        outputs.push(stdout.to_string());
-        outputs.push(stderr.to_string());
-    }
-
-    /// Every output recorded so far.
-    pub fn outputs(&self) -> Vec<String> {
-        self.outputs.lock().unwrap().clone()
-    }
-}
-
-/// Every file under a local directory, by path relative to it.
-pub fn local_files(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(root) {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Where the landing zone goes in a store workdir.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Landing {
-    /// `raw/` under the lakehouse, reached with the lakehouse's options.
-    InsideLakehouse,
-    /// A bucket or container of its own, with its own `storage_options`.
-    OwnBucket,
-}
-
-impl Workdir {
-    /// The sample config with the lakehouse (and raw zone) on an emulator.
-    pub fn on_store(kind: Kind, landing: Landing) -> Workdir {
-        let sample = std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap();
-        Self::on_store_with(kind, landing, &sample)
-    }
-
-    /// `config` (a local-lakehouse config with `lakehouse:` and `raw_dir:` lines) moved
-    /// onto an emulator.
-    pub fn on_store_with(kind: Kind, landing: Landing, config: &str) -> Workdir {
-        let emulator = Emulator::get(kind);
-        let lake_bucket = emulator.new_bucket("lake");
-        let lake_uri = emulator.uri(&lake_bucket, "prod");
-        let (raw_uri, raw_location, raw_yaml) = match landing {
-            Landing::InsideLakehouse => (
-                format!("{lake_uri}/raw"),
-                emulator.location(&lake_bucket, "prod/raw"),
-                "  raw_dir: raw\n".to_string(),
-            ),
-            Landing::OwnBucket => {
-                let bucket = emulator.new_bucket("landing");
-                let uri = emulator.uri(&bucket, "meters");
-                let yaml = format!(
-                    "  raw_dir: {uri}\n  storage_options:\n{}",
-                    emulator.options_yaml("    ")
-                );
-                (uri, emulator.location(&bucket, "meters"), yaml)
-            }
-        };
-        let mut out = String::new();
-        let mut raw_done = false;
-        for line in config.lines() {
-            if line.starts_with("lakehouse:") {
-                out.push_str(&format!(
-                    "lakehouse: {lake_uri}\nstorage_options:\n{}",
-                    emulator.options_yaml("  ")
-                ));
-            } else if line.trim_start().starts_with("raw_dir:") {
-                out.push_str(&raw_yaml);
-                raw_done = true;
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        if !raw_done {
-            out = out.replacen("source:\n", &format!("source:\n{raw_yaml}"), 1);
-        }
-        let mut w = Workdir::with_config(&out);
-        w.env
-            .push(("MEDALLION_TEST_SECRET".into(), emulator.secret.clone()));
-        w.remote = Some(Remote {
-            emulator,
-            lake: lake_uri,
-            raw: raw_uri,
-            lake_store: emulator.location(&lake_bucket, "prod").store().unwrap(),
-            raw_store: raw_location.store().unwrap(),
-            outputs: Mutex::new(Vec::new()),
-        });
-        w
     }
 }

@@ -14,7 +14,7 @@ pub struct Workdir {
     /// Environment for every medallion process (credentials for `${VAR}` options).
     pub env: Vec<(String, String)>,
     /// The lakehouse and raw zone on an object-store emulator, when not local.
-    pub remote: Option<crate::stores::Remote>,
+    pub remote: Option<crate::remote::Remote>,
 }
 
 pub struct Run {
@@ -94,7 +94,7 @@ impl Workdir {
     pub fn lake_files(&self) -> Vec<String> {
         match &self.remote {
             Some(remote) => remote.lake_files(),
-            None => crate::stores::local_files(&self.root.join("lakehouse")),
+            None => crate::remote::local_files(&self.root.join("lakehouse")),
         }
     }
 
