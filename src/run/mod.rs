@@ -63,6 +63,10 @@ impl Default for RunOptions {
 /// A table is compacted when a run leaves it with more small data files than this.
 const MAX_SMALL_FILES: usize = 64;
 
+/// The ledger is read whole by every run, even one with nothing to do: on an object
+/// store each of its files costs requests, so it is compacted sooner (BENCHMARKS.md).
+const MAX_SMALL_LEDGER_FILES: usize = 8;
+
 /// Abort the process at a named point when `MEDALLION_FAILPOINT` names it (tests only).
 pub(crate) fn failpoint(name: &str) {
     if std::env::var("MEDALLION_FAILPOINT").is_ok_and(|v| v == name) {
@@ -113,7 +117,12 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
         if lease.check().is_err() {
             return;
         }
-        if let Err(e) = crate::storage::compact_if_fragmented(lake, &name, MAX_SMALL_FILES).await {
+        let max = if name == ledger::LEDGER_TABLE {
+            MAX_SMALL_LEDGER_FILES
+        } else {
+            MAX_SMALL_FILES
+        };
+        if let Err(e) = crate::storage::compact_if_fragmented(lake, &name, max).await {
             tracing::warn!("cannot compact {name} (it stays correct, only slower to read): {e}");
         }
     }
