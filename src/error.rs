@@ -162,6 +162,19 @@ impl MedallionError {
         }
     }
 
+    /// An object store (or local directory) error at `location`, while doing `step`.
+    pub(crate) fn store<E: std::fmt::Display>(
+        step: &'static str,
+        location: impl std::fmt::Display,
+    ) -> impl FnOnce(E) -> Self {
+        let location = location.to_string();
+        move |e| MedallionError::Store {
+            location,
+            step,
+            message: e.to_string(),
+        }
+    }
+
     pub(crate) fn arrow(step: &'static str) -> impl FnOnce(ArrowError) -> Self {
         move |source| MedallionError::Arrow { step, source }
     }

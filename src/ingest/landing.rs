@@ -193,16 +193,11 @@ pub async fn discover(p: &Pipeline) -> Result<Vec<RawFile>> {
 async fn discover_in_store(zone: &Location) -> Result<Vec<RawFile>> {
     let store = zone.store()?;
     let runtime = tokio::runtime::Handle::current();
-    let listed: Vec<_> =
-        store
-            .list(None)
-            .try_collect()
-            .await
-            .map_err(|e| MedallionError::Store {
-                location: zone.url.to_string(),
-                step: "list the raw zone",
-                message: e.to_string(),
-            })?;
+    let listed: Vec<_> = store
+        .list(None)
+        .try_collect()
+        .await
+        .map_err(MedallionError::store("list the raw zone", &zone.url))?;
     // A zero-byte object named like a folder that holds other objects is a "folder"
     // marker (the S3 console makes them), not a file.
     let folders: std::collections::HashSet<String> = listed

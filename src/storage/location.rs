@@ -81,11 +81,7 @@ impl Location {
         let log_store = self
             .table_builder(self.url.clone())
             .and_then(|b| b.build_storage())
-            .map_err(|e| MedallionError::Store {
-                location: self.url.to_string(),
-                step: "connect",
-                message: e.to_string(),
-            })?;
+            .map_err(MedallionError::store("connect", &self.url))?;
         Ok(log_store.object_store(None))
     }
 }

@@ -136,11 +136,7 @@ impl Lakehouse {
         let listed = store
             .list_with_delimiter(None)
             .await
-            .map_err(|e| MedallionError::Store {
-                location: zone_dir.url.to_string(),
-                step: "list",
-                message: e.to_string(),
-            })?;
+            .map_err(MedallionError::store("list", &zone_dir.url))?;
         let mut names = Vec::new();
         for dir in listed.common_prefixes {
             let Some(name) = dir.filename().map(str::to_string) else {
@@ -151,13 +147,7 @@ impl Lakehouse {
             match futures::StreamExt::next(&mut entries).await {
                 Some(Ok(_)) => names.push(name),
                 None => {}
-                Some(Err(e)) => {
-                    return Err(MedallionError::Store {
-                        location: zone_dir.url.to_string(),
-                        step: "list",
-                        message: e.to_string(),
-                    });
-                }
+                Some(Err(e)) => return Err(MedallionError::store("list", &zone_dir.url)(e)),
             }
         }
         names.sort();

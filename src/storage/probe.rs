@@ -37,13 +37,7 @@ fn create() -> PutOptions {
 
 /// The probe itself, on the store rooted at the lakehouse (`location` names it).
 pub async fn probe(store: &dyn ObjectStore, location: &str) -> Result<()> {
-    let failed = |step: &'static str| {
-        move |e: object_store::Error| MedallionError::Store {
-            location: location.to_string(),
-            step,
-            message: e.to_string(),
-        }
-    };
+    let failed = |step: &'static str| MedallionError::store::<object_store::Error>(step, location);
     let marker = Path::from(PROBE_MARKER);
     match store.head(&marker).await {
         Ok(_) => return Ok(()),
@@ -102,11 +96,10 @@ async fn remember(store: &dyn ObjectStore, marker: &Path, location: &str) -> Res
     {
         // A concurrent run remembered it first: the same outcome.
         Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(MedallionError::Store {
-            location: location.to_string(),
-            step: "remember the store probe in",
-            message: e.to_string(),
-        }),
+        Err(e) => Err(MedallionError::store(
+            "remember the store probe in",
+            location,
+        )(e)),
     }
 }
 

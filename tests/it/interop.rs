@@ -14,21 +14,7 @@ use crate::workdir::{REPO, Workdir, expected, text};
 
 pub fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| match std::env::var_os("MEDALLION_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let out = Command::new("bash")
-                .arg(Path::new(REPO).join("scripts/setup-python.sh"))
-                .output()
-                .expect("run scripts/setup-python.sh");
-            assert!(
-                out.status.success(),
-                "installing the readers failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        }
-    })
+    PYTHON.get_or_init(|| crate::workdir::installed("MEDALLION_PYTHON", "scripts/setup-python.sh"))
 }
 
 /// Read `tables` with every reader (at `version` when given); results per reader per table.

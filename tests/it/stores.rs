@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use std::time::{Duration, Instant};
 use medallion::storage::{Location, StorageOptions};
 
 use crate::interop::python;
-use crate::workdir::REPO;
 
 /// Azurite's well-known development account (public, documented by Microsoft).
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -134,20 +132,7 @@ impl Emulator {
 
     fn start_azurite() -> Emulator {
         let port = free_port();
-        let bin = std::env::var_os("MEDALLION_AZURITE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let out = Command::new("bash")
-                    .arg(Path::new(REPO).join("scripts/setup-emulators.sh"))
-                    .output()
-                    .expect("run scripts/setup-emulators.sh");
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-            });
+        let bin = crate::workdir::installed("MEDALLION_AZURITE", "scripts/setup-emulators.sh");
         let dir = std::env::temp_dir().join(format!("medallion-azurite-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new(&bin);

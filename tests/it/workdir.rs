@@ -242,6 +242,24 @@ pub fn assert_batch_counts_and_unique_keys(w: &Workdir) {
     assert_eq!(dupes, 0, "silver holds one row per natural key");
 }
 
+/// A tool the test command installs: the path in `env_var` (set by `scripts/test.sh`),
+/// else the one line `script` prints after installing it (a failed install fails the test).
+pub fn installed(env_var: &str, script: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var) {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("bash")
+        .arg(Path::new(REPO).join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// A JSON value as plain text (strings unquoted).
 pub fn text(v: &Value) -> String {
     match v {
