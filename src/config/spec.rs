@@ -101,3 +101,39 @@ impl Pipeline {
             .map(|c| (c.name.as_str(), crate::schema::arrow_type(c.parser.ty)))
     }
 }
+
+impl Pipeline {
+    /// A digest of everything in the configuration that decides what a run does, and of
+    /// the medallion version: locations, dialect, columns, rules, key and models. Storage
+    /// options are left out (they are credentials, and reach the same data).
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let s = &self.source;
+        let rules: Vec<_> = s
+            .row_rules
+            .iter()
+            .map(|r| (&r.name, &r.sql, r.action))
+            .collect();
+        let gold: Vec<_> = self
+            .gold
+            .iter()
+            .map(|m| (&m.name, &m.keys, &m.fingerprint, &m.maintenance))
+            .collect();
+        let text = format!(
+            "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
+            env!("CARGO_PKG_VERSION"),
+            self.lakehouse.url,
+            s.name,
+            s.raw_zone.url,
+            s.pattern.as_str(),
+            s.timezone,
+            s.csv,
+            s.columns,
+            rules,
+            self.silver_key,
+            self.silver_batch_rows,
+            gold,
+        );
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+}

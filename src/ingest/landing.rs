@@ -64,6 +64,14 @@ impl RawFile {
         matches!(&self.source, RawSource::Store { etag: Some(_), .. })
     }
 
+    /// The object's ETag as listed (`None` for local files).
+    pub fn etag(&self) -> Option<&str> {
+        match &self.source {
+            RawSource::Store { etag, .. } => etag.as_deref(),
+            RawSource::Local(_) => None,
+        }
+    }
+
     /// Where the file is, for messages.
     pub fn display_path(&self) -> PathBuf {
         match &self.source {

@@ -119,6 +119,31 @@ async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, Dat
     Ok((epoch, event))
 }
 
+/// The lease table's version while no run holds the lease (its newest commit is a
+/// release), or `None` (held, expired without a release, or no lease table yet).
+/// Every writer commits to the lease table before its first write, so nothing was
+/// written since as long as the table has no later version.
+pub async fn released_version(lake: &Lakehouse) -> Result<Option<i64>> {
+    let Some(table) = lake.open(LEASE_TABLE).await? else {
+        return Ok(None);
+    };
+    let newest: Vec<_> = table
+        .history(Some(1))
+        .try_collect()
+        .await
+        .map_err(MedallionError::delta("read lease", LEASE_TABLE))?;
+    let released = newest.first().is_some_and(|c| {
+        c.info
+            .get("medallion")
+            .and_then(|m| m.get("action"))
+            .and_then(|a| a.as_str())
+            == Some("release")
+    });
+    Ok(released
+        .then(|| table.version().map(|v| v as i64))
+        .flatten())
+}
+
 /// Commit one lease event at `epoch`; `Ok(false)` when another process won the race.
 async fn commit_event(
     lake: &Lakehouse,

@@ -23,6 +23,7 @@ mod batch;
 pub mod evolve;
 pub mod rebuild;
 mod replay;
+mod settled;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +79,13 @@ pub(crate) fn failpoint(name: &str) {
 /// Ingest every file of the raw zone not loaded yet (after finishing interrupted batches).
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
+    if let Some(files) = settled::still_settled(&lake, &p).await {
+        tracing::debug!("nothing to do: the settled mark holds");
+        return Ok(RunReport {
+            already_loaded: files,
+            ..RunReport::default()
+        });
+    }
     let schema_plan = evolve::check(&lake, &p, false).await?;
     if schema_plan.is_empty()
         && let Some(report) = nothing_to_do(&lake, &p).await?
@@ -130,8 +138,11 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
 
 /// When every raw file is a settled file version (same name, size and mtime) and no
 /// batch is open, there is nothing to do, and no need for the lease: this only reads.
-/// Anything that appears meanwhile is for the next run (or a concurrent one).
+/// Anything that appears meanwhile is for the next run (or a concurrent one). Found
+/// while no run holds the lease, it is remembered for the next run (`settled`).
 async fn nothing_to_do(lake: &Lakehouse, p: &Pipeline) -> Result<Option<RunReport>> {
+    // Read first: a writer that starts after this commits a later lease version.
+    let released = ingest::lease::released_version(lake).await?;
     let files = ingest::discover(p).await?;
     let state = ledger::state(lake).await?;
     if !state.unfinished.is_empty()
@@ -142,6 +153,9 @@ async fn nothing_to_do(lake: &Lakehouse, p: &Pipeline) -> Result<Option<RunRepor
     }
     if !model_rebuild::stale_models(lake, p).await?.is_empty() {
         return Ok(None);
+    }
+    if let Some(version) = released {
+        settled::remember(lake, p, &files, version).await;
     }
     Ok(Some(RunReport {
         already_loaded: files.len(),

@@ -12,6 +12,7 @@ mod azure;
 mod compact;
 pub mod location;
 mod merge;
+mod objects;
 pub mod probe;
 mod read;
 #[cfg(test)]

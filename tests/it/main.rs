@@ -15,5 +15,6 @@ mod pipeline;
 mod rebuild;
 mod remote;
 mod rules;
+mod settled;
 mod stores;
 mod workdir;

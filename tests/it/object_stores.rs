@@ -1,8 +1,9 @@
 //! The lakehouse and the landing zone on object storage: every scenario runs on moto's
 //! S3 server and on Azurite, started by the tests (see `stores`). The sample end to end
 //! with exact counts, a separate landing bucket (with `rebuild` and `vacuum`), time
-//! travel, four concurrent runs, kills and recovery, the commit-safety probe, external readers straight from the emulator,
-//! and no secret in any output.
+//! travel, four concurrent runs, kills and recovery, the commit-safety probe, external
+//! readers straight from the emulator, a run with nothing to do answered from the
+//! settled mark, and no secret in any output.
 
 use std::process::Child;
 use std::time::Duration;
@@ -171,6 +172,22 @@ fn assert_no_secret(w: &Workdir) {
             assert!(!text.contains(secret), "{f} holds the secret");
         }
     }
+}
+
+fn nothing_to_do(kind: Kind) {
+    let w = Workdir::on_store(kind, Landing::OwnBucket);
+    crate::settled::nothing_to_do_answers_from_the_mark_until_anything_changes(&w);
+    assert_no_secret(&w);
+}
+
+#[test]
+fn s3_nothing_to_do_answers_from_the_settled_mark() {
+    nothing_to_do(Kind::S3);
+}
+
+#[test]
+fn azure_nothing_to_do_answers_from_the_settled_mark() {
+    nothing_to_do(Kind::Azure);
 }
 
 #[test]

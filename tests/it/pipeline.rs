@@ -90,7 +90,7 @@ pub fn sample_end_to_end(w: &Workdir) {
         r.stdout.contains("plausible_hourly_usage: 2 rows kept"),
         "{r:?}"
     );
-    assert_file_counts(&w, FILE1, &exp["files"][FILE1]);
+    assert_file_counts(w, FILE1, &exp["files"][FILE1]);
     assert_eq!(
         w.count("FROM silver.readings"),
         exp["silver_rows_after_first_file"].as_u64().unwrap()
@@ -105,14 +105,14 @@ pub fn sample_end_to_end(w: &Workdir) {
             .as_u64()
             .unwrap()
     );
-    assert_gold_is_recompute(&w);
+    assert_gold_is_recompute(w);
     let gold_v1 = w.scalar("SELECT CAST(SUM(total_kwh) AS VARCHAR) FROM gold.daily_usage");
 
     // Second file: corrections replace earlier readings; the last line of a key wins.
     w.add_sample(FILE2);
     let r = w.run_expect(0);
     assert!(r.stdout.contains("1 already loaded before"), "{r:?}");
-    assert_file_counts(&w, FILE2, &exp["files"][FILE2]);
+    assert_file_counts(w, FILE2, &exp["files"][FILE2]);
     let f2 = &exp["files"][FILE2];
     assert!(
         r.stdout.contains(&format!(
@@ -130,7 +130,7 @@ pub fn sample_end_to_end(w: &Workdir) {
         w.scalar("SELECT CAST(SUM(usage_kwh) AS VARCHAR) FROM silver.readings"),
         text(&exp["silver_total_kwh_after_all"])
     );
-    assert_silver_keys_unique(&w);
+    assert_silver_keys_unique(w);
     for u in exp["updated_keys"].as_array().unwrap() {
         let v = w.scalar(&format!(
             "SELECT CAST(usage_kwh AS VARCHAR) FROM silver.readings WHERE customer_id = '{}' AND meter_id = '{}' \
@@ -158,7 +158,7 @@ pub fn sample_end_to_end(w: &Workdir) {
         w.count("FROM gold.daily_usage"),
         exp["gold_daily_usage_rows_after_all"].as_u64().unwrap()
     );
-    assert_gold_is_recompute(&w);
+    assert_gold_is_recompute(w);
     let g = &exp["gold_row_example"];
     let row = w.query(&format!(
         "SELECT CAST(total_kwh AS VARCHAR) AS total_kwh, reading_count, estimated_count FROM gold.daily_usage \
