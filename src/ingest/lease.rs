@@ -124,7 +124,7 @@ async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, Dat
 /// Every writer commits to the lease table before its first write, so nothing was
 /// written since as long as the table has no later version.
 pub async fn released_version(lake: &Lakehouse) -> Result<Option<i64>> {
-    let Some(table) = lake.open(LEASE_TABLE).await? else {
+    let Some(table) = lake.uncached().open(LEASE_TABLE).await? else {
         return Ok(None);
     };
     let newest: Vec<_> = table
@@ -196,6 +196,8 @@ impl Lease {
     /// object store is checked to refuse conflicting commits (once, see `storage::probe`).
     pub async fn acquire(lake: &Lakehouse, ttl: Duration, wait: Duration) -> Result<Lease> {
         lake.ensure_writable().await?;
+        // Read fresh every time, and also from the renewer's runtime (see `uncached`).
+        let lake = &lake.uncached();
         let holder = holder_id();
         let started = std::time::Instant::now();
         // Waiting runs poll with a growing pause: on an object store every poll costs

@@ -127,6 +127,7 @@ pub async fn ingest(
             .commit(&mut bronze_table, props, Some((APP_BRONZE, seq)))
             .await?
             .version();
+        lake.keep(&tables.bronze, &bronze_table);
         fr.committed = true;
         failpoint("after_bronze_commit");
     }
@@ -137,6 +138,7 @@ pub async fn ingest(
             .commit(&mut rejected_table, props, Some((APP_REJECTED, seq)))
             .await?
             .version();
+        lake.keep(&tables.rejected, &rejected_table);
         failpoint("after_rejected_commit");
     }
 
@@ -180,6 +182,7 @@ pub async fn ingest(
                 silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), lineage, txn).await?;
             tracing::debug!(ms = lap(&mut t), "slice written");
             silver = after;
+            lake.keep(&tables.silver, &silver);
             touched = true;
             fr.silver.inserted += m.inserted;
             fr.silver.updated += m.updated;

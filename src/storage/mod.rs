@@ -21,7 +21,7 @@ mod vacuum;
 mod write;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::prelude::SessionContext;
@@ -95,14 +95,61 @@ pub fn target_file_size(table: &DeltaTable, name: &str) -> Result<u64> {
 pub const CHECKPOINT_INTERVAL: u64 = 10;
 
 /// The lakehouse root and the URLs of the tables under it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Lakehouse {
     root: Location,
+    /// The tables this process opened, as last seen: opening one again reads only the
+    /// commits since (one LIST when there are none), not its checkpoint and log again,
+    /// and reuses its store client. Shared by clones; `None` for [`Self::uncached`].
+    opened: Option<Arc<Mutex<HashMap<String, DeltaTable>>>>,
+}
+
+impl std::fmt::Debug for Lakehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lakehouse")
+            .field("root", &self.root)
+            .finish()
+    }
 }
 
 impl Lakehouse {
     pub fn new(root: Location) -> Self {
-        Lakehouse { root }
+        Lakehouse {
+            root,
+            opened: Some(Arc::default()),
+        }
+    }
+
+    /// The same lakehouse without the cache of opened tables, for code that runs on a
+    /// runtime of its own (a store client belongs to the runtime it was made on).
+    pub fn uncached(&self) -> Self {
+        Lakehouse {
+            root: self.root.clone(),
+            opened: None,
+        }
+    }
+
+    fn cached(&self, relative: &str) -> Option<DeltaTable> {
+        let opened = self
+            .opened
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        opened.get(relative).cloned()
+    }
+
+    /// Remember `table` as the newest state of `relative` this process has seen (after a
+    /// commit, so that the next open need not read it back).
+    pub fn keep(&self, relative: &str, table: &DeltaTable) {
+        if let Some(opened) = &self.opened {
+            let mut opened = opened.lock().unwrap_or_else(|p| p.into_inner());
+            let newer = opened
+                .get(relative)
+                .is_none_or(|t| t.version() <= table.version());
+            if newer {
+                opened.insert(relative.to_string(), table.clone());
+            }
+        }
     }
 
     /// A lakehouse in a local directory (tests and tools).
@@ -155,8 +202,17 @@ impl Lakehouse {
         Ok(names)
     }
 
-    /// Open the table at `relative`, or `None` when no table exists there yet.
+    /// Open the table at `relative` at its newest version, or `None` when no table
+    /// exists there yet.
     pub async fn open(&self, relative: &str) -> Result<Option<DeltaTable>> {
+        if let Some(mut table) = self.cached(relative) {
+            table
+                .load()
+                .await
+                .map_err(MedallionError::delta("open", relative))?;
+            self.keep(relative, &table);
+            return Ok(Some(table));
+        }
         let url = self.table_url(relative)?;
         let mut table = self
             .root
@@ -174,6 +230,7 @@ impl Lakehouse {
             .load()
             .await
             .map_err(MedallionError::delta("open", relative))?;
+        self.keep(relative, &table);
         Ok(Some(table))
     }
 
@@ -242,7 +299,10 @@ impl Lakehouse {
             )
             .await;
         match created {
-            Ok(t) => Ok(t),
+            Ok(t) => {
+                self.keep(relative, &t);
+                Ok(t)
+            }
             // Another process created it first: use theirs.
             Err(_) if self.open(relative).await?.is_some() => self
                 .open(relative)

@@ -339,6 +339,7 @@ async fn try_commit(
         .await
         .map_err(err())?;
     let version = finalized.version() as i64;
-    table.update_state().await.map_err(err())?;
+    // The commit's own snapshot: no second read of the log for what was just written.
+    table.state = Some(finalized.snapshot());
     Ok(version)
 }

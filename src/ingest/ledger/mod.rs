@@ -184,6 +184,7 @@ pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
         "medallion/ledger/final"
     };
     let committed = writer.commit(&mut table, props, Some((app, e.seq))).await?;
+    lake.keep(LEDGER_TABLE, &table);
     // A row fixes which batch owns `seq` (claims) or ends it (final rows): when the
     // transaction was already at `seq`, it must have been this batch's own (ambiguous)
     // commit, not another run's; else this run was overtaken and must stop.
