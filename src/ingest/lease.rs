@@ -95,50 +95,64 @@ fn lease_schema() -> Arc<Schema> {
     ]))
 }
 
+/// A lease event, as its commit records it.
+struct Event {
+    holder: String,
+    action: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// The newest `limit` commits, newest first, each with its lease event (`None` for a
+/// commit that is not one: the table's creation).
+async fn newest_events(table: &DeltaTable, limit: usize) -> Result<Vec<Option<Event>>> {
+    let infos: Vec<_> = table
+        .history(Some(limit))
+        .try_collect()
+        .await
+        .map_err(MedallionError::delta("read lease", LEASE_TABLE))?;
+    Ok(infos
+        .iter()
+        .map(|c| {
+            let m = c.info.get("medallion")?;
+            let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let expires = text("expires_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok())?;
+            Some(Event {
+                holder: text("holder")?,
+                action: text("action")?,
+                expires_at: expires.with_timezone(&Utc),
+            })
+        })
+        .collect())
+}
+
 /// The latest lease event: (epoch, holder, action, expires_at).
 async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, DateTime<Utc>)>)> {
     let epoch = storage::txn_version(table, LEASE_APP, LEASE_TABLE)
         .await?
         .unwrap_or(0);
     // Newest first; commits that are not lease events (the table's creation) are passed over.
-    let infos: Vec<_> = table
-        .history(Some(8))
-        .try_collect()
-        .await
-        .map_err(MedallionError::delta("read lease", LEASE_TABLE))?;
-    let event = infos.iter().find_map(|c| {
-        let m = c.info.get("medallion")?;
-        let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let expires = text("expires_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok())?;
-        Some((
-            text("holder")?,
-            text("action")?,
-            expires.with_timezone(&Utc),
-        ))
-    });
+    let event = newest_events(table, 8)
+        .await?
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|e| (e.holder, e.action, e.expires_at));
     Ok((epoch, event))
 }
 
 /// The lease table's version while no run holds the lease (its newest commit is a
-/// release), or `None` (held, expired without a release, or no lease table yet).
+/// release, or a lease that has expired), or `None` (held, or no lease table yet).
 /// Every writer commits to the lease table before its first write, so nothing was
 /// written since as long as the table has no later version.
 pub async fn released_version(lake: &Lakehouse) -> Result<Option<i64>> {
     let Some(table) = lake.uncached().open(LEASE_TABLE).await? else {
         return Ok(None);
     };
-    let newest: Vec<_> = table
-        .history(Some(1))
-        .try_collect()
-        .await
-        .map_err(MedallionError::delta("read lease", LEASE_TABLE))?;
-    let released = newest.first().is_some_and(|c| {
-        c.info
-            .get("medallion")
-            .and_then(|m| m.get("action"))
-            .and_then(|a| a.as_str())
-            == Some("release")
-    });
+    let newest = newest_events(&table, 1).await?;
+    let released = newest
+        .first()
+        .and_then(Option::as_ref)
+        .is_some_and(|e| e.action == "release" || e.expires_at < Utc::now());
     Ok(released
         .then(|| table.version().map(|v| v as i64))
         .flatten())

@@ -104,6 +104,7 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     if result.is_ok() {
         compact_small_files(&lake, &p, &lease).await;
     }
+    failpoint("before_lease_release");
     if let Err(e) = lease.release().await {
         tracing::warn!("cannot release the ingest lease (it will expire): {e}");
     }

@@ -1,6 +1,8 @@
 //! A run with nothing to do answers from the settled mark (`_medallion/settled.json`),
 //! and never once anything changed since it was written: a new file, a changed file,
-//! another configuration, another writer (a rebuild killed part-way).
+//! another configuration, another writer (a rebuild killed part-way). A run killed
+//! before it released the lease does not keep later runs off the mark once its lease
+//! has expired.
 
 use crate::workdir::{Run, Workdir, assert_batch_counts_and_unique_keys, sample_model_sql};
 
@@ -123,4 +125,24 @@ pub fn nothing_to_do_answers_from_the_mark_until_anything_changes(w: &Workdir) {
 fn nothing_to_do_answers_from_the_settled_mark_until_anything_changes() {
     let w = Workdir::sample_config();
     nothing_to_do_answers_from_the_mark_until_anything_changes(&w);
+}
+
+#[test]
+fn a_lease_left_by_a_killed_run_stops_the_mark_only_until_it_expires() {
+    let w = Workdir::sample_config();
+    w.add_sample(FILE1);
+    let killed = w
+        .command(&["run", "--lease-ttl", "3"])
+        .env("MEDALLION_FAILPOINT", "before_lease_release")
+        .output()
+        .unwrap();
+    assert!(
+        !killed.status.success(),
+        "the run aborts before releasing the lease"
+    );
+    assert_eq!(w.count("FROM _medallion.files WHERE status = 'loaded'"), 1);
+    // Everything was loaded, but the lease is still held until it expires (3 s).
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    settle(&w);
+    assert_exact(&w);
 }
