@@ -6,6 +6,7 @@ use deltalake::arrow::array::{Int64Array, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::*;
+use url::Url;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]))
