@@ -140,19 +140,26 @@ async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, Dat
     Ok((epoch, event))
 }
 
-/// The lease table's version while no run holds the lease (its newest commit is a
-/// release, or a lease that has expired), or `None` (held, or no lease table yet).
-/// Every writer commits to the lease table before its first write, so nothing was
-/// written since as long as the table has no later version.
+/// How long after its expiry a lease of a holder that may still be alive (on another
+/// host) counts as released: far longer than any commit can be in flight.
+const LONG_EXPIRED: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The lease table's version while no run holds the lease, or `None` (held, or no
+/// lease table yet). Its newest lease event is a release, or a lease whose holder is a
+/// process of this host that no longer exists, or one that expired long ago. Every
+/// writer commits to the lease table before its first write, so nothing was written
+/// since as long as the table has no later version. Commits that are not lease events
+/// (a vacuum's) are passed over: they write no rows.
 pub async fn released_version(lake: &Lakehouse) -> Result<Option<i64>> {
     let Some(table) = lake.uncached().open(LEASE_TABLE).await? else {
         return Ok(None);
     };
-    let newest = newest_events(&table, 1).await?;
-    let released = newest
-        .first()
-        .and_then(Option::as_ref)
-        .is_some_and(|e| e.action == "release" || e.expires_at < Utc::now());
+    let newest = newest_events(&table, 8).await?.into_iter().flatten().next();
+    let released = newest.is_some_and(|e| {
+        e.action == "release"
+            || (e.expires_at < Utc::now() && holder_is_dead(&e.holder))
+            || e.expires_at + LONG_EXPIRED < Utc::now()
+    });
     Ok(released
         .then(|| table.version().map(|v| v as i64))
         .flatten())

@@ -86,9 +86,12 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
             ..RunReport::default()
         });
     }
+    // Read before anything else: a writer that starts after this commits a later
+    // lease version (see `settled`).
+    let released = ingest::lease::released_version(&lake).await?;
     let schema_plan = evolve::check(&lake, &p, false).await?;
     if schema_plan.is_empty()
-        && let Some(report) = nothing_to_do(&lake, &p).await?
+        && let Some(report) = nothing_to_do(&lake, &p, released).await?
     {
         return Ok(report);
     }
@@ -140,10 +143,13 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
 /// When every raw file is a settled file version (same name, size and mtime) and no
 /// batch is open, there is nothing to do, and no need for the lease: this only reads.
 /// Anything that appears meanwhile is for the next run (or a concurrent one). Found
-/// while no run holds the lease, it is remembered for the next run (`settled`).
-async fn nothing_to_do(lake: &Lakehouse, p: &Pipeline) -> Result<Option<RunReport>> {
-    // Read first: a writer that starts after this commits a later lease version.
-    let released = ingest::lease::released_version(lake).await?;
+/// while no run held the lease (`released`: the lease table's version then, read
+/// before anything else), it is remembered for the next run (`settled`).
+async fn nothing_to_do(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    released: Option<i64>,
+) -> Result<Option<RunReport>> {
     let files = ingest::discover(p).await?;
     let state = ledger::state(lake).await?;
     if !state.unfinished.is_empty()
