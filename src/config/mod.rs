@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use spec::{
-    ColumnCheck, ColumnRule, ColumnSpec, CsvSpec, GoldModel, Pipeline, RowRule, SourceSpec,
+    BatchBounds, ColumnCheck, ColumnRule, ColumnSpec, CsvSpec, GoldModel, Pipeline, RowRule,
+    SourceSpec,
 };
 
 /// One problem in the configuration, with its place (`source.columns[3].type`).

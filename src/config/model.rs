@@ -21,6 +21,30 @@ pub struct ConfigFile {
     /// Business aggregates kept current with MERGE.
     #[serde(default)]
     pub gold: Vec<GoldModelConfig>,
+    /// How many new files one batch takes.
+    #[serde(default)]
+    pub batches: BatchesConfig,
+}
+
+/// Bounds of a batch: new files are taken in name order into one batch (one commit per
+/// table) until either bound is reached.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BatchesConfig {
+    /// Files per batch.
+    #[serde(default = "default_batch_files")]
+    pub max_files: usize,
+    /// Bytes of raw files per batch (`1GiB`, `500MB` or a number of bytes).
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: bytesize::ByteSize,
+}
+
+impl Default for BatchesConfig {
+    fn default() -> Self {
+        BatchesConfig {
+            max_files: default_batch_files(),
+            max_bytes: default_batch_bytes(),
+        }
+    }
 }
 
 /// A CSV source and the rules its rows must pass.
@@ -218,6 +242,12 @@ fn default_max_record_lines() -> usize {
 }
 fn default_max_field_bytes() -> usize {
     medallion_csv::Dialect::default().max_field_bytes
+}
+fn default_batch_files() -> usize {
+    1000
+}
+fn default_batch_bytes() -> bytesize::ByteSize {
+    bytesize::ByteSize::gib(1)
 }
 fn default_silver_batch_rows() -> u64 {
     1 << 18

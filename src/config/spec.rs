@@ -22,6 +22,15 @@ pub struct Pipeline {
     /// Rows per silver MERGE.
     pub silver_batch_rows: u64,
     pub gold: Vec<GoldModel>,
+    /// How many new files one batch takes.
+    pub batches: BatchBounds,
+}
+
+/// Checked batch bounds (both at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchBounds {
+    pub max_files: usize,
+    pub max_bytes: u64,
 }
 
 /// A checked CSV source.

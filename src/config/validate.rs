@@ -23,6 +23,15 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
     let lakehouse = super::location::lakehouse(file, base, &mut errs);
     let source = validate_source(&file.source, lakehouse.as_ref(), &mut errs);
 
+    if file.batches.max_files == 0 {
+        errs.push(ConfigError::new("batches.max_files", "must be at least 1"));
+    }
+    if file.batches.max_bytes.as_u64() == 0 {
+        errs.push(ConfigError::new(
+            "batches.max_bytes",
+            "must be at least 1 byte",
+        ));
+    }
     if file.silver.batch_rows == 0 {
         errs.push(ConfigError::new("silver.batch_rows", "must be at least 1"));
     }
@@ -55,6 +64,10 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
             silver_key: file.silver.key.clone(),
             silver_batch_rows: file.silver.batch_rows,
             gold: Vec::new(),
+            batches: BatchBounds {
+                max_files: file.batches.max_files,
+                max_bytes: file.batches.max_bytes.as_u64(),
+            },
         },
         _ => {
             // Gold SQL can only be planned against a valid silver schema.

@@ -1,27 +1,32 @@
-//! One batch (one raw file) through every zone, each stage guarded by its application
-//! transaction: a stage whose table already holds version `seq` of its app id was
-//! committed by an earlier attempt and is skipped.
+//! One batch (one or more raw files, claimed together) through every zone, each stage
+//! guarded by its application transaction: a stage whose table already holds version
+//! `seq` of its app id was committed by an earlier attempt and is skipped.
 //!
-//! Order: read and validate in bounded chunks while streaming bronze and rejected rows
-//! to Parquet; if a `fail` rule breaks, stop before any commit; commit bronze, then
-//! rejected; upsert silver; refresh each gold model (for the keys the batch touched,
-//! or fully when silver was committed by an earlier, interrupted attempt).
+//! Order: read and validate the files in name order in bounded chunks while streaming
+//! bronze and rejected rows to Parquet (a file that fails drops out alone, see `read`);
+//! commit bronze, then rejected, each once for the whole batch; upsert silver (files
+//! apply in name order, the last row of a key wins); refresh each gold model (for the
+//! keys the batch touched, or fully when silver was committed by an earlier,
+//! interrupted attempt).
+//!
+//! The bronze commit names the files it holds: a batch completed after a crash takes
+//! exactly those files, and the others failed in the interrupted attempt.
 
-use std::collections::BTreeMap;
+use deltalake::arrow::record_batch::RecordBatch;
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::ingest::RawFile;
 use crate::ingest::lease::Lease;
-use crate::ingest::reader::{CsvChunks, RawRow};
-use crate::report::FileReport;
+use crate::report::{BatchReport, FileReport};
 use crate::schema;
 use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
+use crate::zones::Lineage;
 use crate::zones::gold;
 use crate::zones::silver::{self, Validator};
-use crate::zones::{Lineage, bronze};
 
+use super::assemble::Batch;
 use super::failpoint;
+use super::read::{self, Sinks};
 
 /// Table paths of the source's zones.
 pub struct SourceTables {
@@ -44,22 +49,27 @@ const APP_BRONZE: &str = "medallion/bronze";
 const APP_REJECTED: &str = "medallion/rejected";
 const APP_SILVER: &str = "medallion/silver";
 
+/// The commit info stage of a batch's bronze commit.
+const STAGE_BRONZE: &str = "bronze_append";
+
+/// How far back in bronze's history a batch's own commit is looked for: it is the
+/// newest batch commit (batches commit in `seq` order), followed at most by
+/// compactions and a vacuum.
+const BRONZE_COMMITS_SEARCHED: usize = 64;
+
 fn gold_app(model: &str) -> String {
     format!("medallion/gold/{model}")
 }
 
-/// Ingest one claimed batch; `fr` is filled as stages complete (also on error).
-#[allow(clippy::too_many_arguments)]
+/// Ingest one claimed batch; `br` is filled as stages complete (also on error), each
+/// member's report as its file is read.
 pub async fn ingest(
     lake: &Lakehouse,
     p: &Pipeline,
     validator: &Validator,
     lease: &Lease,
-    file: Option<&RawFile>,
-    lineage: &Lineage,
-    seq: i64,
-    recovering: bool,
-    fr: &mut FileReport,
+    batch: &mut Batch,
+    br: &mut BatchReport,
 ) -> Result<()> {
     let tables = SourceTables::new(p);
     let bronze_schema = schema::bronze_schema(p);
@@ -84,87 +94,218 @@ pub async fn ingest(
             )],
         )
         .await?;
+    let seq = batch.seq;
     let bronze_done = storage::stage_done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
-    let rejected_done =
+    let mut rejected_done =
         storage::stage_done(&rejected_table, APP_REJECTED, &tables.rejected, seq).await?;
     let silver_done = storage::stage_done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
-    fr.committed = bronze_done;
+    br.committed = bronze_done;
     tracing::debug!("tables opened");
 
     let started = std::time::Instant::now();
-    let mut bronze_w = AppendWriter::new(&bronze_table, &tables.bronze)?;
     let mut rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
     let mut staging = silver::Staging::new(&schema::silver_schema(p))?;
-    if bronze_done && rejected_done {
-        super::replay::stage_from_bronze(lake, p, validator, (lineage, seq), &mut staging, fr)
-            .await?;
+    let bronze_w = if bronze_done {
+        keep_bronze_members(&bronze_table, &tables.bronze, batch).await?;
+        let outlet = (&mut rejected_w, &mut staging);
+        if let Some(version) =
+            from_committed_bronze(lake, p, validator, batch, rejected_done, outlet).await?
+        {
+            br.rejected_version = version;
+            rejected_done = true;
+        }
+        None
     } else {
-        let file = file.ok_or_else(|| MedallionError::RawFileGone {
-            file: lineage.source_file.clone(),
-        })?;
-        bronze_w = read_file(
-            p,
-            validator,
-            file,
-            lineage,
-            &bronze_schema,
-            (bronze_done, rejected_done),
-            (bronze_w, &mut rejected_w),
-            &mut staging,
-            fr,
-        )
-        .await?;
+        let sinks = Sinks {
+            bronze: Some(AppendWriter::new(&bronze_table, &tables.bronze)?),
+            rejected: &mut rejected_w,
+            staging: &mut staging,
+        };
+        let w = read::read_files(p, validator, batch, &bronze_schema, sinks).await?;
+        if batch.loaded().next().is_none() {
+            return Ok(()); // Every file failed: there is nothing to commit.
+        }
+        w
+    };
+    let mut bronze_w = bronze_w;
+    if let Some(w) = bronze_w.as_mut() {
+        w.stage().await?;
     }
-    bronze_w.stage().await?;
     rejected_w.stage().await?;
     failpoint("after_data_files");
 
-    let info = |rows: u64| serde_json::json!({ "batch_id": lineage.batch_id, "source_file": lineage.source_file, "rows": rows, "seq": seq });
-    if !bronze_done {
+    let lineage = batch.commit_lineage();
+    let files: Vec<&str> = batch.loaded().map(|m| m.claim.file.as_str()).collect();
+    let totals = |f: fn(&FileReport) -> u64| batch.loaded().map(|m| f(&m.report)).sum::<u64>();
+    let info = |rows: u64| serde_json::json!({ "batch_id": lineage.batch_id, "source_file": lineage.source_file, "rows": rows, "seq": seq, "files": files });
+    if let Some(w) = bronze_w {
         lease.check()?;
-        let props = storage::commit_info("bronze_append", info(fr.bronze_rows));
-        fr.bronze_version = bronze_w
+        let props = storage::commit_info(STAGE_BRONZE, info(totals(|r| r.bronze_rows)));
+        br.bronze_version = w
             .commit(&mut bronze_table, props, Some((APP_BRONZE, seq)))
             .await?
             .version();
         lake.keep(&tables.bronze, &bronze_table);
-        fr.committed = true;
+        br.committed = true;
         failpoint("after_bronze_commit");
     }
     if !rejected_done {
         lease.check()?;
-        let props = storage::commit_info("rejected_append", info(fr.rejected));
-        fr.rejected_version = rejected_w
+        let props = storage::commit_info("rejected_append", info(totals(|r| r.rejected)));
+        br.rejected_version = rejected_w
             .commit(&mut rejected_table, props, Some((APP_REJECTED, seq)))
             .await?
             .version();
         lake.keep(&tables.rejected, &rejected_table);
         failpoint("after_rejected_commit");
     }
-
-    // Silver, in slices of bounded size read back from the staged rows. Only the last
-    // slice's commit carries the transaction: an interrupted attempt redoes every slice,
-    // which is idempotent (a slice already written finds all its keys, so it is MERGEd
-    // with the same values, never appended twice). The gold keys a slice touches come
-    // from its rows and the silver rows they replace; after an interrupted attempt, the
-    // rows replaced by its committed slices are gone, so gold is recomputed in full.
-    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "read, validated, bronze and rejected committed");
+    tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "read, validated, bronze and rejected committed");
+    let full = silver_done || batch.recovering;
+    let staged = staging.finish(p.silver_batch_rows)?;
+    let stage = SilverStage {
+        done: silver_done,
+        full,
+        lineage: &lineage,
+        seq,
+    };
+    let Some((silver, affected)) =
+        upsert_silver(lake, p, lease, silver_table, staged, stage, br).await?
+    else {
+        return Ok(());
+    };
     let started = std::time::Instant::now();
-    let mut staged = staging.finish(p.silver_batch_rows)?;
-    let full = silver_done || recovering;
-    let mut affected: Vec<Vec<deltalake::arrow::record_batch::RecordBatch>> =
-        vec![Vec::new(); p.gold.len()];
-    let mut silver = silver_table;
+    let affected = (!full).then_some(affected);
+    refresh_gold(lake, p, lease, &silver, affected, (&lineage, seq), br).await?;
+    tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "gold refreshed");
+    Ok(())
+}
+
+/// Drop from an interrupted batch the files its bronze commit does not hold: they
+/// failed in that attempt (the next run tries them again).
+async fn keep_bronze_members(
+    table: &deltalake::DeltaTable,
+    name: &str,
+    batch: &mut Batch,
+) -> Result<()> {
+    let info = storage::batch_commit_info(
+        table,
+        name,
+        STAGE_BRONZE,
+        batch.seq,
+        BRONZE_COMMITS_SEARCHED,
+    )
+    .await?;
+    let files = info
+        .as_ref()
+        .and_then(|i| i.get("files")?.as_array().cloned());
+    let Some(files) = files else {
+        // A batch of one file (so the commit holds it), or one from before batches
+        // named their files.
+        if batch.members.len() > 1 {
+            return Err(MedallionError::Internal(format!(
+                "{name}: the commit of batch {} (seq {}) is not among the last {BRONZE_COMMITS_SEARCHED}",
+                batch.batch_id, batch.seq
+            )));
+        }
+        return Ok(());
+    };
+    let held: std::collections::HashSet<&str> = files.iter().filter_map(|f| f.as_str()).collect();
+    for i in 0..batch.members.len() {
+        if !held.contains(batch.members[i].claim.file.as_str()) {
+            batch.fail(
+                i,
+                "it failed in an interrupted attempt, before its batch's bronze commit; \
+                 the next run tries it again"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stage the silver rows (and write the rejected ones) of a batch whose bronze is
+/// committed. While rejected is not committed and every file still has its claimed
+/// content, the files are read again: that repeats the structural checks (field
+/// counts, quoting) that bronze's text alone cannot. Otherwise the rows are replayed
+/// from bronze, which also commits the rejected rows; its version is returned then.
+async fn from_committed_bronze(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    validator: &Validator,
+    batch: &mut Batch,
+    rejected_done: bool,
+    (rejected_w, staging): (&mut AppendWriter, &mut silver::Staging),
+) -> Result<Option<Option<i64>>> {
+    if !rejected_done && batch.loaded().all(|m| m.file.is_some()) {
+        let sinks = Sinks {
+            bronze: None,
+            rejected: rejected_w,
+            staging,
+        };
+        let held: Vec<usize> = (0..batch.members.len())
+            .filter(|&i| batch.members[i].report.loaded())
+            .collect();
+        read::read_files(p, validator, batch, &schema::bronze_schema(p), sinks).await?;
+        if batch.loaded().count() == held.len() {
+            return Ok(None);
+        }
+        // A file no longer reads as it did (a `fail` rule added since): its bronze
+        // rows are committed, so they are replayed instead.
+        for &i in &held {
+            let m = &mut batch.members[i];
+            m.report = FileReport::new(&m.claim.file, &batch.batch_id);
+        }
+        *staging = silver::Staging::new(&schema::silver_schema(p))?;
+    }
+    batch.reset_counts();
+    let app = if rejected_done {
+        super::replay::APP_REJECTED_REPLAY
+    } else {
+        APP_REJECTED
+    };
+    let version = super::replay::stage_from_bronze(lake, p, validator, batch, app, staging).await?;
+    Ok(Some(version))
+}
+
+/// How the silver stage of a batch runs.
+struct SilverStage<'a> {
+    /// Committed by an earlier attempt.
+    done: bool,
+    /// Gold is recomputed in full (so no affected keys are collected).
+    full: bool,
+    lineage: &'a Lineage,
+    seq: i64,
+}
+
+/// Upsert the staged rows into silver, in slices of bounded size read back from the
+/// staging file. Only the last slice's commit carries the transaction: an interrupted
+/// attempt redoes every slice, which is idempotent (a slice already written finds all
+/// its keys, so it is MERGEd with the same values, never appended twice). The gold keys
+/// a slice touches come from its rows and the silver rows they replace; after an
+/// interrupted attempt, the rows replaced by its committed slices are gone, so gold is
+/// recomputed in full. Returns silver and the affected keys per model, or `None` when
+/// gold has nothing to do.
+async fn upsert_silver(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+    mut silver: deltalake::DeltaTable,
+    mut staged: silver::StagedRows,
+    stage: SilverStage<'_>,
+    br: &mut BatchReport,
+) -> Result<Option<(deltalake::DeltaTable, Vec<Vec<RecordBatch>>)>> {
+    let started = std::time::Instant::now();
+    let mut affected: Vec<Vec<RecordBatch>> = vec![Vec::new(); p.gold.len()];
     let mut touched = false;
-    if !silver_done {
+    let name = SourceTables::new(p).silver;
+    if !stage.done {
         let ctx = storage::session();
         let mut t = std::time::Instant::now();
         while let Some((slice, last)) = staged.next_slice(p.silver_batch_rows)? {
-            tracing::debug!(ms = lap(&mut t), "slice read back");
             let rows = silver::dedupe_batch(p, slice)?;
-            tracing::debug!(ms = lap(&mut t), "slice deduplicated");
+            tracing::debug!(ms = lap(&mut t), "slice read back and deduplicated");
             let replaced = silver::replaced_rows(p, &silver, &rows).await?;
-            if !full {
+            if !stage.full {
                 let touched = rows.iter().chain(&replaced).cloned().collect();
                 let per_model = gold::affected_keys(p, touched).await?;
                 for (keys, more) in affected.iter_mut().zip(per_model) {
@@ -177,30 +318,27 @@ pub async fn ingest(
                 "silver rows and gold keys the slice touches"
             );
             lease.check()?;
-            let txn = last.then_some((APP_SILVER, seq));
+            let txn = last.then_some((APP_SILVER, stage.seq));
             let (after, m) =
-                silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), lineage, txn).await?;
+                silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), stage.lineage, txn)
+                    .await?;
             tracing::debug!(ms = lap(&mut t), "slice written");
             silver = after;
-            lake.keep(&tables.silver, &silver);
+            lake.keep(&name, &silver);
             touched = true;
-            fr.silver.inserted += m.inserted;
-            fr.silver.updated += m.updated;
-            fr.silver.version = m.version.or(fr.silver.version);
+            br.silver.inserted += m.inserted;
+            br.silver.updated += m.updated;
+            br.silver.version = m.version.or(br.silver.version);
         }
         if touched {
             failpoint("after_silver_commit");
         }
     }
-    if !touched && !full {
-        return Ok(());
+    if !touched && !stage.full {
+        return Ok(None);
     }
-    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "silver upserted");
-    let started = std::time::Instant::now();
-    let affected = (!full).then_some(affected);
-    refresh_gold(lake, p, lease, &silver, affected, (lineage, seq), fr).await?;
-    tracing::debug!(file = %lineage.source_file, ms = started.elapsed().as_millis() as u64, "gold refreshed");
-    Ok(())
+    tracing::debug!(batch = %stage.lineage.batch_id, ms = started.elapsed().as_millis() as u64, "silver upserted");
+    Ok(Some((silver, affected)))
 }
 
 /// Refresh every gold model whose stage is not done yet: for the keys each model was
@@ -210,9 +348,9 @@ async fn refresh_gold(
     p: &Pipeline,
     lease: &Lease,
     silver: &deltalake::DeltaTable,
-    affected: Option<Vec<Vec<deltalake::arrow::record_batch::RecordBatch>>>,
+    affected: Option<Vec<Vec<RecordBatch>>>,
     (lineage, seq): (&Lineage, i64),
-    fr: &mut FileReport,
+    br: &mut BatchReport,
 ) -> Result<()> {
     let mut affected = affected.map(Vec::into_iter);
     for model in &p.gold {
@@ -226,131 +364,10 @@ async fn refresh_gold(
         }
         lease.check()?;
         let g = gold::refresh(lake, p, model, silver, keys, lineage, Some((&app, seq))).await?;
-        fr.gold.push((g.model, g.changes));
+        br.gold.push((g.model, g.changes));
         failpoint("after_gold_commit");
     }
     Ok(())
-}
-
-/// Read the raw file: bronze and rejected rows stream to their writers (unless those
-/// stages are already committed), accepted rows to the staging file. Bronze batches
-/// are encoded by a task of their own, in parallel with validation; the bronze writer
-/// comes back when the file is read.
-#[allow(clippy::too_many_arguments)]
-async fn read_file(
-    p: &Pipeline,
-    validator: &Validator,
-    file: &RawFile,
-    lineage: &Lineage,
-    bronze_schema: &deltalake::arrow::datatypes::SchemaRef,
-    (bronze_done, rejected_done): (bool, bool),
-    (bronze_w, rejected_w): (AppendWriter, &mut AppendWriter),
-    staging: &mut silver::Staging,
-    fr: &mut FileReport,
-) -> Result<AppendWriter> {
-    let mut chunks = read_in_background(file.clone(), p.source.clone());
-    let (to_bronze, bronze) = encode_in_background(bronze_w);
-    while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk?;
-        fr.rows_read += chunk.len() as u64;
-        let v = validator.validate(&chunk, lineage)?;
-        if let Some((line, rule, message)) = v.failure {
-            return Err(MedallionError::FailRule {
-                file: file.name.clone(),
-                line,
-                rule,
-                message,
-            });
-        }
-        // A send fails only when the encoder stopped on an error, reported below.
-        if !bronze_done
-            && to_bronze
-                .send(bronze::to_batch(bronze_schema, &chunk, lineage)?)
-                .await
-                .is_err()
-        {
-            break;
-        }
-        fr.bronze_rows += chunk.len() as u64;
-        fr.rejected += v.rejected.num_rows() as u64;
-        fr.silver_accepted += v.accepted.num_rows() as u64;
-        merge_counts(&mut fr.rejected_by_rule, v.rejected_by_rule);
-        merge_counts(&mut fr.warnings, v.warnings);
-        if !rejected_done {
-            rejected_w.write(v.rejected).await?;
-        }
-        staging.write(&v.accepted)?;
-    }
-    drop(to_bronze);
-    let bronze_w = bronze
-        .await
-        .map_err(|e| MedallionError::Internal(format!("the bronze encoder stopped: {e}")))??;
-    // The claim's fingerprint was taken before the read (by the run, possibly while the
-    // previous file loaded): a file rewritten since then must not be loaded under it.
-    // (An object read with If-Match on its listed ETag cannot have been.)
-    let listed = file.clone();
-    let unchanged = file.reads_are_conditional()
-        || tokio::task::spawn_blocking(move || listed.unchanged_since_listed())
-            .await
-            .map_err(|e| MedallionError::Internal(format!("checking a raw file stopped: {e}")))??;
-    if !unchanged {
-        return Err(MedallionError::BadFile {
-            file: file.name.clone(),
-            message: "the file changed (size or modification time) while it was read; \
-                      this attempt stopped before committing what it read"
-                .into(),
-        });
-    }
-    Ok(bronze_w)
-}
-
-/// Encode bronze batches on a task of their own (bounded queue).
-fn encode_in_background(
-    mut writer: AppendWriter,
-) -> (
-    tokio::sync::mpsc::Sender<deltalake::arrow::record_batch::RecordBatch>,
-    tokio::task::JoinHandle<Result<AppendWriter>>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    let task = tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            writer.write(batch).await?;
-        }
-        Ok(writer)
-    });
-    (tx, task)
-}
-
-/// Open and parse the file on its own thread, a couple of chunks ahead of validation
-/// and writing (two cores busy, memory bounded by the channel). A file that cannot be
-/// opened, or whose header does not fit, comes out as the first (and only) error.
-fn read_in_background(
-    file: RawFile,
-    spec: crate::config::SourceSpec,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<RawRow>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    std::thread::spawn(move || {
-        let mut reader = match CsvChunks::open(&file, &spec) {
-            Ok(reader) => reader,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        loop {
-            let next = reader.next_chunk();
-            let stop = !matches!(next, Ok(Some(_)));
-            let item = match next {
-                Ok(Some(chunk)) => Ok(chunk),
-                Ok(None) => break,
-                Err(e) => Err(e),
-            };
-            if tx.blocking_send(item).is_err() || stop {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Milliseconds since `t`, restarting it (phase timings for debug logs).
@@ -358,10 +375,4 @@ fn lap(t: &mut std::time::Instant) -> u64 {
     let ms = t.elapsed().as_millis() as u64;
     *t = std::time::Instant::now();
     ms
-}
-
-fn merge_counts(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
-    for (k, v) in from {
-        *into.entry(k).or_insert(0) += v;
-    }
 }

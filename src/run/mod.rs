@@ -19,8 +19,10 @@
 //!    batch that fails after a commit stays open and the run stops there, so no later
 //!    batch commits past it.
 
+mod assemble;
 mod batch;
 pub mod evolve;
+mod read;
 pub mod rebuild;
 mod replay;
 mod settled;
@@ -28,16 +30,13 @@ mod settled;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{SubsecRound, Utc};
-
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::lease::Lease;
 use crate::ingest::ledger::{self, FileStatus, LedgerEntry};
 use crate::ingest::{self, RawFile};
-use crate::report::{FileReport, ModelRebuild, RunReport};
+use crate::report::{BatchReport, FileReport, ModelRebuild, RunReport};
 use crate::storage::Lakehouse;
-use crate::zones::Lineage;
 use crate::zones::gold::rebuild as model_rebuild;
 use crate::zones::silver::Validator;
 
@@ -210,14 +209,141 @@ async fn run_holding_lease(
     if before_batches(lake, p, lease, &state, &mut report).await? {
         state = ledger::state(lake).await?;
     }
+    let mut run = Batches {
+        lake,
+        p,
+        validator: &validator,
+        lease,
+        report,
+    };
     // File versions completed by recovery in this run: reported once, as recovered.
     let mut recovered = std::collections::HashSet::new();
-
-    for claim in std::mem::take(&mut state.unfinished) {
+    for claims in state.unfinished_batches() {
         lease.check()?;
-        // The raw file is read again only if it still has the claimed content.
-        let mut file = files.iter().find(|f| f.name == claim.file);
-        if let Some(f) = file {
+        let batch = recovered_batch(&files, claims).await;
+        let done: Vec<(String, String)> = batch
+            .members
+            .iter()
+            .map(|m| (m.claim.file.clone(), m.claim.sha256.clone()))
+            .collect();
+        if !run.attempt(batch, &mut state, Vec::new()).await? {
+            return Ok(run.report);
+        }
+        recovered.extend(done.into_iter().filter(|d| state.settled.contains(d)));
+    }
+    // New file versions are hashed one ahead, on a thread of their own, while the
+    // current one is loaded.
+    let mut prints = ingest::FingerprintsAhead::start(
+        files
+            .iter()
+            .filter(|f| !state.unchanged_since_settled(f))
+            .cloned()
+            .collect(),
+    );
+    let mut gathering = assemble::Gathering::default();
+    // Rows for the ledger found while gathering (duplicates, unchanged files): written
+    // with the next claim.
+    let mut noted: Vec<LedgerEntry> = Vec::new();
+    for file in files {
+        lease.check()?;
+        if state.unchanged_since_settled(&file) {
+            run.report.already_loaded += 1;
+            continue;
+        }
+        let print = match tokio::task::block_in_place(|| prints.next(&file)) {
+            Ok(print) => print,
+            // Unreadable: this file fails alone (nothing was claimed, so the next run
+            // tries it again); the others still load.
+            Err(e) => {
+                tracing::error!(file = %file.name, "{e}");
+                run.report
+                    .unreadable
+                    .push(FileReport::unreadable(&file.name, &e));
+                continue;
+            }
+        };
+        let Some(print) = print else {
+            tracing::warn!(file = %file.name, "the file changed while it was read; left for the next run");
+            run.report.unstable.push(file.name.clone());
+            continue;
+        };
+        if recovered.contains(&(file.name.clone(), print.sha256.clone())) {
+            continue;
+        }
+        // The same content twice in a row: the second waits for the first's outcome.
+        if gathering.holds(&print.sha256) || !gathering.fits(&file, p.batches) {
+            let batch = std::mem::take(&mut gathering).into_batch(state.next_seq);
+            state.next_seq += 1;
+            if !run
+                .attempt(batch, &mut state, std::mem::take(&mut noted))
+                .await?
+            {
+                return Ok(run.report);
+            }
+        }
+        if state.is_settled(&file.name, &print.sha256) {
+            // Same content, new size or mtime (copied or restored): recorded, so later
+            // runs recognise the file without hashing it again.
+            let mut entry = LedgerEntry::claim(print, file.name.clone(), String::new(), 0);
+            entry.status = FileStatus::Unchanged;
+            entry.message = Some(
+                "already loaded with this content; only its size or modification time changed"
+                    .into(),
+            );
+            noted.push(entry);
+            state.settled_stats.insert((
+                file.name.clone(),
+                file.size,
+                file.modified.map(|m| m.timestamp_micros()),
+            ));
+            run.report.already_loaded += 1;
+            continue;
+        }
+        if let Some(original) = state.loaded.get(&print.sha256) {
+            let mut entry = LedgerEntry::claim(print.clone(), file.name.clone(), String::new(), 0);
+            entry.status = FileStatus::Duplicate;
+            entry.message = Some(format!("same content as {original}"));
+            noted.push(entry);
+            run.report
+                .duplicates
+                .push((file.name.clone(), original.clone()));
+            state.settled.insert((file.name.clone(), print.sha256));
+            continue;
+        }
+        let new_version = state.loaded_names.contains(&file.name);
+        gathering.push(file, print, new_version);
+    }
+    if !gathering.is_empty() {
+        let batch = gathering.into_batch(state.next_seq);
+        state.next_seq += 1;
+        run.attempt(batch, &mut state, noted).await?;
+    } else if !noted.is_empty() {
+        let (batch_id, seq) = (uuid::Uuid::now_v7().to_string(), state.next_seq);
+        ledger::record_all(lake, &in_batch(noted, &batch_id, seq)).await?;
+    }
+    Ok(run.report)
+}
+
+/// `entries` as rows of batch `batch_id` at `seq`.
+fn in_batch(entries: Vec<LedgerEntry>, batch_id: &str, seq: i64) -> Vec<LedgerEntry> {
+    entries
+        .into_iter()
+        .map(|mut e| {
+            e.batch_id = batch_id.to_string();
+            e.seq = seq;
+            e
+        })
+        .collect()
+}
+
+/// An unfinished batch, to be completed: each claimed file is read again only if it
+/// still has the claimed content.
+async fn recovered_batch(files: &[RawFile], claims: Vec<LedgerEntry>) -> assemble::Batch {
+    let (batch_id, seq) = (claims[0].batch_id.clone(), claims[0].seq);
+    let mut members = Vec::with_capacity(claims.len());
+    for claim in claims {
+        let mut file = files.iter().find(|f| f.name == claim.file).cloned();
+        if let Some(f) = &file {
             let same = match ingest::fingerprint_async(f).await {
                 Ok(print) => print.is_some_and(|print| print.sha256 == claim.sha256),
                 Err(e) => {
@@ -229,172 +355,122 @@ async fn run_holding_lease(
                 file = None;
             }
         }
-        let fr = attempt(lake, p, &validator, lease, file, claim.clone(), true).await?;
-        if fr.left_open {
-            report.stopped_at = Some(fr.file.clone());
-            report.files.push(fr);
-            return Ok(report);
-        }
-        if fr.loaded() {
-            state
-                .loaded
-                .insert(claim.sha256.clone(), claim.file.clone());
-            state.loaded_names.insert(claim.file.clone());
-            state
-                .settled
-                .insert((claim.file.clone(), claim.sha256.clone()));
-            recovered.insert((claim.file.clone(), claim.sha256.clone()));
-        }
-        report.files.push(fr);
+        members.push(assemble::Member {
+            report: FileReport::new(&claim.file, &batch_id),
+            claim,
+            file,
+        });
     }
-
-    // New file versions are hashed one ahead, on a thread of their own, while the
-    // current one is loaded.
-    let mut prints = ingest::FingerprintsAhead::start(
-        files
-            .iter()
-            .filter(|f| !state.unchanged_since_settled(f))
-            .cloned()
-            .collect(),
-    );
-    for file in files {
-        lease.check()?;
-        if state.unchanged_since_settled(&file) {
-            report.already_loaded += 1;
-            continue;
-        }
-        let print = match tokio::task::block_in_place(|| prints.next(&file)) {
-            Ok(print) => print,
-            // Unreadable: this file fails alone (nothing was claimed, so the next run
-            // tries it again); the others still load.
-            Err(e) => {
-                tracing::error!(file = %file.name, "{e}");
-                report.files.push(FileReport::unreadable(&file.name, &e));
-                continue;
-            }
-        };
-        let Some(print) = print else {
-            tracing::warn!(file = %file.name, "the file changed while it was read; left for the next run");
-            report.unstable.push(file.name.clone());
-            continue;
-        };
-        if recovered.contains(&(file.name.clone(), print.sha256.clone())) {
-            continue;
-        }
-        if state.is_settled(&file.name, &print.sha256) {
-            // Same content, new size or mtime (copied or restored): recorded, so later
-            // runs recognise the file without hashing it again.
-            let mut entry = LedgerEntry::claim(
-                print,
-                file.name.clone(),
-                uuid::Uuid::now_v7().to_string(),
-                state.next_seq,
-            );
-            state.next_seq += 1;
-            entry.status = FileStatus::Unchanged;
-            entry.message = Some(
-                "already loaded with this content; only its size or modification time changed"
-                    .into(),
-            );
-            ledger::record(lake, &entry).await?;
-            state.settled_stats.insert((
-                file.name.clone(),
-                file.size,
-                file.modified.map(|m| m.timestamp_micros()),
-            ));
-            report.already_loaded += 1;
-            continue;
-        }
-        tracing::debug!(file = %file.name, "fingerprinted");
-        let batch_id = uuid::Uuid::now_v7().to_string();
-        let mut entry =
-            LedgerEntry::claim(print.clone(), file.name.clone(), batch_id, state.next_seq);
-        state.next_seq += 1;
-        if let Some(original) = state.loaded.get(&print.sha256) {
-            entry.status = FileStatus::Duplicate;
-            entry.message = Some(format!("same content as {original}"));
-            ledger::record(lake, &entry).await?;
-            report
-                .duplicates
-                .push((file.name.clone(), original.clone()));
-            state
-                .settled
-                .insert((file.name.clone(), print.sha256.clone()));
-            continue;
-        }
-        ledger::record(lake, &entry).await?;
-        tracing::debug!(file = %file.name, "claimed");
-        let mut fr = attempt(lake, p, &validator, lease, Some(&file), entry, false).await?;
-        fr.new_version = state.loaded_names.contains(&file.name);
-        if fr.left_open {
-            report.stopped_at = Some(fr.file.clone());
-            report.files.push(fr);
-            return Ok(report);
-        }
-        if fr.loaded() {
-            state.loaded.insert(print.sha256.clone(), file.name.clone());
-            state.loaded_names.insert(file.name.clone());
-            state.settled.insert((file.name.clone(), print.sha256));
-        }
-        report.files.push(fr);
-    }
-    Ok(report)
+    assemble::Batch::new(batch_id, seq, members, true)
 }
 
-/// Run one claimed batch and record its outcome. A failure before anything was
-/// committed is final (`failed`; the file is retried as a new batch next run); a
-/// failure after a commit leaves the claim open so the next run completes it.
-async fn attempt(
+/// What the batches of one run share.
+struct Batches<'a> {
+    lake: &'a Lakehouse,
+    p: &'a Pipeline,
+    validator: &'a Validator,
+    lease: &'a Lease,
+    report: RunReport,
+}
+
+impl Batches<'_> {
+    /// Claim (unless it is being recovered) and run one batch, then record its final
+    /// rows; `noted` ledger rows go with its claim. Returns `false` when the batch was
+    /// left open, so the run must stop. The state learns the files it loaded.
+    async fn attempt(
+        &mut self,
+        mut batch: assemble::Batch,
+        state: &mut ledger::LedgerState,
+        noted: Vec<LedgerEntry>,
+    ) -> Result<bool> {
+        if !batch.recovering {
+            let mut claims: Vec<LedgerEntry> =
+                batch.members.iter().map(|m| m.claim.clone()).collect();
+            claims.extend(in_batch(noted, &batch.batch_id, batch.seq));
+            ledger::record_all(self.lake, &claims).await?;
+            tracing::debug!(files = batch.members.len(), "claimed");
+        }
+        let br = run_batch(self.lake, self.p, self.validator, self.lease, &mut batch).await?;
+        let open = br.left_open;
+        if open {
+            let last = batch.members.last().map(|m| m.claim.file.clone());
+            self.report.stopped_at = last;
+        }
+        for m in batch.members.iter().filter(|m| m.report.loaded() && !open) {
+            let (name, sha) = (m.claim.file.clone(), m.claim.sha256.clone());
+            state.loaded.insert(sha.clone(), name.clone());
+            state.loaded_names.insert(name.clone());
+            state.settled.insert((name, sha));
+        }
+        self.report.batches.push(br);
+        Ok(!open)
+    }
+}
+
+/// Run one claimed batch and record its outcome: a final row per file. A failure
+/// before anything was committed fails every file of the batch (each is retried next
+/// run); a failure after a commit leaves the claim open so the next run completes it.
+async fn run_batch(
     lake: &Lakehouse,
     p: &Pipeline,
     validator: &Validator,
     lease: &Lease,
-    file: Option<&RawFile>,
-    mut entry: LedgerEntry,
-    recovering: bool,
-) -> Result<FileReport> {
-    let lineage = Lineage {
-        source_file: entry.file.clone(),
-        batch_id: entry.batch_id.clone(),
-        received_at: Utc::now().trunc_subsecs(6),
-    };
+    batch: &mut assemble::Batch,
+) -> Result<BatchReport> {
     let started = Instant::now();
-    let mut fr = FileReport {
-        file: entry.file.clone(),
-        batch_id: entry.batch_id.clone(),
-        recovered: recovering,
-        ..FileReport::default()
-    };
-    let outcome = batch::ingest(
-        lake, p, validator, lease, file, &lineage, entry.seq, recovering, &mut fr,
-    )
-    .await;
-    fr.elapsed = started.elapsed();
-    match outcome {
-        Ok(()) => entry.status = FileStatus::Loaded,
+    let mut br = BatchReport::new(&batch.batch_id, Vec::new(), batch.recovering);
+    let outcome = batch::ingest(lake, p, validator, lease, batch, &mut br).await;
+    br.elapsed = started.elapsed();
+    let error = match outcome {
+        Ok(()) => None,
         Err(e @ (MedallionError::LeaseLost | MedallionError::Fenced { .. })) => return Err(e),
-        // Stages were committed: the next run completes the batch (unless the raw file it
-        // still needs is gone, which no run can mend). Batches commit in `seq` order, so
-        // this run takes no more files.
-        Err(e) if fr.committed && !matches!(e, MedallionError::RawFileGone { .. }) => {
-            tracing::error!(file = %entry.file, "{e}");
-            fr.error = Some(format!("{e} (the batch is completed by the next run)"));
-            fr.left_open = true;
-            return Ok(fr);
-        }
         Err(e) => {
-            tracing::error!(file = %entry.file, "{e}");
-            fr.error = Some(e.to_string());
-            entry.status = FileStatus::Failed;
-            entry.message = fr.error.clone();
+            tracing::error!(batch = %batch.batch_id, "{e}");
+            Some(e)
         }
+    };
+    // Stages were committed: the next run completes the batch. Batches commit in `seq`
+    // order, so this run takes no more files.
+    if let Some(e) = error.as_ref().filter(|_| br.committed) {
+        let message = format!("{e} (the batch is completed by the next run)");
+        br.files = batch
+            .members
+            .iter()
+            .map(|m| FileReport {
+                error: Some(message.clone()),
+                ..m.report.clone()
+            })
+            .collect();
+        br.error = Some(message);
+        br.left_open = true;
+        return Ok(br);
     }
-    entry.rows_read = fr.rows_read;
-    entry.silver_accepted = fr.silver_accepted;
-    entry.rejected = fr.rejected;
-    entry.table_versions = Some(fr.table_versions(p).to_string());
+    let versions = br.table_versions(p).to_string();
+    let finals: Vec<LedgerEntry> = batch
+        .members
+        .iter_mut()
+        .map(|m| {
+            if let Some(e) = &error {
+                m.report.error = Some(e.to_string());
+            }
+            let mut entry = m.claim.clone();
+            entry.rows_read = m.report.rows_read;
+            entry.silver_accepted = m.report.silver_accepted;
+            entry.rejected = m.report.rejected;
+            if m.report.loaded() {
+                entry.status = FileStatus::Loaded;
+                entry.table_versions = Some(versions.clone());
+            } else {
+                entry.status = FileStatus::Failed;
+                entry.message = m.report.error.clone();
+            }
+            entry
+        })
+        .collect();
+    br.error = error.map(|e| e.to_string());
+    br.files = batch.members.iter().map(|m| m.report.clone()).collect();
     lease.check()?;
     failpoint("before_ledger_final");
-    ledger::record(lake, &entry).await?;
-    Ok(fr)
+    ledger::record_all(lake, &finals).await?;
+    Ok(br)
 }

@@ -1,40 +1,48 @@
 //! Rebuilding a batch's silver input from its committed bronze rows, for a batch that an
-//! earlier run left part-way after committing bronze and rejected: the accepted rows
-//! are the batch's bronze rows minus its rejected lines, typed and checked again, so
-//! the raw file is not read again (it may have been moved away meanwhile).
+//! earlier run left part-way after committing bronze: the accepted rows are the batch's
+//! bronze rows minus its rejected lines, typed and checked again, so the raw files are
+//! not read again (they may have been moved away meanwhile).
 //!
 //! The configuration may have changed since the batch started: a row that the current
-//! rules reject is appended to rejected (one more commit, guarded by its own
-//! transaction), so every bronze row still lands in silver or in rejected. A `fail`
-//! rule cannot stop a batch whose bronze is already committed: its row is kept, with a
-//! warning.
+//! rules reject is appended to rejected (one commit, guarded by its own transaction;
+//! when the batch's rejected stage was never committed, it is that stage's commit), so
+//! every bronze row still lands in silver or in rejected. A `fail` rule cannot stop a
+//! batch whose bronze is already committed: its row is kept, with a warning.
+//!
+//! Rows come back ordered by file and line, which is the order the batch applies them
+//! in (its files in name order), so the last row of a key still wins.
+
+use std::collections::HashMap;
 
 use deltalake::arrow::array::AsArray;
-use deltalake::arrow::datatypes::Int64Type;
+use deltalake::arrow::datatypes::{DataType, Int64Type};
+use deltalake::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 
+use super::assemble::Batch;
+use super::batch::SourceTables;
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::report::FileReport;
-use crate::schema::{BATCH_ID, SOURCE_LINE};
+use crate::report::merge_counts;
+use crate::schema::{BATCH_ID, SOURCE_FILE, SOURCE_LINE};
 use crate::storage::{self, AppendWriter, Lakehouse};
-use crate::zones::Lineage;
+use crate::zones::bronze;
 use crate::zones::silver::{Staging, Validator};
 
-use super::batch::SourceTables;
-
 /// Application transaction of the rows a replay rejects under changed rules.
-const APP_REJECTED_REPLAY: &str = "medallion/rejected/replay";
+pub const APP_REJECTED_REPLAY: &str = "medallion/rejected/replay";
 
-/// Stage the batch's accepted rows from bronze; fills the row counts of `fr`.
+/// Stage the batch's accepted rows from bronze, filling each member's counts; the rows
+/// the current rules reject are committed to rejected under transaction `app`
+/// (returns that commit's version).
 pub async fn stage_from_bronze(
     lake: &Lakehouse,
     p: &Pipeline,
     validator: &Validator,
-    (lineage, seq): (&Lineage, i64),
+    batch: &mut Batch,
+    app: &str,
     staging: &mut Staging,
-    fr: &mut FileReport,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     let tables = SourceTables::new(p);
     let ctx = storage::session();
     for (name, relative) in [
@@ -47,26 +55,34 @@ pub async fn stage_from_bronze(
             .ok_or_else(|| MedallionError::Internal(format!("table {relative} vanished")))?;
         storage::register(&ctx, name, &table).await?;
     }
-    let err = || MedallionError::sql("replay the batch from bronze");
-    let batch = lineage.batch_id.replace('\'', "''");
-    let count = |sql: String| {
-        let ctx = &ctx;
-        async move {
-            let b = storage::sql_batches(ctx, &sql, "replay the batch from bronze").await?;
-            Ok::<u64, MedallionError>(b.first().map_or(0, |b| {
-                b.column(0).as_primitive::<Int64Type>().value(0) as u64
-            }))
+    let step = "replay the batch from bronze";
+    let id = batch.batch_id.replace('\'', "''");
+    let members: HashMap<String, usize> = (0..batch.members.len())
+        .filter(|&i| batch.members[i].report.loaded())
+        .map(|i| (batch.members[i].claim.file.clone(), i))
+        .collect();
+    for (table, rejected) in [("__bronze", false), ("__rejected", true)] {
+        let sql = format!(
+            "SELECT {SOURCE_FILE}, COUNT(*) FROM {table} WHERE {BATCH_ID} = '{id}' GROUP BY {SOURCE_FILE}"
+        );
+        for b in storage::sql_batches(&ctx, &sql, step).await? {
+            let files = text(&b, 0)?;
+            let counts = b.column(1).as_primitive::<Int64Type>();
+            for r in 0..b.num_rows() {
+                let Some(&i) = members.get(files.value(r)) else {
+                    continue;
+                };
+                let report = &mut batch.members[i].report;
+                let n = counts.value(r) as u64;
+                if rejected {
+                    report.rejected += n;
+                } else {
+                    report.rows_read += n;
+                    report.bronze_rows += n;
+                }
+            }
         }
-    };
-    fr.rows_read = count(format!(
-        "SELECT COUNT(*) FROM __bronze WHERE {BATCH_ID} = '{batch}'"
-    ))
-    .await?;
-    fr.bronze_rows = fr.rows_read;
-    fr.rejected = count(format!(
-        "SELECT COUNT(*) FROM __rejected WHERE {BATCH_ID} = '{batch}'"
-    ))
-    .await?;
+    }
     let columns: Vec<String> = p
         .source
         .columns
@@ -74,10 +90,12 @@ pub async fn stage_from_bronze(
         .map(|c| format!("\"{}\"", c.name))
         .collect();
     let sql = format!(
-        "SELECT {}, {SOURCE_LINE} FROM __bronze WHERE {BATCH_ID} = '{batch}' AND {SOURCE_LINE} NOT IN \
-         (SELECT {SOURCE_LINE} FROM __rejected WHERE {BATCH_ID} = '{batch}') ORDER BY {SOURCE_LINE}",
+        "SELECT {}, {SOURCE_LINE}, {SOURCE_FILE} FROM __bronze b WHERE {BATCH_ID} = '{id}' AND NOT EXISTS \
+         (SELECT 1 FROM __rejected r WHERE r.{BATCH_ID} = '{id}' AND r.{SOURCE_FILE} = b.{SOURCE_FILE} \
+         AND r.{SOURCE_LINE} = b.{SOURCE_LINE}) ORDER BY {SOURCE_FILE}, {SOURCE_LINE}",
         columns.join(", ")
     );
+    let err = || MedallionError::sql(step);
     let mut stream = ctx
         .sql(&sql)
         .await
@@ -93,38 +111,52 @@ pub async fn stage_from_bronze(
     let mut newly_rejected = AppendWriter::new(&rejected_table, &tables.rejected)?;
     while let Some(b) = stream.next().await {
         let b = b.map_err(err())?;
-        let rows = crate::zones::bronze::read_back(&b, n)?;
-        let v = validator.validate(&rows, lineage)?;
-        if let Some((line, rule, _)) = &v.failure {
-            tracing::warn!(
-                file = %lineage.source_file,
-                "line {line}: rule `{rule}` (action fail) was added after this batch's bronze \
-                 was committed; the row is kept"
-            );
+        for (file, part) in bronze::file_runs(&b, n + 1)? {
+            let Some(&i) = members.get(&file) else {
+                continue;
+            };
+            let lineage = batch.lineage(i);
+            let rows = bronze::read_back(&part, n)?;
+            let v = validator.validate(&rows, &lineage)?;
+            if let Some((line, rule, _)) = &v.failure {
+                tracing::warn!(
+                    file = %lineage.source_file,
+                    "line {line}: rule `{rule}` (action fail) was added after this batch's bronze \
+                     was committed; the row is kept"
+                );
+            }
+            let report = &mut batch.members[i].report;
+            report.silver_accepted += v.accepted.num_rows() as u64;
+            report.rejected += v.rejected.num_rows() as u64;
+            merge_counts(&mut report.rejected_by_rule, &v.rejected_by_rule);
+            merge_counts(&mut report.warnings, &v.warnings);
+            staging.write(&v.accepted)?;
+            newly_rejected.write(v.rejected).await?;
         }
-        fr.silver_accepted += v.accepted.num_rows() as u64;
-        fr.rejected += v.rejected.num_rows() as u64;
-        for (rule, k) in v.rejected_by_rule {
-            *fr.rejected_by_rule.entry(rule).or_insert(0) += k;
-        }
-        staging.write(&v.accepted)?;
-        newly_rejected.write(v.rejected).await?;
     }
-    if newly_rejected.rows() > 0 {
-        let rows = newly_rejected.rows();
-        let props = storage::commit_info(
-            "rejected_append",
-            serde_json::json!({
-                "batch_id": lineage.batch_id,
-                "source_file": lineage.source_file,
-                "rows": rows,
-                "seq": seq,
-                "note": "rejected by rules changed before the batch was completed",
-            }),
-        );
-        newly_rejected
-            .commit(&mut rejected_table, props, Some((APP_REJECTED_REPLAY, seq)))
-            .await?;
+    if newly_rejected.rows() == 0 && app == APP_REJECTED_REPLAY {
+        return Ok(None);
     }
-    Ok(())
+    let rows = newly_rejected.rows();
+    let props = storage::commit_info(
+        "rejected_append",
+        serde_json::json!({
+            "batch_id": batch.batch_id,
+            "rows": rows,
+            "seq": batch.seq,
+            "note": "rejected when the batch was completed from bronze",
+        }),
+    );
+    let committed = newly_rejected
+        .commit(&mut rejected_table, props, Some((app, batch.seq)))
+        .await?;
+    lake.keep(&tables.rejected, &rejected_table);
+    Ok(committed.version())
+}
+
+/// Column `i` of `b` as text.
+fn text(b: &RecordBatch, i: usize) -> Result<deltalake::arrow::array::StringArray> {
+    let c = deltalake::arrow::compute::cast(b.column(i), &DataType::Utf8)
+        .map_err(MedallionError::arrow("replay the batch from bronze"))?;
+    Ok(c.as_string::<i32>().clone())
 }

@@ -35,7 +35,7 @@ pub use compact::compact_if_fragmented;
 pub use lakehouse::Lakehouse;
 pub use location::{Location, StorageOptions};
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert, within_key_bounds};
-pub use read::{HistoryEntry, TimeTravel, history, open_at, row_count};
+pub use read::{HistoryEntry, TimeTravel, batch_commit_info, history, open_at, row_count};
 pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::{AppendWriter, Committed, conform};
 

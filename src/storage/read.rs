@@ -121,6 +121,28 @@ pub async fn history(table: &DeltaTable, name: &str) -> Result<Vec<HistoryEntry>
         .collect())
 }
 
+/// medallion's commit info (its `medallion` object) of the newest commit, among the
+/// last `within`, that records `stage` for batch `seq`; `None` if there is none.
+pub async fn batch_commit_info(
+    table: &DeltaTable,
+    name: &str,
+    stage: &str,
+    seq: i64,
+    within: usize,
+) -> Result<Option<serde_json::Value>> {
+    let infos: Vec<_> = table
+        .history(Some(within))
+        .try_collect()
+        .await
+        .map_err(MedallionError::delta("history", name))?;
+    Ok(infos.into_iter().find_map(|c| {
+        let m = c.info.get("medallion")?;
+        let matches = m.get("stage").and_then(|v| v.as_str()) == Some(stage)
+            && m.get("seq").and_then(|v| v.as_i64()) == Some(seq);
+        matches.then(|| m.clone())
+    }))
+}
+
 /// Number of rows in the table's current snapshot (from file statistics when present).
 pub async fn row_count(
     ctx: &deltalake::datafusion::prelude::SessionContext,

@@ -75,3 +75,51 @@ pub fn read_back(batch: &RecordBatch, n_columns: usize) -> Result<Vec<RawRow>> {
         })
         .collect())
 }
+
+/// `batch` cut into runs of consecutive rows from the same file (column `file_column`,
+/// text): each run with its file name, in order.
+pub fn file_runs(batch: &RecordBatch, file_column: usize) -> Result<Vec<(String, RecordBatch)>> {
+    let files = deltalake::arrow::compute::cast(batch.column(file_column), &DataType::Utf8)
+        .map_err(MedallionError::arrow("read bronze rows back"))?;
+    let files = files.as_string::<i32>();
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for r in 1..=batch.num_rows() {
+        if r == batch.num_rows() || files.value(r) != files.value(start) {
+            runs.push((
+                files.value(start).to_string(),
+                batch.slice(start, r - start),
+            ));
+            start = r;
+        }
+    }
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_runs_cut_where_the_file_changes() {
+        let schema = Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
+            deltalake::arrow::datatypes::Field::new("f", DataType::Utf8, false),
+        ]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec!["a", "a", "b", "a"]))],
+        )
+        .unwrap();
+        let runs: Vec<(String, usize)> = file_runs(&b, 0)
+            .unwrap()
+            .into_iter()
+            .map(|(f, part)| (f, part.num_rows()))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![("a".into(), 2), ("b".into(), 1), ("a".into(), 1)]
+        );
+        let empty = b.slice(0, 0);
+        assert!(file_runs(&empty, 0).unwrap().is_empty());
+    }
+}

@@ -62,8 +62,11 @@ fn malformed_file_corpus() {
                 );
             }
             "loaded" => {
-                assert!(
-                    r.stdout.contains(&format!("loaded {name} ")),
+                assert_eq!(
+                    w.count(&format!(
+                        "FROM _medallion.files WHERE file = '{name}' AND status = 'loaded'"
+                    )),
+                    1,
                     "{name} should load: {r:?}"
                 );
                 let rows = case["rows"].as_u64().unwrap();

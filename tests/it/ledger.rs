@@ -78,9 +78,12 @@ fn duplicates_are_skipped_and_new_versions_loaded() {
 
 #[test]
 fn checkpoints_are_written_as_versions_grow() {
-    // Two ledger commits per file: 60 files take the ledger far past the checkpoint
-    // interval (10 versions), so opening it keeps reading one checkpoint, not every commit.
+    // One file per batch, two ledger commits per batch: 60 files take the ledger far
+    // past the checkpoint interval (10 versions), so opening it keeps reading one
+    // checkpoint, not every commit.
     let w = Workdir::sample_config();
+    let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+    w.set_config(&format!("{config}\nbatches:\n  max_files: 1\n"));
     for i in 0..60 {
         w.write_raw(
             &format!("f{i:03}.csv"),

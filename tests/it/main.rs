@@ -1,6 +1,7 @@
 //! Integration tests: the real `medallion` binary against temporary lakehouses.
 
 mod bad_input;
+mod batches;
 mod cli;
 mod config_changes;
 mod exactly_once;

@@ -175,7 +175,7 @@ pub fn sample_end_to_end(w: &Workdir) {
     );
 
     // Time travel: the previous gold version is the state after the first file.
-    let version = history_latest_version(&w, "gold.daily_usage");
+    let version = history_latest_version(w, "gold.daily_usage");
     let before = w.query_as_of(
         "SELECT CAST(SUM(total_kwh) AS VARCHAR) AS s FROM gold.daily_usage",
         Some(&(version - 1).to_string()),

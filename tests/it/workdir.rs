@@ -209,17 +209,17 @@ impl Workdir {
     }
 }
 
-/// Per loaded batch, with its latest counts (a rebuild's `recounted` row wins over the
-/// `loaded` row): rows read = bronze rows = silver-accepted + rejected, and the
-/// ledger's rejected count is the rejected table's; silver holds one row per key.
+/// Per loaded file (of any batch), with its latest counts (a rebuild's `recounted` row
+/// wins over the `loaded` row): rows read = bronze rows = silver-accepted + rejected,
+/// and the ledger's rejected count is the rejected table's; silver holds one row per key.
 pub fn assert_batch_counts_and_unique_keys(w: &Workdir) {
     let per_batch = w.query(
         "SELECT l._batch_id AS b, l.rows_read AS rd, l.silver_accepted AS acc, l.rejected AS rej_l, \
-         (SELECT COUNT(*) FROM bronze.readings x WHERE x._batch_id = l._batch_id) AS bronze, \
-         (SELECT COUNT(*) FROM rejected.readings r WHERE r._batch_id = l._batch_id) AS rej \
+         (SELECT COUNT(*) FROM bronze.readings x WHERE x._batch_id = l._batch_id AND x._source_file = l.file) AS bronze, \
+         (SELECT COUNT(*) FROM rejected.readings r WHERE r._batch_id = l._batch_id AND r._source_file = l.file) AS rej \
          FROM _medallion.files l WHERE l.status IN ('loaded', 'recounted') AND l.processed_at = \
          (SELECT MAX(x.processed_at) FROM _medallion.files x WHERE x._batch_id = l._batch_id \
-          AND x.status IN ('loaded', 'recounted'))",
+          AND x.file = l.file AND x.status IN ('loaded', 'recounted'))",
     );
     assert!(!per_batch.is_empty(), "no loaded batch");
     for b in &per_batch {

@@ -7,11 +7,12 @@
 //! recorded once as `unchanged` with its new size and mtime, so later runs recognise it
 //! again without hashing it.
 //!
-//! Each attempt first writes a `claimed` row that fixes its batch id and its batch
-//! sequence number (`seq`, increasing); the stage commits carry that `seq` as their
-//! application transaction version. A claim without a final row (`loaded`/`failed`)
-//! is a batch left part-way by a crash, which the next run completes with the same
-//! batch id and `seq`.
+//! A batch takes one or more files. Its claim commit writes a `claimed` row per file,
+//! which fixes the batch id and the batch sequence number (`seq`, increasing) they
+//! share; the stage commits carry that `seq` as their application transaction version.
+//! Its final commit writes a `loaded` or `failed` row per file, each with the file's
+//! own counts. Claims without final rows are a batch left part-way by a crash, which
+//! the next run completes with the same batch id and `seq`.
 
 mod state;
 
@@ -166,15 +167,34 @@ pub async fn record_recounts(lake: &Lakehouse, entries: &[LedgerEntry], seq: i64
 
 /// Append one entry to the ledger.
 pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
+    record_all(lake, std::slice::from_ref(e)).await
+}
+
+/// Append the rows of one batch to the ledger in one commit: its claims (with any
+/// `duplicate` or `unchanged` rows found while it was assembled), or its final rows.
+/// Every entry carries the same batch id and `seq`; the first one's status says which
+/// of the two commits this is.
+pub async fn record_all(lake: &Lakehouse, entries: &[LedgerEntry]) -> Result<()> {
+    let Some(e) = entries.first() else {
+        return Ok(());
+    };
+    debug_assert!(
+        entries
+            .iter()
+            .all(|x| x.seq == e.seq && x.batch_id == e.batch_id)
+    );
     let mut table = lake
         .open_or_create(LEDGER_TABLE, &schema::ledger_schema(), FileSize::Append)
         .await?;
-    let batch = rows(std::slice::from_ref(e))?;
     let mut writer = AppendWriter::new(&table, LEDGER_TABLE)?;
-    writer.write(batch).await?;
+    writer.write(rows(entries)?).await?;
+    let source_file = match entries {
+        [one] => serde_json::Value::from(one.file.as_str()),
+        _ => serde_json::Value::Null,
+    };
     let props = storage::commit_info(
         "ledger",
-        serde_json::json!({ "batch_id": e.batch_id, "source_file": e.file, "rows": 1, "status": e.status.as_str() }),
+        serde_json::json!({ "batch_id": e.batch_id, "source_file": source_file, "rows": entries.len(), "status": e.status.as_str(), "seq": e.seq }),
     );
     // Claim and final rows are each written once per batch sequence number.
     let claim = matches!(e.status, FileStatus::Claimed | FileStatus::RebuildStarted);

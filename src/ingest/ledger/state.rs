@@ -26,7 +26,8 @@ pub struct LedgerState {
     /// them is not hashed again (raw files are never modified in place; a producer
     /// that rewrites one changes its mtime).
     pub settled_stats: HashSet<(String, u64, Option<i64>)>,
-    /// Claims without a final row: batches left part-way, oldest first.
+    /// Claims without a final row: batches left part-way, oldest first (one claim
+    /// per file; the files of a batch share its `seq`).
     pub unfinished: Vec<LedgerEntry>,
     /// The batches loaded, in `seq` order (their claims, as recorded).
     pub loaded_batches: Vec<LedgerEntry>,
@@ -45,6 +46,23 @@ impl LedgerState {
             f.size,
             f.modified.map(|m| m.timestamp_micros()),
         ))
+    }
+
+    /// The unfinished claims grouped into their batches, in `seq` order, each batch's
+    /// files in name order.
+    pub fn unfinished_batches(&mut self) -> Vec<Vec<LedgerEntry>> {
+        let mut batches: std::collections::BTreeMap<i64, Vec<LedgerEntry>> = Default::default();
+        for c in std::mem::take(&mut self.unfinished) {
+            batches.entry(c.seq).or_default().push(c);
+        }
+        batches
+            .into_values()
+            .map(|mut files| {
+                files.sort_by(|a, b| a.file.cmp(&b.file));
+                files.dedup_by(|a, b| a.file == b.file);
+                files
+            })
+            .collect()
     }
 
     /// Whether `name` with content `sha256` needs nothing more.

@@ -349,7 +349,11 @@ fn recounts(state: &LedgerState, out: &Recomputed, claim: &LedgerEntry) -> Vec<L
         .loaded_batches
         .iter()
         .map(|b| {
-            let c = out.per_batch.get(&b.batch_id).copied().unwrap_or_default();
+            let c = out
+                .per_batch
+                .get(&(b.batch_id.clone(), b.file.clone()))
+                .copied()
+                .unwrap_or_default();
             let mut e = b.clone();
             e.status = FileStatus::Recounted;
             e.rows_read = c.rows;

@@ -11,43 +11,59 @@ use deltalake::arrow::datatypes::{DataType, Int64Type};
 use super::silver::Recomputed;
 use crate::error::{MedallionError, Result};
 use crate::ingest::reader::{CUT_RULES, RawRow, STRUCTURAL_RULES};
-use crate::schema::{REJECTION_REASONS, SOURCE_LINE};
+use crate::schema::{REJECTION_REASONS, SOURCE_FILE, SOURCE_LINE};
 use crate::zones::Violation;
 
-/// One batch's rows as the rejected table held them before the rebuild, by line.
+/// One batch's rows as the rejected table held them before the rebuild, by file and
+/// line.
 #[derive(Default)]
 pub(super) struct OldRejections {
     lists: Vec<ListArray>,
-    by_line: HashMap<i64, (usize, usize)>,
+    by_line: HashMap<(String, i64), (usize, usize)>,
 }
 
 impl OldRejections {
-    /// From batches of (`_source_line`, `rejection_reasons`).
-    pub(super) fn new(batches: &[RecordBatch]) -> Self {
+    /// From batches of (`_source_file`, `_source_line`, `rejection_reasons`).
+    pub(super) fn new(batches: &[RecordBatch]) -> Result<Self> {
         let mut old = OldRejections::default();
         for b in batches {
-            let lines = b.column(0).as_primitive::<Int64Type>();
+            let files = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(
+                MedallionError::arrow("rebuild: read the earlier rejections"),
+            )?;
+            let files = files.as_string::<i32>();
+            let lines = b.column(1).as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
-                old.by_line.insert(lines.value(i), (old.lists.len(), i));
+                let at = (files.value(i).to_string(), lines.value(i));
+                old.by_line.insert(at, (old.lists.len(), i));
             }
-            old.lists.push(b.column(1).as_list::<i32>().clone());
+            old.lists.push(b.column(2).as_list::<i32>().clone());
         }
-        old
+        Ok(old)
     }
 
-    /// The earlier rejection reasons of `line`, if it was rejected.
-    fn reasons(&self, line: i64) -> Option<Arc<dyn Array>> {
+    /// The earlier rejection reasons of `line` of `file`, if it was rejected.
+    fn reasons(&self, file: &str, line: i64) -> Option<Arc<dyn Array>> {
         self.by_line
-            .get(&line)
+            .get(&(file.to_string(), line))
             .map(|&(b, i)| self.lists[b].value(i))
     }
 }
 
-fn lines_of(b: &RecordBatch) -> Result<Vec<i64>> {
-    let c = b
-        .column_by_name(SOURCE_LINE)
-        .ok_or_else(|| MedallionError::Internal("rows without _source_line".into()))?;
-    Ok(c.as_primitive::<Int64Type>().values().to_vec())
+/// The (file, line) of each row of `b`.
+fn lines_of(b: &RecordBatch) -> Result<Vec<(String, i64)>> {
+    let missing = || MedallionError::Internal("rows without lineage".into());
+    let lines = b.column_by_name(SOURCE_LINE).ok_or_else(missing)?;
+    let files = b.column_by_name(SOURCE_FILE).ok_or_else(missing)?;
+    let files = deltalake::arrow::compute::cast(files, &DataType::Utf8)
+        .map_err(MedallionError::arrow("rebuild: lineage"))?;
+    let files = files.as_string::<i32>();
+    Ok(lines
+        .as_primitive::<Int64Type>()
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (files.value(i).to_string(), l))
+        .collect())
 }
 
 /// Count the rows that change side, by the rule they break now (to rejected) or broke
@@ -61,8 +77,8 @@ pub(super) fn count_moves(
     let reasons = rejected
         .column_by_name(REJECTION_REASONS)
         .map(|c| c.as_list::<i32>().clone());
-    for (i, line) in lines_of(rejected)?.into_iter().enumerate() {
-        if old.reasons(line).is_none() {
+    for (i, (file, line)) in lines_of(rejected)?.into_iter().enumerate() {
+        if old.reasons(&file, line).is_none() {
             out.to_rejected_rows += 1;
             if let Some(r) = &reasons {
                 for rule in rules_of(&r.value(i)) {
@@ -71,8 +87,8 @@ pub(super) fn count_moves(
             }
         }
     }
-    for line in lines_of(accepted)? {
-        if let Some(before) = old.reasons(line) {
+    for (file, line) in lines_of(accepted)? {
+        if let Some(before) = old.reasons(&file, line) {
             out.to_silver_rows += 1;
             for rule in rules_of(&before) {
                 *out.to_silver.entry(rule).or_insert(0) += 1;
@@ -118,11 +134,11 @@ fn rules_of(reasons: &Arc<dyn Array>) -> Vec<String> {
     out
 }
 
-/// Give each row the structural problems of its earlier rejection; a record that was
-/// cut stays cut.
-pub(super) fn restore_structural(rows: &mut [RawRow], old: &OldRejections) {
+/// Give each row (of `file`) the structural problems of its earlier rejection; a
+/// record that was cut stays cut.
+pub(super) fn restore_structural(rows: &mut [RawRow], file: &str, old: &OldRejections) {
     for row in rows.iter_mut() {
-        let Some(reasons) = old.reasons(row.line as i64) else {
+        let Some(reasons) = old.reasons(file, row.line as i64) else {
             continue;
         };
         for (rule, column, message) in reasons_of(&reasons) {

@@ -3,7 +3,7 @@
 //! Bronze is streamed once in bounded record batches; each batch's rows are typed and
 //! checked again (with the batch's own lineage). Rejected rows stream to the new
 //! rejected table; accepted rows stream to a local staging Parquet file with their
-//! batch's `seq`. The new silver is then the last row per key in (`seq`, line) order,
+//! batch's `seq`. The new silver is then the last row per key in (`seq`, file, line) order,
 //! found by a `ROW_NUMBER()` window in a DataFusion session whose memory is capped, so
 //! its sort spills to disk instead of growing with bronze. Each table is written as one
 //! overwrite version, adopting the configured schema.
@@ -38,8 +38,8 @@ pub struct BatchCounts {
 /// What the recompute found.
 #[derive(Debug, Clone, Default)]
 pub struct Recomputed {
-    /// Per batch id.
-    pub per_batch: HashMap<String, BatchCounts>,
+    /// Per (batch id, file).
+    pub per_batch: HashMap<(String, String), BatchCounts>,
     pub rejected_by_rule: BTreeMap<String, u64>,
     /// Rows silver accepted before that the current rules reject, by rule broken now.
     pub to_rejected: BTreeMap<String, u64>,
@@ -104,30 +104,35 @@ pub async fn recompute(
     // rejections (one file's worth at most) are held to compare with.
     for (batch_id, seq) in batches_in_order(seqs) {
         let old = match &old_rejected {
-            Some(_) => OldRejections::new(&old_rejections(&ctx, batch_id).await?),
+            Some(_) => OldRejections::new(&old_rejections(&ctx, batch_id).await?)?,
             None => OldRejections::default(),
         };
         let mut stream = batch_rows(&ctx, p, batch_id).await?;
+        let n = p.source.columns.len();
         while let Some(b) = stream.next().await {
-            let part = b.map_err(MedallionError::sql("rebuild: read bronze"))?;
-            let n = p.source.columns.len();
-            let lineage = lineage_of(&part, n)?;
-            let mut rows = bronze::read_back(&part, n)?;
-            // Bronze keeps the text, not its structural problems: those come back from
-            // the row's earlier rejection, so such a row stays rejected for them.
-            restore_structural(&mut rows, &old);
-            let v = validator.validate(&rows, &lineage)?;
-            count_moves(&mut out, &old, &v.accepted, &v.rejected)?;
-            let c = out.per_batch.entry(batch_id.to_string()).or_default();
-            c.rows += rows.len() as u64;
-            c.accepted += v.accepted.num_rows() as u64;
-            c.rejected += v.rejected.num_rows() as u64;
-            for (rule, k) in v.rejected_by_rule {
-                *out.rejected_by_rule.entry(rule).or_insert(0) += k;
-            }
-            staged.write(&v.accepted, seq)?;
-            if let Some(w) = rejected_w.as_mut() {
-                w.write(v.rejected).await?;
+            let b = b.map_err(MedallionError::sql("rebuild: read bronze"))?;
+            for (file, part) in bronze::file_runs(&b, n + 1)? {
+                let lineage = lineage_of(&part, n)?;
+                let mut rows = bronze::read_back(&part, n)?;
+                // Bronze keeps the text, not its structural problems: those come back
+                // from the row's earlier rejection, so such a row stays rejected for them.
+                restore_structural(&mut rows, &file, &old);
+                let v = validator.validate(&rows, &lineage)?;
+                count_moves(&mut out, &old, &v.accepted, &v.rejected)?;
+                let c = out
+                    .per_batch
+                    .entry((batch_id.to_string(), file))
+                    .or_default();
+                c.rows += rows.len() as u64;
+                c.accepted += v.accepted.num_rows() as u64;
+                c.rejected += v.rejected.num_rows() as u64;
+                for (rule, k) in v.rejected_by_rule {
+                    *out.rejected_by_rule.entry(rule).or_insert(0) += k;
+                }
+                staged.write(&v.accepted, seq)?;
+                if let Some(w) = rejected_w.as_mut() {
+                    w.write(v.rejected).await?;
+                }
             }
         }
     }
@@ -194,7 +199,8 @@ pub async fn recompute(
     })
 }
 
-/// The last staged row per silver key, in (`seq`, line) order, without the `__seq` column.
+/// The last staged row per silver key, in (`seq`, file, line) order (a batch's files
+/// apply in name order), without the `__seq` column.
 fn last_per_key_sql(p: &Pipeline) -> String {
     let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     let columns: Vec<String> = crate::schema::silver_schema(p)
@@ -204,7 +210,7 @@ fn last_per_key_sql(p: &Pipeline) -> String {
         .collect();
     let keys: Vec<String> = p.silver_key.iter().map(|k| q(k)).collect();
     format!(
-        "SELECT {} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY __seq DESC, {SOURCE_LINE} DESC) AS __rn \
+        "SELECT {} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY __seq DESC, {SOURCE_FILE} DESC, {SOURCE_LINE} DESC) AS __rn \
          FROM __staged) __s WHERE __rn = 1",
         columns.join(", "),
         keys.join(", ")
@@ -222,13 +228,14 @@ fn quoted_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The rejected rows of one batch before the rebuild: (`_source_line`, reasons).
+/// The rejected rows of one batch before the rebuild: (`_source_file`, `_source_line`,
+/// reasons).
 async fn old_rejections(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     batch_id: &str,
 ) -> Result<Vec<RecordBatch>> {
     let sql = format!(
-        "SELECT {SOURCE_LINE}, {REJECTION_REASONS} FROM __rejected WHERE {BATCH_ID} = {}",
+        "SELECT {SOURCE_FILE}, {SOURCE_LINE}, {REJECTION_REASONS} FROM __rejected WHERE {BATCH_ID} = {}",
         quoted_literal(batch_id)
     );
     storage::sql_batches(ctx, &sql, "rebuild: read the earlier rejections").await
@@ -262,7 +269,7 @@ async fn batch_rows(
         .map_err(step())
 }
 
-/// The lineage of a run of rows of one batch (file, batch id, received at).
+/// The lineage of a run of rows of one batch and file (file, batch id, received at).
 fn lineage_of(part: &RecordBatch, n: usize) -> Result<Lineage> {
     let text = |i: usize| -> Result<String> {
         let c = deltalake::arrow::compute::cast(part.column(i), &DataType::Utf8)

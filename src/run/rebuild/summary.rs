@@ -29,7 +29,7 @@ impl fmt::Display for RebuildReport {
             let rejected: u64 = s.per_batch.values().map(|c| c.rejected).sum();
             writeln!(
                 f,
-                "silver/{source} and rejected/{source} {verb} from {rows} bronze rows of {} batches",
+                "silver/{source} and rejected/{source} {verb} from {rows} bronze rows of {} files",
                 s.per_batch.len()
             )?;
             if self.dry_run {

@@ -1,20 +1,20 @@
-//! Within one batch, the last line per natural key wins (a file's later line corrects
-//! an earlier one). Keys are compared in Arrow's row format, so any key column types
-//! work; a batch without repeated keys comes back as it was, in one batch.
+//! Within one batch, the last row per natural key wins: rows come in the order the
+//! batch applies them (its files in name order, each file's lines in order), so a later
+//! line corrects an earlier one, and a later file an earlier file. Keys are compared in
+//! Arrow's row format, so any key column types work; a batch without repeated keys
+//! comes back as it was, in one batch.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
-use deltalake::arrow::array::{AsArray, UInt32Array};
+use deltalake::arrow::array::UInt32Array;
 use deltalake::arrow::compute::{concat_batches, take_record_batch};
-use deltalake::arrow::datatypes::{Int64Type, SchemaRef};
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
 
 use crate::error::{MedallionError, Result};
-use crate::schema::SOURCE_LINE;
 
-/// Keep, per value of the `keys` columns, the row with the highest `_source_line`.
+/// Keep, per value of the `keys` columns, the row that comes last.
 pub fn last_line_per_key(
     schema: &SchemaRef,
     keys: &[String],
@@ -42,23 +42,10 @@ pub fn last_line_per_key(
     let rows = converter
         .convert_columns(&columns)
         .map_err(MedallionError::arrow("dedupe accepted rows"))?;
-    let lines = batch
-        .column_by_name(SOURCE_LINE)
-        .and_then(|c| c.as_primitive_opt::<Int64Type>())
-        .ok_or_else(|| MedallionError::Internal(format!("silver has no {SOURCE_LINE} column")))?;
     let mut latest: HashMap<_, u32, _> =
         HashMap::with_capacity_and_hasher(batch.num_rows(), foldhash::fast::RandomState::default());
     for i in 0..batch.num_rows() {
-        match latest.entry(rows.row(i)) {
-            Entry::Vacant(e) => {
-                e.insert(i as u32);
-            }
-            Entry::Occupied(mut e) => {
-                if lines.value(i) >= lines.value(*e.get() as usize) {
-                    e.insert(i as u32);
-                }
-            }
-        }
+        latest.insert(rows.row(i), i as u32);
     }
     if latest.len() == batch.num_rows() {
         return Ok(vec![batch]);
@@ -78,6 +65,9 @@ mod tests {
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::schema::SOURCE_LINE;
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::datatypes::Int64Type;
 
     fn batch(schema: &SchemaRef, keys: &[(&str, i64)], lines: &[i64]) -> RecordBatch {
         RecordBatch::try_new(

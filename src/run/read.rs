@@ -1,0 +1,290 @@
+//! Reading a batch's raw files: every file in name order, each through the validator,
+//! its bronze rows to the bronze writer, its rejected rows to the rejected writer and
+//! its accepted rows to the silver staging file.
+//!
+//! A file that fails (it cannot be opened or decompressed, its header does not fit, a
+//! `fail` rule breaks, it changed while it was read) fails alone: in a batch of many
+//! files, each file's rows are held in memory until it has been read to its end, and
+//! only then handed to the writers, so nothing of a failed file is written. Only small
+//! files share a batch (see `assemble`); a batch of one file streams its rows straight
+//! to the writers, so memory stays bounded whatever the file's size.
+//!
+//! One thread parses the files, a couple of chunks ahead of validation; a task encodes
+//! bronze Parquet; so reading the next file overlaps validating and encoding this one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+
+use super::assemble::Batch;
+use crate::config::Pipeline;
+use crate::error::{MedallionError, Result};
+use crate::ingest::RawFile;
+use crate::ingest::reader::{CsvChunks, RawRow};
+use crate::report::{FileReport, merge_counts};
+use crate::storage::AppendWriter;
+use crate::zones::bronze;
+use crate::zones::silver::{Staging, Validator};
+
+/// Where a batch's rows go. `bronze` is `None` when bronze is already committed (an
+/// interrupted batch whose rejected and silver rows are still to be written).
+pub struct Sinks<'a> {
+    pub bronze: Option<AppendWriter>,
+    pub rejected: &'a mut AppendWriter,
+    pub staging: &'a mut Staging,
+}
+
+/// One file's rows, held until the file has been read to its end.
+#[derive(Default)]
+struct Held {
+    bronze: Vec<RecordBatch>,
+    rejected: Vec<RecordBatch>,
+    accepted: Vec<RecordBatch>,
+}
+
+/// What the parsing thread sends: a chunk of file `i`, its end, or why it failed.
+enum Parsed {
+    Chunk(usize, Vec<RawRow>),
+    End(usize),
+    Failed(usize, MedallionError),
+}
+
+/// Read every member of `batch` that has not failed and has its raw file; a file that fails gets its
+/// error in its report. Returns the bronze writer (when there was one). An error is
+/// one of the writers failing, which fails the whole batch.
+pub async fn read_files(
+    p: &Pipeline,
+    validator: &Validator,
+    batch: &mut Batch,
+    bronze_schema: &SchemaRef,
+    sinks: Sinks<'_>,
+) -> Result<Option<AppendWriter>> {
+    let Sinks {
+        bronze: bronze_w,
+        rejected: rejected_w,
+        staging,
+    } = sinks;
+    let hold = batch.members.len() > 1;
+    let files: Vec<(usize, RawFile)> = batch
+        .members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.report.loaded())
+        .filter_map(|(i, m)| m.file.clone().map(|f| (i, f)))
+        .collect();
+    let abandoned = Arc::new(AtomicUsize::new(usize::MAX));
+    let mut parsed = parse_in_background(files, p.source.clone(), abandoned.clone());
+    let (to_bronze, encoder) = match bronze_w {
+        Some(w) => {
+            let (tx, task) = encode_in_background(w);
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let mut held = Held::default();
+    let mut out = Outlet {
+        to_bronze: to_bronze.as_ref(),
+        rejected_w,
+        staging,
+    };
+    while let Some(msg) = parsed.recv().await {
+        let i = match &msg {
+            Parsed::Chunk(i, _) | Parsed::End(i) | Parsed::Failed(i, _) => *i,
+        };
+        if batch.members[i].report.error.is_some() {
+            continue; // Failed already: the rest of it is dropped.
+        }
+        let outcome = match msg {
+            Parsed::Chunk(_, rows) => {
+                let lineage = batch.lineage(i);
+                let report = &mut batch.members[i].report;
+                match checked(validator, &rows, &lineage, bronze_schema, report) {
+                    Ok(rows) if hold => {
+                        held.bronze.extend(rows.bronze);
+                        held.rejected.extend(rows.rejected);
+                        held.accepted.extend(rows.accepted);
+                        Ok(())
+                    }
+                    Ok(rows) => {
+                        out.write(rows).await?; // A writer's error fails the batch.
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Parsed::End(_) => match unchanged_while_read(batch.members[i].file.as_ref()).await {
+                Ok(()) => {
+                    out.write(std::mem::take(&mut held)).await?;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Parsed::Failed(_, e) => Err(e),
+        };
+        // Any error but a writer's (returned above) is this file's alone.
+        if let Err(e) = outcome {
+            abandoned.store(i, Ordering::Relaxed);
+            held = Held::default();
+            let member = &mut batch.members[i];
+            tracing::error!(file = %member.claim.file, "{e}");
+            member.report = FileReport {
+                error: Some(e.to_string()),
+                ..FileReport::new(&member.claim.file, &batch.batch_id)
+            };
+        }
+    }
+    drop(to_bronze);
+    match encoder {
+        Some(task) => Ok(Some(task.await.map_err(|e| {
+            MedallionError::Internal(format!("the bronze encoder stopped: {e}"))
+        })??)),
+        None => Ok(None),
+    }
+}
+
+/// The writers a file's rows are handed to.
+struct Outlet<'a, 'b> {
+    to_bronze: Option<&'a mpsc::Sender<RecordBatch>>,
+    rejected_w: &'b mut AppendWriter,
+    staging: &'b mut Staging,
+}
+
+impl Outlet<'_, '_> {
+    async fn write(&mut self, rows: Held) -> Result<()> {
+        if let Some(tx) = self.to_bronze {
+            for b in rows.bronze {
+                // A send fails only when the encoder stopped on an error, reported
+                // when it is joined.
+                if tx.send(b).await.is_err() {
+                    break;
+                }
+            }
+        }
+        for b in rows.rejected {
+            self.rejected_w.write(b).await?;
+        }
+        for b in &rows.accepted {
+            self.staging.write(b)?;
+        }
+        Ok(())
+    }
+}
+
+/// Validate a chunk and count it into the file's report; a broken `fail` rule is the
+/// file's error.
+fn checked(
+    validator: &Validator,
+    rows: &[RawRow],
+    lineage: &crate::zones::Lineage,
+    bronze_schema: &SchemaRef,
+    fr: &mut FileReport,
+) -> Result<Held> {
+    let v = validator.validate(rows, lineage)?;
+    if let Some((line, rule, message)) = v.failure {
+        return Err(MedallionError::FailRule {
+            file: lineage.source_file.clone(),
+            line,
+            rule,
+            message,
+        });
+    }
+    fr.rows_read += rows.len() as u64;
+    fr.bronze_rows += rows.len() as u64;
+    fr.rejected += v.rejected.num_rows() as u64;
+    fr.silver_accepted += v.accepted.num_rows() as u64;
+    merge_counts(&mut fr.rejected_by_rule, &v.rejected_by_rule);
+    merge_counts(&mut fr.warnings, &v.warnings);
+    Ok(Held {
+        bronze: vec![bronze::to_batch(bronze_schema, rows, lineage)?],
+        rejected: vec![v.rejected],
+        accepted: vec![v.accepted],
+    })
+}
+
+/// The claim's fingerprint was taken before the read: a file rewritten since then must
+/// not be loaded under it. (An object read with If-Match on its listed ETag cannot
+/// have been.)
+async fn unchanged_while_read(file: Option<&RawFile>) -> Result<()> {
+    let Some(file) = file else {
+        return Ok(());
+    };
+    if file.reads_are_conditional() {
+        return Ok(());
+    }
+    let listed = file.clone();
+    let unchanged = tokio::task::spawn_blocking(move || listed.unchanged_since_listed())
+        .await
+        .map_err(|e| MedallionError::Internal(format!("checking a raw file stopped: {e}")))??;
+    if unchanged {
+        return Ok(());
+    }
+    Err(MedallionError::BadFile {
+        file: file.name.clone(),
+        message: "the file changed (size or modification time) while it was read; \
+                  nothing of it was committed, the next run tries again"
+            .into(),
+    })
+}
+
+/// Encode bronze batches on a task of their own (bounded queue).
+fn encode_in_background(
+    mut writer: AppendWriter,
+) -> (
+    mpsc::Sender<RecordBatch>,
+    tokio::task::JoinHandle<Result<AppendWriter>>,
+) {
+    let (tx, mut rx) = mpsc::channel(2);
+    let task = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            writer.write(batch).await?;
+        }
+        Ok(writer)
+    });
+    (tx, task)
+}
+
+/// Open and parse the files in order on a thread of their own, a couple of chunks
+/// ahead of validation and writing (two cores busy, memory bounded by the channel). A
+/// file that cannot be opened, or whose header does not fit, comes out as one
+/// `Failed`; a file the consumer `abandoned` is not read further.
+fn parse_in_background(
+    files: Vec<(usize, RawFile)>,
+    spec: crate::config::SourceSpec,
+    abandoned: Arc<AtomicUsize>,
+) -> mpsc::Receiver<Parsed> {
+    let (tx, rx) = mpsc::channel(2);
+    std::thread::spawn(move || {
+        for (i, file) in files {
+            let mut reader = match CsvChunks::open(&file, &spec) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    if tx.blocking_send(Parsed::Failed(i, e)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            loop {
+                if abandoned.load(Ordering::Relaxed) == i {
+                    break;
+                }
+                let msg = match reader.next_chunk() {
+                    Ok(Some(chunk)) => Parsed::Chunk(i, chunk),
+                    Ok(None) => Parsed::End(i),
+                    Err(e) => Parsed::Failed(i, e),
+                };
+                let last = !matches!(msg, Parsed::Chunk(..));
+                if tx.blocking_send(msg).is_err() {
+                    return;
+                }
+                if last {
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,242 @@
+//! Micro-batches: new files are taken many per batch, with one commit per table per
+//! batch and two ledger commits (claim, final rows); each file keeps its own ledger row,
+//! lineage and counts; a file that fails fails alone and is retried next run; within a
+//! batch, files apply in name order and the last row of a key wins.
+
+use crate::exactly_once::{check_delta_logs, check_invariants, make_file};
+use crate::workdir::{Workdir, sample_model_sql, text};
+
+const HEADER: &str = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+
+/// The sample configuration with at most `max_files` files per batch, and a `fail` rule.
+pub fn with_batches(max_files: usize) -> Workdir {
+    let w = Workdir::sample_config();
+    let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+    let config = config.replacen(
+        "      action: warn\n",
+        "      action: warn\n    - name: no_huge_reading\n      check: usage_kwh < 400\n      action: fail\n",
+        1,
+    );
+    w.set_config(&format!("{config}\nbatches:\n  max_files: {max_files}\n"));
+    w
+}
+
+/// Versions in `table`'s Delta log.
+fn commits(w: &Workdir, table: &str) -> usize {
+    w.lake_files()
+        .iter()
+        .filter(|f| f.starts_with(&format!("{table}/_delta_log/")) && f.ends_with(".json"))
+        .count()
+}
+
+fn reading(customer: usize, hour: u32, kwh: &str) -> String {
+    format!(
+        "C00000{customer},M00000001,2026-01-01T{hour:02}:00:00Z,2026-01-01T{:02}:00:00Z,{kwh},actual\n",
+        hour + 1
+    )
+}
+
+#[test]
+fn many_small_files_load_in_few_batches_with_one_commit_per_table_each() {
+    let w = with_batches(12);
+    for i in 0..25 {
+        w.write_raw(&format!("batch_{i:03}.csv"), &make_file(i));
+    }
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("25 file(s) loaded, 0 failed"), "{r:?}");
+    assert!(
+        r.stdout.contains(": 12 files loaded, 0 failed")
+            && r.stdout.contains("… and 2 more loaded files"),
+        "{r:?}"
+    );
+    check_invariants(&w, 25);
+    let batches =
+        w.query("SELECT DISTINCT _batch_id FROM _medallion.files WHERE status = 'loaded'");
+    assert_eq!(batches.len(), 3, "25 files in batches of 12: {batches:?}");
+    // A version to create each table, then one commit per batch (two for the ledger).
+    for table in [
+        "bronze/readings",
+        "rejected/readings",
+        "silver/readings",
+        "gold/daily_usage",
+    ] {
+        assert_eq!(commits(&w, table), 1 + 3, "{table}");
+    }
+    assert_eq!(commits(&w, "_medallion/files"), 1 + 2 * 3);
+    // Each file has its own claim and final row, lineage and counts.
+    for i in 0..25 {
+        let name = format!("batch_{i:03}.csv");
+        let rows = w.query(&format!(
+            "SELECT status, rows_read FROM _medallion.files WHERE file = '{name}' ORDER BY status"
+        ));
+        assert_eq!(rows.len(), 2, "{name}: {rows:?}");
+        assert_eq!(text(&rows[0]["status"]), "claimed");
+        assert_eq!(text(&rows[1]["status"]), "loaded");
+        assert_eq!(text(&rows[1]["rows_read"]), "40", "{name}");
+    }
+    let again = w.run_expect(0);
+    assert!(again.stdout.contains("nothing to do"), "{again:?}");
+}
+
+#[test]
+fn a_file_that_fails_fails_alone_and_is_retried_next_run() {
+    let w = with_batches(1000);
+    w.write_raw("a_good.csv", &make_file(0));
+    w.write_raw(
+        "b_header.csv",
+        &make_file(1).replacen("usage_kwh", "usage", 1),
+    );
+    w.write_raw("c_good.csv", &make_file(2));
+    w.write_raw_bytes("d_gzip.csv", &[0x1f, 0x8b, 0x08, 0x00, 1, 2, 3, 4, 5, 6, 7]);
+    w.write_raw(
+        "e_fail.csv",
+        &format!("{HEADER}{}", reading(1, 0, "450.000")),
+    );
+    w.write_raw("f_good.csv", &make_file(3));
+    let r = w.run_expect(1);
+    assert!(r.stdout.contains(": 3 files loaded, 3 failed"), "{r:?}");
+    for (file, why) in [
+        ("b_header.csv", "usage_kwh"),
+        ("d_gzip.csv", "gzip"),
+        ("e_fail.csv", "no_huge_reading"),
+    ] {
+        let at = r
+            .stdout
+            .find(&format!("FAILED {file}\n"))
+            .unwrap_or_else(|| panic!("{file}: {r:?}"));
+        let message = r.stdout[at..].lines().nth(1).unwrap_or_default();
+        assert!(message.contains(why), "{file}: {message}");
+        assert_eq!(
+            w.count(&format!(
+                "FROM bronze.readings WHERE _source_file = '{file}'"
+            )),
+            0,
+            "nothing of {file} is loaded"
+        );
+        assert_eq!(
+            w.count(&format!(
+                "FROM _medallion.files WHERE file = '{file}' AND status = 'failed' AND message IS NOT NULL"
+            )),
+            1
+        );
+    }
+    assert_eq!(w.count("FROM bronze.readings"), 3 * 40);
+    assert_eq!(commits(&w, "bronze/readings"), 2, "one batch commit");
+    assert_eq!(
+        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+        0
+    );
+
+    // The failed files are tried again (and fail again); the loaded ones are not.
+    let r = w.run_expect(1);
+    assert!(
+        r.stdout
+            .contains("0 file(s) loaded, 3 failed, 3 already loaded"),
+        "{r:?}"
+    );
+    assert_eq!(w.count("FROM bronze.readings"), 3 * 40);
+    // Mended, one loads.
+    w.write_raw("b_header.csv", &make_file(1));
+    let r = w.run_expect(1);
+    assert!(
+        r.stdout
+            .contains("1 file(s) loaded, 2 failed, 3 already loaded"),
+        "{r:?}"
+    );
+    assert_eq!(w.count("FROM bronze.readings"), 4 * 40);
+    crate::workdir::assert_batch_counts_and_unique_keys(&w);
+    check_delta_logs(&w);
+}
+
+#[test]
+fn within_a_batch_files_apply_in_name_order_and_the_last_row_of_a_key_wins() {
+    let files = [
+        (
+            "a.csv",
+            format!(
+                "{HEADER}{}{}",
+                reading(1, 0, "1.000"),
+                reading(2, 0, "5.000")
+            ),
+        ),
+        (
+            "b.csv",
+            format!(
+                "{HEADER}{}{}{}",
+                reading(1, 0, "2.000"),
+                reading(3, 0, "9.000"),
+                reading(1, 0, "3.000")
+            ),
+        ),
+        ("c.csv", format!("{HEADER}{}", reading(2, 0, "7.000"))),
+    ];
+    let silver = |w: &Workdir| {
+        w.query("SELECT customer_id, CAST(usage_kwh AS VARCHAR) AS kwh, _source_file AS f, _source_line AS l FROM silver.readings ORDER BY customer_id")
+    };
+    let one_batch = with_batches(1000);
+    let one_per_file = with_batches(1);
+    for w in [&one_batch, &one_per_file] {
+        for (name, content) in &files {
+            w.write_raw(name, content);
+        }
+        w.run_expect(0);
+        assert_eq!(
+            w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+            0
+        );
+    }
+    assert_eq!(
+        one_batch
+            .query("SELECT DISTINCT _batch_id FROM bronze.readings")
+            .len(),
+        1
+    );
+    let got = silver(&one_batch);
+    assert_eq!(got, silver(&one_per_file), "one batch = one batch per file");
+    let kwh: Vec<(String, String, String)> = got
+        .iter()
+        .map(|r| (text(&r["customer_id"]), text(&r["kwh"]), text(&r["f"])))
+        .collect();
+    assert_eq!(
+        kwh,
+        vec![
+            ("C000001".into(), "3.000".into(), "b.csv".into()),
+            ("C000002".into(), "7.000".into(), "c.csv".into()),
+            ("C000003".into(), "9.000".into(), "b.csv".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_batch_completed_after_a_crash_takes_the_files_its_bronze_commit_holds() {
+    let w = with_batches(1000);
+    w.write_raw("batch_000.csv", &make_file(0));
+    w.write_raw(
+        "batch_001.csv",
+        &make_file(1).replacen("usage_kwh", "usage", 1),
+    );
+    w.write_raw("batch_002.csv", &make_file(2));
+    let out = crate::exactly_once::spawn_run(&w, Some("after_bronze_commit"))
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Mended before the next run: the batch completes without it (it failed in the
+    // interrupted attempt), then it loads as a batch of its own.
+    w.write_raw("batch_001.csv", &make_file(1));
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout
+            .contains("completing a batch an earlier run left part-way"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("failed in an interrupted attempt"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("loaded batch_001.csv"), "{r:?}");
+    check_invariants(&w, 3);
+    assert_eq!(
+        w.count("FROM _medallion.files WHERE file = 'batch_001.csv' AND status = 'failed'"),
+        1
+    );
+}
