@@ -31,8 +31,8 @@ pub enum MedallionError {
 
     /// An interrupted batch needs its raw file again, but the file changed or vanished.
     #[error(
-        "{file}: the raw file changed or vanished before its interrupted batch was completed; \
-         rows already committed for the batch stay, nothing more is loaded"
+        "{file}: the raw file changed or vanished before its interrupted batch committed \
+         anything of it; nothing of it is loaded (a new version is loaded as a new file)"
     )]
     RawFileGone { file: String },
 

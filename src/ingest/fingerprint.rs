@@ -65,17 +65,21 @@ pub async fn fingerprint_async(file: &RawFile) -> Result<Option<Fingerprint>> {
 }
 
 /// Fingerprints of a list of files, computed in order on a thread of its own at most
-/// one file ahead of the consumer (bounded work and memory).
+/// [`HASHED_AHEAD`] files ahead of the consumer (bounded work and memory).
 pub struct FingerprintsAhead {
     results: mpsc::Receiver<(String, Result<Option<Fingerprint>>)>,
     /// Files hashed on demand because they were not (or no longer) ahead in the list.
     on_demand: usize,
 }
 
+/// How many files are hashed ahead: about a batch of small files, so the next batch's
+/// files are hashed while this one's are loaded and committed.
+pub const HASHED_AHEAD: usize = 1024;
+
 impl FingerprintsAhead {
     /// Start hashing `files`, in order.
     pub fn start(files: Vec<RawFile>) -> Self {
-        let (tx, results) = mpsc::sync_channel(0);
+        let (tx, results) = mpsc::sync_channel(HASHED_AHEAD);
         std::thread::spawn(move || {
             for file in files {
                 let print = fingerprint(&file);

@@ -27,63 +27,44 @@ use crate::zones::silver::{self, Validator};
 use super::assemble::Batch;
 use super::failpoint;
 use super::read::{self, Sinks};
+use super::tables::{APP_BRONZE, APP_REJECTED, APP_SILVER, STAGE_BRONZE, SourceTables, gold_app};
 
-/// Table paths of the source's zones.
-pub struct SourceTables {
-    pub bronze: String,
-    pub silver: String,
-    pub rejected: String,
+/// A batch read: its data files uploaded and its accepted rows staged, with nothing
+/// committed by this step, except the rows a replay from bronze rejects.
+pub struct Prepared {
+    /// `None` when bronze was committed by an earlier attempt.
+    bronze_w: Option<AppendWriter>,
+    rejected_w: AppendWriter,
+    staging: silver::Staging,
+    /// Rejected was committed: by an earlier attempt, or by the replay just now.
+    rejected_done: bool,
+    /// The replay's rejected commit.
+    rejected_version: Option<i64>,
+    /// Some stage was committed by an earlier attempt.
+    committed: bool,
 }
 
-impl SourceTables {
-    pub fn new(p: &Pipeline) -> Self {
-        SourceTables {
-            bronze: format!("bronze/{}", p.source.name),
-            silver: format!("silver/{}", p.source.name),
-            rejected: format!("rejected/{}", p.source.name),
-        }
-    }
-}
-
-const APP_BRONZE: &str = "medallion/bronze";
-const APP_REJECTED: &str = "medallion/rejected";
-const APP_SILVER: &str = "medallion/silver";
-
-/// The commit info stage of a batch's bronze commit.
-const STAGE_BRONZE: &str = "bronze_append";
-
-/// How far back in bronze's history a batch's own commit is looked for: it is the
-/// newest batch commit (batches commit in `seq` order), followed at most by
-/// compactions and a vacuum.
-const BRONZE_COMMITS_SEARCHED: usize = 64;
-
-fn gold_app(model: &str) -> String {
-    format!("medallion/gold/{model}")
-}
-
-/// Ingest one claimed batch; `br` is filled as stages complete (also on error), each
-/// member's report as its file is read.
-pub async fn ingest(
+/// The source's tables, created when missing.
+pub async fn source_tables(
     lake: &Lakehouse,
     p: &Pipeline,
-    validator: &Validator,
-    lease: &Lease,
-    batch: &mut Batch,
-    br: &mut BatchReport,
-) -> Result<()> {
+) -> Result<(
+    deltalake::DeltaTable,
+    deltalake::DeltaTable,
+    deltalake::DeltaTable,
+)> {
     let tables = SourceTables::new(p);
-    let bronze_schema = schema::bronze_schema(p);
-    let mut bronze_table = lake
-        .open_or_create(&tables.bronze, &bronze_schema, FileSize::Append)
+    let bronze = lake
+        .open_or_create(&tables.bronze, &schema::bronze_schema(p), FileSize::Append)
         .await?;
-    let mut rejected_table = lake
+    let rejected = lake
         .open_or_create(
             &tables.rejected,
             &schema::rejected_schema(p),
             FileSize::Append,
         )
         .await?;
-    let silver_table = lake
+    let silver = lake
         .open_or_create_with(
             &tables.silver,
             &schema::silver_schema(p),
@@ -94,46 +75,109 @@ pub async fn ingest(
             )],
         )
         .await?;
+    Ok((bronze, rejected, silver))
+}
+
+/// Ingest one claimed batch: [`prepare`], then [`commit`].
+pub async fn ingest(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    validator: &Validator,
+    lease: &Lease,
+    batch: &mut Batch,
+    br: &mut BatchReport,
+) -> Result<()> {
+    let prepared = prepare(lake, p, validator, batch).await?;
+    commit(lake, p, lease, batch, prepared, br).await
+}
+
+/// Read the batch's files, or for a batch whose bronze an earlier attempt committed,
+/// stage its rows from there; each member's report is filled as its file is read.
+/// Needs no lease for a new batch: it commits nothing (so it may run while the batch
+/// before it commits).
+pub async fn prepare(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    validator: &Validator,
+    batch: &mut Batch,
+) -> Result<Prepared> {
+    let tables = SourceTables::new(p);
+    let (bronze_table, rejected_table, _) = source_tables(lake, p).await?;
     let seq = batch.seq;
     let bronze_done = storage::stage_done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
-    let mut rejected_done =
+    let rejected_done =
         storage::stage_done(&rejected_table, APP_REJECTED, &tables.rejected, seq).await?;
-    let silver_done = storage::stage_done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
-    br.committed = bronze_done;
-    tracing::debug!("tables opened");
-
-    let started = std::time::Instant::now();
-    let mut rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
-    let mut staging = silver::Staging::new(&schema::silver_schema(p))?;
-    let bronze_w = if bronze_done {
-        keep_bronze_members(&bronze_table, &tables.bronze, batch).await?;
-        let outlet = (&mut rejected_w, &mut staging);
+    let mut prepared = Prepared {
+        bronze_w: None,
+        rejected_w: AppendWriter::new(&rejected_table, &tables.rejected)?,
+        staging: silver::Staging::new(&schema::silver_schema(p))?,
+        rejected_done,
+        rejected_version: None,
+        committed: bronze_done,
+    };
+    if bronze_done {
+        super::replay::keep_bronze_members(&bronze_table, &tables.bronze, batch).await?;
+        let outlet = (&mut prepared.rejected_w, &mut prepared.staging);
         if let Some(version) =
-            from_committed_bronze(lake, p, validator, batch, rejected_done, outlet).await?
+            super::replay::from_committed_bronze(lake, p, validator, batch, rejected_done, outlet)
+                .await?
         {
-            br.rejected_version = version;
-            rejected_done = true;
+            prepared.rejected_version = version;
+            prepared.rejected_done = true;
         }
-        None
     } else {
+        // Nothing of the batch is committed yet: a claimed file that changed or
+        // vanished since its claim fails alone (its new version is a new file).
+        for i in 0..batch.members.len() {
+            if batch.members[i].file.is_none() {
+                let file = batch.members[i].claim.file.clone();
+                batch.fail(i, MedallionError::RawFileGone { file }.to_string());
+            }
+        }
         let sinks = Sinks {
             bronze: Some(AppendWriter::new(&bronze_table, &tables.bronze)?),
-            rejected: &mut rejected_w,
-            staging: &mut staging,
+            rejected: &mut prepared.rejected_w,
+            staging: &mut prepared.staging,
         };
-        let w = read::read_files(p, validator, batch, &bronze_schema, sinks).await?;
-        if batch.loaded().next().is_none() {
-            return Ok(()); // Every file failed: there is nothing to commit.
-        }
-        w
-    };
-    let mut bronze_w = bronze_w;
-    if let Some(w) = bronze_w.as_mut() {
+        let schema = schema::bronze_schema(p);
+        prepared.bronze_w = read::read_files(p, validator, batch, &schema, sinks).await?;
+    }
+    if let Some(w) = prepared.bronze_w.as_mut() {
         w.stage().await?;
     }
-    rejected_w.stage().await?;
-    failpoint("after_data_files");
+    prepared.rejected_w.stage().await?;
+    Ok(prepared)
+}
 
+/// Commit a prepared batch: bronze, then rejected, each once for the whole batch; then
+/// silver and gold. A batch whose every file failed commits nothing.
+pub async fn commit(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+    batch: &Batch,
+    prepared: Prepared,
+    br: &mut BatchReport,
+) -> Result<()> {
+    let Prepared {
+        bronze_w,
+        rejected_w,
+        staging,
+        rejected_done,
+        rejected_version,
+        committed,
+    } = prepared;
+    br.committed = committed;
+    br.rejected_version = rejected_version;
+    if !committed && batch.loaded().next().is_none() {
+        return Ok(()); // Every file failed: there is nothing to commit.
+    }
+    failpoint("after_data_files");
+    let tables = SourceTables::new(p);
+    let (mut bronze_table, mut rejected_table, silver_table) = source_tables(lake, p).await?;
+    let seq = batch.seq;
+    let silver_done = storage::stage_done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
+    let started = std::time::Instant::now();
     let lineage = batch.commit_lineage();
     let files: Vec<&str> = batch.loaded().map(|m| m.claim.file.as_str()).collect();
     let totals = |f: fn(&FileReport) -> u64| batch.loaded().map(|m| f(&m.report)).sum::<u64>();
@@ -159,7 +203,7 @@ pub async fn ingest(
         lake.keep(&tables.rejected, &rejected_table);
         failpoint("after_rejected_commit");
     }
-    tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "read, validated, bronze and rejected committed");
+    tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "bronze and rejected committed");
     let full = silver_done || batch.recovering;
     let staged = staging.finish(p.silver_batch_rows)?;
     let stage = SilverStage {
@@ -178,93 +222,6 @@ pub async fn ingest(
     refresh_gold(lake, p, lease, &silver, affected, (&lineage, seq), br).await?;
     tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "gold refreshed");
     Ok(())
-}
-
-/// Drop from an interrupted batch the files its bronze commit does not hold: they
-/// failed in that attempt (the next run tries them again).
-async fn keep_bronze_members(
-    table: &deltalake::DeltaTable,
-    name: &str,
-    batch: &mut Batch,
-) -> Result<()> {
-    let info = storage::batch_commit_info(
-        table,
-        name,
-        STAGE_BRONZE,
-        batch.seq,
-        BRONZE_COMMITS_SEARCHED,
-    )
-    .await?;
-    let files = info
-        .as_ref()
-        .and_then(|i| i.get("files")?.as_array().cloned());
-    let Some(files) = files else {
-        // A batch of one file (so the commit holds it), or one from before batches
-        // named their files.
-        if batch.members.len() > 1 {
-            return Err(MedallionError::Internal(format!(
-                "{name}: the commit of batch {} (seq {}) is not among the last {BRONZE_COMMITS_SEARCHED}",
-                batch.batch_id, batch.seq
-            )));
-        }
-        return Ok(());
-    };
-    let held: std::collections::HashSet<&str> = files.iter().filter_map(|f| f.as_str()).collect();
-    for i in 0..batch.members.len() {
-        if !held.contains(batch.members[i].claim.file.as_str()) {
-            batch.fail(
-                i,
-                "it failed in an interrupted attempt, before its batch's bronze commit; \
-                 the next run tries it again"
-                    .into(),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Stage the silver rows (and write the rejected ones) of a batch whose bronze is
-/// committed. While rejected is not committed and every file still has its claimed
-/// content, the files are read again: that repeats the structural checks (field
-/// counts, quoting) that bronze's text alone cannot. Otherwise the rows are replayed
-/// from bronze, which also commits the rejected rows; its version is returned then.
-async fn from_committed_bronze(
-    lake: &Lakehouse,
-    p: &Pipeline,
-    validator: &Validator,
-    batch: &mut Batch,
-    rejected_done: bool,
-    (rejected_w, staging): (&mut AppendWriter, &mut silver::Staging),
-) -> Result<Option<Option<i64>>> {
-    if !rejected_done && batch.loaded().all(|m| m.file.is_some()) {
-        let sinks = Sinks {
-            bronze: None,
-            rejected: rejected_w,
-            staging,
-        };
-        let held: Vec<usize> = (0..batch.members.len())
-            .filter(|&i| batch.members[i].report.loaded())
-            .collect();
-        read::read_files(p, validator, batch, &schema::bronze_schema(p), sinks).await?;
-        if batch.loaded().count() == held.len() {
-            return Ok(None);
-        }
-        // A file no longer reads as it did (a `fail` rule added since): its bronze
-        // rows are committed, so they are replayed instead.
-        for &i in &held {
-            let m = &mut batch.members[i];
-            m.report = FileReport::new(&m.claim.file, &batch.batch_id);
-        }
-        *staging = silver::Staging::new(&schema::silver_schema(p))?;
-    }
-    batch.reset_counts();
-    let app = if rejected_done {
-        super::replay::APP_REJECTED_REPLAY
-    } else {
-        APP_REJECTED
-    };
-    let version = super::replay::stage_from_bronze(lake, p, validator, batch, app, staging).await?;
-    Ok(Some(version))
 }
 
 /// How the silver stage of a batch runs.

@@ -10,7 +10,7 @@
 
 use deltalake::arrow::datatypes::{Field, SchemaRef};
 
-use super::batch::SourceTables;
+use super::tables::SourceTables;
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::schema;

@@ -22,25 +22,26 @@
 mod assemble;
 mod batch;
 pub mod evolve;
+mod execute;
 mod read;
 pub mod rebuild;
 mod replay;
 mod settled;
+mod tables;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Pipeline;
-use crate::error::{MedallionError, Result};
+use crate::error::Result;
+use crate::ingest;
 use crate::ingest::lease::Lease;
 use crate::ingest::ledger::{self, FileStatus, LedgerEntry};
-use crate::ingest::{self, RawFile};
-use crate::report::{BatchReport, FileReport, ModelRebuild, RunReport};
+use crate::report::{FileReport, ModelRebuild, RunReport};
 use crate::storage::Lakehouse;
 use crate::zones::gold::rebuild as model_rebuild;
-use crate::zones::silver::Validator;
 
-pub use batch::SourceTables;
+pub use tables::SourceTables;
 
 /// How a run coordinates with other runs.
 #[derive(Debug, Clone, Copy)]
@@ -203,36 +204,28 @@ async fn run_holding_lease(
 ) -> Result<RunReport> {
     let files = ingest::discover(p).await?;
     let mut state = ledger::state(lake).await?;
-    let validator = Validator::new(p.clone())?;
+    let mut run = execute::Batches::new(lake, p, lease)?;
     tracing::debug!("ledger read");
-    let mut report = RunReport::default();
-    if before_batches(lake, p, lease, &state, &mut report).await? {
+    if before_batches(lake, p, lease, &state, &mut run.report).await? {
         state = ledger::state(lake).await?;
     }
-    let mut run = Batches {
-        lake,
-        p,
-        validator: &validator,
-        lease,
-        report,
-    };
     // File versions completed by recovery in this run: reported once, as recovered.
     let mut recovered = std::collections::HashSet::new();
     for claims in state.unfinished_batches() {
         lease.check()?;
-        let batch = recovered_batch(&files, claims).await;
+        let batch = execute::recovered_batch(&files, claims).await;
         let done: Vec<(String, String)> = batch
             .members
             .iter()
             .map(|m| (m.claim.file.clone(), m.claim.sha256.clone()))
             .collect();
-        if !run.attempt(batch, &mut state, Vec::new()).await? {
+        if !run.recover(batch, &mut state).await? {
             return Ok(run.report);
         }
         recovered.extend(done.into_iter().filter(|d| state.settled.contains(d)));
     }
-    // New file versions are hashed one ahead, on a thread of their own, while the
-    // current one is loaded.
+    // New file versions are hashed ahead, on a thread of their own, while the current
+    // batches are loaded.
     let mut prints = ingest::FingerprintsAhead::start(
         files
             .iter()
@@ -270,16 +263,20 @@ async fn run_holding_lease(
         if recovered.contains(&(file.name.clone(), print.sha256.clone())) {
             continue;
         }
-        // The same content twice in a row: the second waits for the first's outcome.
-        if gathering.holds(&print.sha256) || !gathering.fits(&file, p.batches) {
+        // Content already in a batch not loaded yet: this file waits for its outcome.
+        let waits = gathering.holds(&print.sha256);
+        if waits || !gathering.fits(&file, p.batches) {
             let batch = std::mem::take(&mut gathering).into_batch(state.next_seq);
             state.next_seq += 1;
             if !run
-                .attempt(batch, &mut state, std::mem::take(&mut noted))
+                .launch(batch, std::mem::take(&mut noted), &mut state)
                 .await?
             {
                 return Ok(run.report);
             }
+        }
+        if run.reading(&print.sha256) && !run.drain(&mut state).await? {
+            return Ok(run.report);
         }
         if state.is_settled(&file.name, &print.sha256) {
             // Same content, new size or mtime (copied or restored): recorded, so later
@@ -316,161 +313,16 @@ async fn run_holding_lease(
     if !gathering.is_empty() {
         let batch = gathering.into_batch(state.next_seq);
         state.next_seq += 1;
-        run.attempt(batch, &mut state, noted).await?;
-    } else if !noted.is_empty() {
+        if !run
+            .launch(batch, std::mem::take(&mut noted), &mut state)
+            .await?
+        {
+            return Ok(run.report);
+        }
+    }
+    if run.drain(&mut state).await? && !noted.is_empty() {
         let (batch_id, seq) = (uuid::Uuid::now_v7().to_string(), state.next_seq);
-        ledger::record_all(lake, &in_batch(noted, &batch_id, seq)).await?;
+        ledger::record_all(lake, &execute::in_batch(noted, &batch_id, seq)).await?;
     }
     Ok(run.report)
-}
-
-/// `entries` as rows of batch `batch_id` at `seq`.
-fn in_batch(entries: Vec<LedgerEntry>, batch_id: &str, seq: i64) -> Vec<LedgerEntry> {
-    entries
-        .into_iter()
-        .map(|mut e| {
-            e.batch_id = batch_id.to_string();
-            e.seq = seq;
-            e
-        })
-        .collect()
-}
-
-/// An unfinished batch, to be completed: each claimed file is read again only if it
-/// still has the claimed content.
-async fn recovered_batch(files: &[RawFile], claims: Vec<LedgerEntry>) -> assemble::Batch {
-    let (batch_id, seq) = (claims[0].batch_id.clone(), claims[0].seq);
-    let mut members = Vec::with_capacity(claims.len());
-    for claim in claims {
-        let mut file = files.iter().find(|f| f.name == claim.file).cloned();
-        if let Some(f) = &file {
-            let same = match ingest::fingerprint_async(f).await {
-                Ok(print) => print.is_some_and(|print| print.sha256 == claim.sha256),
-                Err(e) => {
-                    tracing::warn!(file = %f.name, "{e}");
-                    false
-                }
-            };
-            if !same {
-                file = None;
-            }
-        }
-        members.push(assemble::Member {
-            report: FileReport::new(&claim.file, &batch_id),
-            claim,
-            file,
-        });
-    }
-    assemble::Batch::new(batch_id, seq, members, true)
-}
-
-/// What the batches of one run share.
-struct Batches<'a> {
-    lake: &'a Lakehouse,
-    p: &'a Pipeline,
-    validator: &'a Validator,
-    lease: &'a Lease,
-    report: RunReport,
-}
-
-impl Batches<'_> {
-    /// Claim (unless it is being recovered) and run one batch, then record its final
-    /// rows; `noted` ledger rows go with its claim. Returns `false` when the batch was
-    /// left open, so the run must stop. The state learns the files it loaded.
-    async fn attempt(
-        &mut self,
-        mut batch: assemble::Batch,
-        state: &mut ledger::LedgerState,
-        noted: Vec<LedgerEntry>,
-    ) -> Result<bool> {
-        if !batch.recovering {
-            let mut claims: Vec<LedgerEntry> =
-                batch.members.iter().map(|m| m.claim.clone()).collect();
-            claims.extend(in_batch(noted, &batch.batch_id, batch.seq));
-            ledger::record_all(self.lake, &claims).await?;
-            tracing::debug!(files = batch.members.len(), "claimed");
-        }
-        let br = run_batch(self.lake, self.p, self.validator, self.lease, &mut batch).await?;
-        let open = br.left_open;
-        if open {
-            let last = batch.members.last().map(|m| m.claim.file.clone());
-            self.report.stopped_at = last;
-        }
-        for m in batch.members.iter().filter(|m| m.report.loaded() && !open) {
-            let (name, sha) = (m.claim.file.clone(), m.claim.sha256.clone());
-            state.loaded.insert(sha.clone(), name.clone());
-            state.loaded_names.insert(name.clone());
-            state.settled.insert((name, sha));
-        }
-        self.report.batches.push(br);
-        Ok(!open)
-    }
-}
-
-/// Run one claimed batch and record its outcome: a final row per file. A failure
-/// before anything was committed fails every file of the batch (each is retried next
-/// run); a failure after a commit leaves the claim open so the next run completes it.
-async fn run_batch(
-    lake: &Lakehouse,
-    p: &Pipeline,
-    validator: &Validator,
-    lease: &Lease,
-    batch: &mut assemble::Batch,
-) -> Result<BatchReport> {
-    let started = Instant::now();
-    let mut br = BatchReport::new(&batch.batch_id, Vec::new(), batch.recovering);
-    let outcome = batch::ingest(lake, p, validator, lease, batch, &mut br).await;
-    br.elapsed = started.elapsed();
-    let error = match outcome {
-        Ok(()) => None,
-        Err(e @ (MedallionError::LeaseLost | MedallionError::Fenced { .. })) => return Err(e),
-        Err(e) => {
-            tracing::error!(batch = %batch.batch_id, "{e}");
-            Some(e)
-        }
-    };
-    // Stages were committed: the next run completes the batch. Batches commit in `seq`
-    // order, so this run takes no more files.
-    if let Some(e) = error.as_ref().filter(|_| br.committed) {
-        let message = format!("{e} (the batch is completed by the next run)");
-        br.files = batch
-            .members
-            .iter()
-            .map(|m| FileReport {
-                error: Some(message.clone()),
-                ..m.report.clone()
-            })
-            .collect();
-        br.error = Some(message);
-        br.left_open = true;
-        return Ok(br);
-    }
-    let versions = br.table_versions(p).to_string();
-    let finals: Vec<LedgerEntry> = batch
-        .members
-        .iter_mut()
-        .map(|m| {
-            if let Some(e) = &error {
-                m.report.error = Some(e.to_string());
-            }
-            let mut entry = m.claim.clone();
-            entry.rows_read = m.report.rows_read;
-            entry.silver_accepted = m.report.silver_accepted;
-            entry.rejected = m.report.rejected;
-            if m.report.loaded() {
-                entry.status = FileStatus::Loaded;
-                entry.table_versions = Some(versions.clone());
-            } else {
-                entry.status = FileStatus::Failed;
-                entry.message = m.report.error.clone();
-            }
-            entry
-        })
-        .collect();
-    br.error = error.map(|e| e.to_string());
-    br.files = batch.members.iter().map(|m| m.report.clone()).collect();
-    lease.check()?;
-    failpoint("before_ledger_final");
-    ledger::record_all(lake, &finals).await?;
-    Ok(br)
 }

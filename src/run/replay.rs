@@ -20,17 +20,113 @@ use deltalake::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 
 use super::assemble::Batch;
-use super::batch::SourceTables;
+use super::read::{self, Sinks};
+use super::tables::{APP_REJECTED, STAGE_BRONZE, SourceTables};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
+use crate::report::FileReport;
 use crate::report::merge_counts;
+use crate::schema;
 use crate::schema::{BATCH_ID, SOURCE_FILE, SOURCE_LINE};
 use crate::storage::{self, AppendWriter, Lakehouse};
 use crate::zones::bronze;
+use crate::zones::silver;
 use crate::zones::silver::{Staging, Validator};
 
 /// Application transaction of the rows a replay rejects under changed rules.
 pub const APP_REJECTED_REPLAY: &str = "medallion/rejected/replay";
+
+/// How far back in bronze's history a batch's own commit is looked for: it is the
+/// newest batch commit (batches commit in `seq` order), followed at most by
+/// compactions and a vacuum.
+const BRONZE_COMMITS_SEARCHED: usize = 64;
+
+/// Drop from an interrupted batch the files its bronze commit does not hold: they
+/// failed in that attempt (the next run tries them again).
+pub async fn keep_bronze_members(
+    table: &deltalake::DeltaTable,
+    name: &str,
+    batch: &mut Batch,
+) -> Result<()> {
+    let info = storage::batch_commit_info(
+        table,
+        name,
+        STAGE_BRONZE,
+        batch.seq,
+        BRONZE_COMMITS_SEARCHED,
+    )
+    .await?;
+    let files = info
+        .as_ref()
+        .and_then(|i| i.get("files")?.as_array().cloned());
+    let Some(files) = files else {
+        // A batch of one file (so the commit holds it), or one from before batches
+        // named their files.
+        if batch.members.len() > 1 {
+            return Err(MedallionError::Internal(format!(
+                "{name}: the commit of batch {} (seq {}) is not among the last {BRONZE_COMMITS_SEARCHED}",
+                batch.batch_id, batch.seq
+            )));
+        }
+        return Ok(());
+    };
+    let held: std::collections::HashSet<&str> = files.iter().filter_map(|f| f.as_str()).collect();
+    for i in 0..batch.members.len() {
+        if !held.contains(batch.members[i].claim.file.as_str()) {
+            batch.fail(
+                i,
+                "it failed in an interrupted attempt, before its batch's bronze commit; \
+                 the next run tries it again"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stage the silver rows (and write the rejected ones) of a batch whose bronze is
+/// committed. While rejected is not committed and every file still has its claimed
+/// content, the files are read again: that repeats the structural checks (field
+/// counts, quoting) that bronze's text alone cannot. Otherwise the rows are replayed
+/// from bronze, which also commits the rejected rows; its version is returned then.
+pub async fn from_committed_bronze(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    validator: &Validator,
+    batch: &mut Batch,
+    rejected_done: bool,
+    (rejected_w, staging): (&mut AppendWriter, &mut silver::Staging),
+) -> Result<Option<Option<i64>>> {
+    if !rejected_done && batch.loaded().all(|m| m.file.is_some()) {
+        let sinks = Sinks {
+            bronze: None,
+            rejected: rejected_w,
+            staging,
+        };
+        let held: Vec<usize> = (0..batch.members.len())
+            .filter(|&i| batch.members[i].report.loaded())
+            .collect();
+        read::read_files(p, validator, batch, &schema::bronze_schema(p), sinks).await?;
+        if batch.loaded().count() == held.len() {
+            return Ok(None);
+        }
+        // A file no longer reads as it did (a `fail` rule added since): its bronze
+        // rows are committed, so they are replayed instead.
+        for &i in &held {
+            let m = &mut batch.members[i];
+            m.report = FileReport::new(&m.claim.file, &batch.batch_id);
+        }
+        *staging = silver::Staging::new(&schema::silver_schema(p))?;
+    }
+    batch.reset_counts();
+    let app = if rejected_done {
+        APP_REJECTED_REPLAY
+    } else {
+        APP_REJECTED
+    };
+    let version = stage_from_bronze(lake, p, validator, batch, app, staging).await?;
+    Ok(Some(version))
+}
 
 /// Stage the batch's accepted rows from bronze, filling each member's counts; the rows
 /// the current rules reject are committed to rejected under transaction `app`

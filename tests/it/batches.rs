@@ -240,3 +240,64 @@ fn a_batch_completed_after_a_crash_takes_the_files_its_bronze_commit_holds() {
         1
     );
 }
+
+#[test]
+fn a_claimed_file_that_changed_or_vanished_before_any_commit_fails_alone() {
+    let w = with_batches(1000);
+    for i in 0..3 {
+        w.write_raw(&format!("batch_{i:03}.csv"), &make_file(i));
+    }
+    let out = crate::exactly_once::spawn_run(&w, Some("after_data_files"))
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_file(w.raw().join("batch_000.csv")).unwrap();
+    w.write_raw("batch_001.csv", &make_file(5));
+    // The interrupted batch completes with batch_002 alone; batch_001's new content is
+    // a new file, loaded in the same run; batch_000 is gone.
+    let r = w.medallion(&["run"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let at = r
+        .stdout
+        .find("FAILED batch_000.csv\n")
+        .expect("batch_000 fails");
+    assert!(
+        r.stdout[at..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("changed or vanished"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("1 failed"), "{r:?}");
+    for (file, rows) in [
+        ("batch_000.csv", 0),
+        ("batch_001.csv", 40),
+        ("batch_002.csv", 40),
+    ] {
+        assert_eq!(
+            w.count(&format!(
+                "FROM bronze.readings WHERE _source_file = '{file}'"
+            )),
+            rows,
+            "{file}"
+        );
+    }
+    // make_file(5) starts at hour 100 (make_file(1) at hour 20).
+    assert_eq!(
+        w.count(
+            "FROM bronze.readings WHERE _source_file = 'batch_001.csv' \
+             AND start_time = '2026-01-05T04:00:00Z'"
+        ),
+        1,
+        "batch_001.csv loaded with its new content"
+    );
+    crate::workdir::assert_batch_counts_and_unique_keys(&w);
+    assert_eq!(
+        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+        0
+    );
+    check_delta_logs(&w);
+    let again = w.run_expect(0);
+    assert!(again.stdout.contains("nothing to do"), "{again:?}");
+}
