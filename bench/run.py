@@ -556,7 +556,7 @@ def shape(rows, files):
 
 def shape_title(r):
     files = r.get("files_requested", 10)
-    return f"{r['rows_requested']:,} rows" + ("" if files == 10 else f" in {files:,} files")
+    return f"{r['rows_requested']:,} rows" + ("" if files == 10 else f" in {files:,} file{'s' if files > 1 else ''}")
 
 
 def shape_suffix(rows, files):
@@ -711,7 +711,8 @@ def draw_chart(results, chart_path):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.8))
     width = 0.8 / len(jobs)
     colors = {"medallion": "#d62728", "duckdb": "#1f77b4", "duckdb-copy": "#aec7e8",
-              "polars-delta": "#2ca02c", "incremental": "#ff9896"}
+              "polars-delta": "#2ca02c", "incremental": "#ff9896",
+              "duckdb-simple": "#9467bd", "polars-simple": "#ff7f0e"}
     for ax, metric, title in ((axes[0], "wall_s", "wall time (s)"), (axes[1], "peak_rss_mib", "peak RSS (MiB)")):
         for k, j in enumerate(jobs):
             xs, ys = [], []
