@@ -44,6 +44,8 @@ pub struct Batch {
     pub members: Vec<Member>,
     /// This completes a batch an earlier run left part-way.
     pub recovering: bool,
+    /// An earlier attempt committed some stage of it: a failure now leaves it open.
+    pub committed: bool,
 }
 
 impl Batch {
@@ -54,6 +56,7 @@ impl Batch {
             received_at: Utc::now().trunc_subsecs(6),
             members,
             recovering,
+            committed: false,
         }
     }
 

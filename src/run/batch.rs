@@ -105,6 +105,9 @@ pub async fn prepare(
     let (bronze_table, rejected_table, _) = source_tables(lake, p).await?;
     let seq = batch.seq;
     let bronze_done = storage::stage_done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
+    // Known before anything else can fail: a batch with a committed stage must stay
+    // open on any error, never be closed as failed (its files would load again).
+    batch.committed = bronze_done;
     let rejected_done =
         storage::stage_done(&rejected_table, APP_REJECTED, &tables.rejected, seq).await?;
     let mut prepared = Prepared {

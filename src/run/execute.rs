@@ -156,6 +156,7 @@ impl<'a> Batches<'a> {
         state: &mut LedgerState,
     ) -> Result<bool> {
         br.elapsed = started.elapsed();
+        br.committed |= batch.committed;
         let error = match outcome {
             Ok(()) => None,
             Err(e @ (MedallionError::LeaseLost | MedallionError::Fenced { .. })) => return Err(e),
@@ -181,8 +182,13 @@ impl<'a> Batches<'a> {
             return Ok(false);
         }
         if let Some(e) = &error {
+            // Nothing of the batch was committed: no counts either.
             for m in &mut batch.members {
-                m.report.error = Some(e.to_string());
+                m.report = FileReport {
+                    error: Some(e.to_string()),
+                    new_version: m.report.new_version,
+                    ..FileReport::new(&m.claim.file, &batch.batch_id)
+                };
             }
         }
         let versions = br.table_versions(self.p).to_string();

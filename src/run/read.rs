@@ -75,6 +75,7 @@ pub async fn read_files(
         .filter(|(_, m)| m.report.loaded())
         .filter_map(|(i, m)| m.file.clone().map(|f| (i, f)))
         .collect();
+    let reading: Vec<usize> = files.iter().map(|(i, _)| *i).collect();
     let abandoned = Arc::new(AtomicUsize::new(usize::MAX));
     let mut parsed = parse_in_background(files, p.source.clone(), abandoned.clone());
     let (to_bronze, encoder) = match bronze_w {
@@ -85,6 +86,8 @@ pub async fn read_files(
         None => (None, None),
     };
     let mut held = Held::default();
+    // Files read to their end: any other (the parser stopped short) fails below.
+    let mut ended = std::collections::HashSet::new();
     let mut out = Outlet {
         to_bronze: to_bronze.as_ref(),
         rejected_w,
@@ -117,6 +120,7 @@ pub async fn read_files(
             }
             Parsed::End(_) => match unchanged_while_read(batch.members[i].file.as_ref()).await {
                 Ok(()) => {
+                    ended.insert(i);
                     out.write(std::mem::take(&mut held)).await?;
                     Ok(())
                 }
@@ -134,6 +138,16 @@ pub async fn read_files(
                 error: Some(e.to_string()),
                 ..FileReport::new(&member.claim.file, &batch.batch_id)
             };
+        }
+    }
+    for i in reading {
+        if !ended.contains(&i) && batch.members[i].report.loaded() {
+            let file = batch.members[i].claim.file.clone();
+            tracing::error!(file = %file, "reading stopped before the end of the file");
+            batch.fail(
+                i,
+                format!("{file}: reading stopped before the end of the file"),
+            );
         }
     }
     drop(to_bronze);
