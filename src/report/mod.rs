@@ -93,10 +93,9 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
-    pub fn new(batch_id: &str, files: Vec<FileReport>, recovered: bool) -> Self {
+    pub fn new(batch_id: &str, recovered: bool) -> Self {
         BatchReport {
             batch_id: batch_id.to_string(),
-            files,
             recovered,
             ..BatchReport::default()
         }

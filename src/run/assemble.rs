@@ -99,9 +99,11 @@ impl Batch {
         };
     }
 
-    /// Start every loaded member's counts again (a read given up for a replay).
-    pub fn reset_counts(&mut self) {
-        for m in self.members.iter_mut().filter(|m| m.report.loaded()) {
+    /// Start the reports of members `indices` again, failures cleared (a read given
+    /// up for a replay).
+    pub fn reset(&mut self, indices: &[usize]) {
+        for &i in indices {
+            let m = &mut self.members[i];
             m.report = FileReport {
                 new_version: m.report.new_version,
                 ..FileReport::new(&m.claim.file, &self.batch_id)

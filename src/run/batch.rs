@@ -40,8 +40,6 @@ pub struct Prepared {
     rejected_done: bool,
     /// The replay's rejected commit.
     rejected_version: Option<i64>,
-    /// Some stage was committed by an earlier attempt.
-    committed: bool,
 }
 
 /// The source's tables, created when missing.
@@ -116,7 +114,6 @@ pub async fn prepare(
         staging: silver::Staging::new(&schema::silver_schema(p))?,
         rejected_done,
         rejected_version: None,
-        committed: bronze_done,
     };
     if bronze_done {
         super::replay::keep_bronze_members(&bronze_table, &tables.bronze, batch).await?;
@@ -142,8 +139,7 @@ pub async fn prepare(
             rejected: &mut prepared.rejected_w,
             staging: &mut prepared.staging,
         };
-        let schema = schema::bronze_schema(p);
-        prepared.bronze_w = read::read_files(p, validator, batch, &schema, sinks).await?;
+        prepared.bronze_w = read::read_files(p, validator, batch, sinks).await?;
     }
     if let Some(w) = prepared.bronze_w.as_mut() {
         w.stage().await?;
@@ -168,8 +164,8 @@ pub async fn commit(
         staging,
         rejected_done,
         rejected_version,
-        committed,
     } = prepared;
+    let committed = batch.committed;
     br.committed = committed;
     br.rejected_version = rejected_version;
     if !committed && batch.loaded().next().is_none() {

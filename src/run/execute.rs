@@ -70,7 +70,7 @@ impl<'a> Batches<'a> {
     /// Returns `false` when it stays open, so the run must stop.
     pub async fn recover(&mut self, mut batch: Batch, state: &mut LedgerState) -> Result<bool> {
         let started = Instant::now();
-        let mut br = BatchReport::new(&batch.batch_id, Vec::new(), true);
+        let mut br = BatchReport::new(&batch.batch_id, true);
         let (lake, p, v, lease) = (self.lake, self.p.as_ref(), &*self.validator, self.lease);
         let outcome = batch::ingest(lake, p, v, lease, &mut batch, &mut br).await;
         self.close(batch, br, outcome, started, state).await
@@ -129,11 +129,14 @@ impl<'a> Batches<'a> {
         ledger::record_all(self.lake, &ahead.claims).await?;
         tracing::debug!(files = ahead.hashes.len(), "claimed");
         let started = Instant::now();
-        let task = ahead.task.take().expect("a batch is read once");
+        let task = ahead
+            .task
+            .take()
+            .ok_or_else(|| MedallionError::Internal("a batch was read twice".into()))?;
         let (batch, prepared) = task
             .await
             .map_err(|e| MedallionError::Internal(format!("reading a batch stopped: {e}")))?;
-        let mut br = BatchReport::new(&batch.batch_id, Vec::new(), false);
+        let mut br = BatchReport::new(&batch.batch_id, false);
         let outcome = match prepared {
             Ok(prepared) => {
                 let (lake, p, lease) = (self.lake, self.p.as_ref(), self.lease);

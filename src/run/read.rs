@@ -59,7 +59,6 @@ pub async fn read_files(
     p: &Pipeline,
     validator: &Validator,
     batch: &mut Batch,
-    bronze_schema: &SchemaRef,
     sinks: Sinks<'_>,
 ) -> Result<Option<AppendWriter>> {
     let Sinks {
@@ -85,6 +84,8 @@ pub async fn read_files(
         }
         None => (None, None),
     };
+    // Bronze rows are built only when bronze is still to be written.
+    let bronze_schema = encoder.is_some().then(|| crate::schema::bronze_schema(p));
     let mut held = Held::default();
     // Files read to their end: any other (the parser stopped short) fails below.
     let mut ended = std::collections::HashSet::new();
@@ -104,7 +105,7 @@ pub async fn read_files(
             Parsed::Chunk(_, rows) => {
                 let lineage = batch.lineage(i);
                 let report = &mut batch.members[i].report;
-                match checked(validator, &rows, &lineage, bronze_schema, report) {
+                match checked(validator, &rows, &lineage, bronze_schema.as_ref(), report) {
                     Ok(rows) if hold => {
                         held.bronze.extend(rows.bronze);
                         held.rejected.extend(rows.rejected);
@@ -193,7 +194,7 @@ fn checked(
     validator: &Validator,
     rows: &[RawRow],
     lineage: &crate::zones::Lineage,
-    bronze_schema: &SchemaRef,
+    bronze_schema: Option<&SchemaRef>,
     fr: &mut FileReport,
 ) -> Result<Held> {
     let v = validator.validate(rows, lineage)?;
@@ -212,7 +213,10 @@ fn checked(
     merge_counts(&mut fr.rejected_by_rule, &v.rejected_by_rule);
     merge_counts(&mut fr.warnings, &v.warnings);
     Ok(Held {
-        bronze: vec![bronze::to_batch(bronze_schema, rows, lineage)?],
+        bronze: match bronze_schema {
+            Some(schema) => vec![bronze::to_batch(schema, rows, lineage)?],
+            None => Vec::new(),
+        },
         rejected: vec![v.rejected],
         accepted: vec![v.accepted],
     })

@@ -24,7 +24,6 @@ use super::read::{self, Sinks};
 use super::tables::{APP_REJECTED, STAGE_BRONZE, SourceTables};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::report::FileReport;
 use crate::report::merge_counts;
 use crate::schema;
 use crate::schema::{BATCH_ID, SOURCE_FILE, SOURCE_LINE};
@@ -106,19 +105,15 @@ pub async fn from_committed_bronze(
         let held: Vec<usize> = (0..batch.members.len())
             .filter(|&i| batch.members[i].report.loaded())
             .collect();
-        read::read_files(p, validator, batch, &schema::bronze_schema(p), sinks).await?;
+        read::read_files(p, validator, batch, sinks).await?;
         if batch.loaded().count() == held.len() {
             return Ok(None);
         }
         // A file no longer reads as it did (a `fail` rule added since): its bronze
         // rows are committed, so they are replayed instead.
-        for &i in &held {
-            let m = &mut batch.members[i];
-            m.report = FileReport::new(&m.claim.file, &batch.batch_id);
-        }
+        batch.reset(&held);
         *staging = silver::Staging::new(&schema::silver_schema(p))?;
     }
-    batch.reset_counts();
     let app = if rejected_done {
         APP_REJECTED_REPLAY
     } else {

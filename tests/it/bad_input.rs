@@ -36,11 +36,7 @@ fn malformed_file_corpus() {
     for (name, case) in cases {
         match case["outcome"].as_str().unwrap() {
             "failed" => {
-                let start = r
-                    .stdout
-                    .find(&format!("FAILED {name}\n"))
-                    .unwrap_or_else(|| panic!("{name} should fail: {r:?}"));
-                let message = r.stdout[start..].lines().nth(1).unwrap_or_default();
+                let message = r.failure_of(name);
                 for needle in case["message_contains"].as_array().unwrap() {
                     assert!(
                         message.contains(&text(needle)),

@@ -100,11 +100,7 @@ fn a_file_that_fails_fails_alone_and_is_retried_next_run() {
         ("d_gzip.csv", "gzip"),
         ("e_fail.csv", "no_huge_reading"),
     ] {
-        let at = r
-            .stdout
-            .find(&format!("FAILED {file}\n"))
-            .unwrap_or_else(|| panic!("{file}: {r:?}"));
-        let message = r.stdout[at..].lines().nth(1).unwrap_or_default();
+        let message = r.failure_of(file);
         assert!(message.contains(why), "{file}: {message}");
         assert_eq!(
             w.count(&format!(
@@ -257,15 +253,8 @@ fn a_claimed_file_that_changed_or_vanished_before_any_commit_fails_alone() {
     // a new file, loaded in the same run; batch_000 is gone.
     let r = w.medallion(&["run"]);
     assert_eq!(r.code, 1, "{r:?}");
-    let at = r
-        .stdout
-        .find("FAILED batch_000.csv\n")
-        .expect("batch_000 fails");
     assert!(
-        r.stdout[at..]
-            .lines()
-            .nth(1)
-            .unwrap()
+        r.failure_of("batch_000.csv")
             .contains("changed or vanished"),
         "{r:?}"
     );

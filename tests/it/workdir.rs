@@ -24,6 +24,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// The reason printed under `FAILED <file>` in the run summary (panics when the
+    /// file did not fail).
+    pub fn failure_of(&self, file: &str) -> &str {
+        let at = self
+            .stdout
+            .find(&format!("FAILED {file}\n"))
+            .unwrap_or_else(|| panic!("{file} should fail: {self:?}"));
+        self.stdout[at..].lines().nth(1).unwrap_or_default()
+    }
+
     fn from(out: Output) -> Self {
         Run {
             code: out.status.code().unwrap_or(-1),
