@@ -177,12 +177,17 @@ impl CsvChunks {
                 format!("expected {} fields, found {n}", self.expected_fields),
             ));
         }
+        let identity =
+            n == self.mapping.len() && self.mapping.iter().enumerate().all(|(c, &m)| m == Some(c));
+        // `map(Some)` collects in place (an `Option<String>` is a `String`'s size).
         let mut fields: Vec<Option<String>> = record.fields.into_iter().map(Some).collect();
-        let fields = self
-            .mapping
-            .iter()
-            .map(|&i| i.and_then(|i| fields.get_mut(i).and_then(Option::take)))
-            .collect();
+        if !identity {
+            fields = self
+                .mapping
+                .iter()
+                .map(|&i| i.and_then(|i| fields.get_mut(i).and_then(Option::take)))
+                .collect();
+        }
         RawRow {
             line: record.line,
             fields,

@@ -7,7 +7,7 @@
 //! commit bronze, then rejected, each once for the whole batch; upsert silver (files
 //! apply in name order, the last row of a key wins); refresh each gold model (for the
 //! keys the batch touched, or fully when silver was committed by an earlier,
-//! interrupted attempt).
+//! interrupted attempt, or was empty before the batch).
 //!
 //! The bronze commit names the files it holds: a batch completed after a crash takes
 //! exactly those files, and the others failed in the interrupted attempt.
@@ -203,8 +203,12 @@ pub async fn commit(
         failpoint("after_rejected_commit");
     }
     tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "bronze and rejected committed");
-    let full = silver_done || batch.recovering;
-    let staged = staging.finish(p.silver_batch_rows)?;
+    // Gold is recomputed in full when the batch's rows are all of silver anyway (silver
+    // was empty): collecting each slice's keys would only name every group.
+    let staged = staging.finish()?;
+    let fresh =
+        !silver_done && !staged.is_empty() && storage::is_empty(&silver_table, &tables.silver)?;
+    let full = silver_done || batch.recovering || fresh;
     let stage = SilverStage {
         done: silver_done,
         full,

@@ -90,6 +90,14 @@ pub fn target_file_size(table: &DeltaTable, name: &str) -> Result<u64> {
     Ok(snapshot.table_config().target_file_size().get())
 }
 
+/// Whether the table's current version holds no data file (no rows).
+pub fn is_empty(table: &DeltaTable, name: &str) -> Result<bool> {
+    let snapshot = table
+        .snapshot()
+        .map_err(MedallionError::delta("read table files", name))?;
+    Ok(snapshot.log_data().iter().next().is_none())
+}
+
 /// Commits between checkpoints of the tables medallion creates (`delta.checkpointInterval`).
 pub const CHECKPOINT_INTERVAL: u64 = 10;
 

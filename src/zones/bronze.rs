@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Int64Array, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -17,12 +17,25 @@ use crate::ingest::reader::RawRow;
 
 /// Raw string columns for `rows`, one array per configured column.
 pub fn raw_columns(rows: &[&RawRow], n_columns: usize) -> Vec<ArrayRef> {
-    (0..n_columns)
-        .map(|i| {
-            Arc::new(StringArray::from_iter(
-                rows.iter().map(|r| r.fields[i].as_deref()),
-            )) as ArrayRef
-        })
+    // Row by row (not column by column): a row's fields are read while in cache.
+    let mut bytes = vec![0; n_columns];
+    for r in rows {
+        for (n, f) in bytes.iter_mut().zip(&r.fields) {
+            *n += f.as_deref().map_or(0, str::len);
+        }
+    }
+    let mut builders: Vec<StringBuilder> = bytes
+        .iter()
+        .map(|&n| StringBuilder::with_capacity(rows.len(), n))
+        .collect();
+    for r in rows {
+        for (i, b) in builders.iter_mut().enumerate() {
+            b.append_option(r.fields.get(i).and_then(Option::as_deref));
+        }
+    }
+    builders
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
         .collect()
 }
 

@@ -30,8 +30,6 @@ impl ColumnCheck {
             _ => text,
         };
         match self {
-            ColumnCheck::Pattern(re) => (!re.is_match(subject))
-                .then(|| format!("{} does not match {}", excerpt(subject), re.as_str())),
             ColumnCheck::Range { min, max, bounds } => {
                 let below = min
                     .as_ref()
@@ -41,8 +39,20 @@ impl ColumnCheck {
                     .is_some_and(|m| value.compare(m) == Some(Ordering::Greater));
                 (below || above).then(|| format!("{} is outside {bounds}", excerpt(text)))
             }
-            ColumnCheck::Allowed(allowed) => (!allowed.iter().any(|a| a == subject))
-                .then(|| format!("{} is not one of: {}", excerpt(subject), allowed.join(", "))),
+            _ => self.check_str(subject),
+        }
+    }
+
+    /// [`check`](Self::check) for a value of a string column, without building its
+    /// [`Value`] (except for a range, which compares values).
+    pub fn check_str(&self, s: &str) -> Option<String> {
+        match self {
+            ColumnCheck::Pattern(re) => {
+                (!re.is_match(s)).then(|| format!("{} does not match {}", excerpt(s), re.as_str()))
+            }
+            ColumnCheck::Range { .. } => self.check(&Value::Str(s.to_string()), s),
+            ColumnCheck::Allowed(allowed) => (!allowed.iter().any(|a| a == s))
+                .then(|| format!("{} is not one of: {}", excerpt(s), allowed.join(", "))),
         }
     }
 }
@@ -76,5 +86,25 @@ mod tests {
                 .unwrap()
                 .contains("not one of")
         );
+    }
+
+    #[test]
+    fn a_string_is_checked_alike_with_or_without_its_value() {
+        let checks = [
+            ColumnCheck::Pattern(Regex::new(r"^C\d{6}$").unwrap()),
+            ColumnCheck::Range {
+                min: Some(Value::Str("b".into())),
+                max: Some(Value::Str("m".into())),
+                bounds: "[b, m]".into(),
+            },
+            ColumnCheck::Allowed(vec!["actual".into(), "estimated".into()]),
+        ];
+        for c in &checks {
+            for s in ["C000001", "a", "c", "z", "actual", ""] {
+                assert_eq!(c.check_str(s), c.check(&Value::Str(s.into()), s), "{s}");
+            }
+        }
+        assert!(checks[1].check_str("z").unwrap().contains("outside"));
+        assert!(checks[1].check_str("c").is_none());
     }
 }

@@ -58,6 +58,14 @@ impl TypedBuilder {
         }
     }
 
+    /// Append a string column's text (a null on a builder of another type).
+    pub fn append_str(&mut self, s: &str) {
+        match self {
+            TypedBuilder::Str(b) => b.append_value(s),
+            b => b.append_null(),
+        }
+    }
+
     fn append_null(&mut self) {
         match self {
             TypedBuilder::Str(b) => b.append_null(),

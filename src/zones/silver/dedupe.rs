@@ -2,11 +2,11 @@
 //! batch applies them (its files in name order, each file's lines in order), so a later
 //! line corrects an earlier one, and a later file an earlier file. Keys are compared in
 //! Arrow's row format, so any key column types work; a batch without repeated keys
-//! comes back as it was, in one batch.
+//! comes back as it was, not copied.
 
 use std::collections::HashMap;
 
-use deltalake::arrow::array::UInt32Array;
+use deltalake::arrow::array::{ArrayRef, UInt32Array};
 use deltalake::arrow::compute::{concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -14,47 +14,60 @@ use deltalake::arrow::row::{RowConverter, SortField};
 
 use crate::error::{MedallionError, Result};
 
-/// Keep, per value of the `keys` columns, the row that comes last.
+/// Keep, per value of the `keys` columns, the row that comes last. Without repeated
+/// keys, the batches come back as they were (not copied).
 pub fn last_line_per_key(
     schema: &SchemaRef,
     keys: &[String],
     batches: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
-    let err = MedallionError::arrow("dedupe accepted rows");
-    let batch = concat_batches(schema, batches).map_err(err)?;
-    if batch.num_rows() == 0 {
+    let err = || MedallionError::arrow("dedupe accepted rows");
+    let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+    let Some(first) = batches.first() else {
         return Ok(Vec::new());
-    }
-    let columns =
-        keys.iter()
-            .map(|k| {
-                batch.column_by_name(k).cloned().ok_or_else(|| {
-                    MedallionError::Internal(format!("silver has no key column {k}"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-    let fields = columns
+    };
+    let fields = key_columns(first, keys)?
         .iter()
         .map(|c| SortField::new(c.data_type().clone()))
         .collect();
-    let converter =
-        RowConverter::new(fields).map_err(MedallionError::arrow("dedupe accepted rows"))?;
-    let rows = converter
-        .convert_columns(&columns)
-        .map_err(MedallionError::arrow("dedupe accepted rows"))?;
+    let converter = RowConverter::new(fields).map_err(err())?;
+    let rows = batches
+        .iter()
+        .map(|b| {
+            converter
+                .convert_columns(&key_columns(b, keys)?)
+                .map_err(err())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut latest: HashMap<_, u32, _> =
-        HashMap::with_capacity_and_hasher(batch.num_rows(), foldhash::fast::RandomState::default());
-    for i in 0..batch.num_rows() {
-        latest.insert(rows.row(i), i as u32);
+        HashMap::with_capacity_and_hasher(total, foldhash::fast::RandomState::default());
+    let mut position = 0u32;
+    for r in &rows {
+        for row in r.iter() {
+            latest.insert(row, position);
+            position += 1;
+        }
     }
-    if latest.len() == batch.num_rows() {
-        return Ok(vec![batch]);
+    if latest.len() == total {
+        return Ok(batches.into_iter().cloned().collect());
     }
     let mut keep: Vec<u32> = latest.into_values().collect();
     keep.sort_unstable();
-    let kept = take_record_batch(&batch, &UInt32Array::from(keep))
-        .map_err(MedallionError::arrow("dedupe accepted rows"))?;
+    let all = concat_batches(schema, batches).map_err(err())?;
+    let kept = take_record_batch(&all, &UInt32Array::from(keep)).map_err(err())?;
     Ok(vec![kept])
+}
+
+fn key_columns(batch: &RecordBatch, keys: &[String]) -> Result<Vec<ArrayRef>> {
+    keys.iter()
+        .map(|k| {
+            batch
+                .column_by_name(k)
+                .cloned()
+                .ok_or_else(|| MedallionError::Internal(format!("silver has no key column {k}")))
+        })
+        .collect()
 }
 
 #[cfg(test)]

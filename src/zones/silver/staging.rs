@@ -1,16 +1,18 @@
-//! Accepted rows of a batch, parked in a local temporary Parquet file while the file is
-//! read, so memory does not grow with the file: silver is upserted only after bronze
+//! Accepted rows of a batch, parked in a local temporary Arrow IPC file while the file
+//! is read, so memory does not grow with the file: silver is upserted only after bronze
 //! and rejected are committed (and never when a `fail` rule breaks), in slices of
-//! bounded size read back in file order. The temporary file is deleted when dropped.
+//! bounded size read back in file order. IPC, not Parquet: the rows are written once
+//! and read once, so encoding and decoding them would be pure cost. The temporary file
+//! is deleted when dropped.
 
 use std::fs::File;
+use std::io::{BufReader, BufWriter};
 
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::ipc::reader::FileReader;
+use deltalake::arrow::ipc::writer::FileWriter;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::parquet::arrow::ArrowWriter;
-use deltalake::parquet::arrow::arrow_reader::{
-    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
-};
 use deltalake::parquet::file::properties::WriterProperties;
 
 use crate::error::{MedallionError, Result};
@@ -24,17 +26,13 @@ fn io(e: std::io::Error) -> MedallionError {
     }
 }
 
-fn pq(
-    step: &'static str,
-) -> impl FnOnce(deltalake::parquet::errors::ParquetError) -> MedallionError {
-    move |e| MedallionError::Arrow {
-        step,
-        source: e.into(),
-    }
+fn ipc(step: &'static str) -> impl FnOnce(ArrowError) -> MedallionError {
+    move |e| MedallionError::Arrow { step, source: e }
 }
 
-/// Parquet settings of local staging files, written once and read once: no
-/// dictionaries to build, no compression, row groups of bounded size.
+/// Parquet settings of local staging files that other stages write once and read once
+/// (a rebuild's staged silver): no dictionaries to build, no compression, row groups
+/// of bounded size.
 pub fn staging_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -44,7 +42,7 @@ pub fn staging_properties() -> WriterProperties {
 
 /// Accepted rows being staged.
 pub struct Staging {
-    writer: ArrowWriter<File>,
+    writer: FileWriter<BufWriter<File>>,
     file: File,
     rows: u64,
 }
@@ -52,12 +50,8 @@ pub struct Staging {
 impl Staging {
     pub fn new(schema: &SchemaRef) -> Result<Self> {
         let file = tempfile::tempfile().map_err(io)?;
-        let writer = ArrowWriter::try_new(
-            file.try_clone().map_err(io)?,
-            schema.clone(),
-            Some(staging_properties()),
-        )
-        .map_err(pq("stage accepted rows"))?;
+        let writer = FileWriter::try_new_buffered(file.try_clone().map_err(io)?, schema)
+            .map_err(ipc("stage accepted rows"))?;
         Ok(Staging {
             writer,
             file,
@@ -70,22 +64,20 @@ impl Staging {
             return Ok(());
         }
         self.rows += batch.num_rows() as u64;
-        self.writer.write(batch).map_err(pq("stage accepted rows"))
+        self.writer.write(batch).map_err(ipc("stage accepted rows"))
     }
 
-    /// Stop writing; read the rows back in batches of at most `batch_rows`.
-    pub fn finish(self, batch_rows: u64) -> Result<StagedRows> {
-        self.writer.close().map_err(pq("stage accepted rows"))?;
+    /// Stop writing; the rows can then be read back in slices.
+    pub fn finish(mut self) -> Result<StagedRows> {
+        self.writer.finish().map_err(ipc("stage accepted rows"))?;
+        // Flushes the buffer; the file's handle is shared with `self.file`.
+        self.writer
+            .into_inner()
+            .map_err(ipc("stage accepted rows"))?;
         let reader = if self.rows == 0 {
             None
         } else {
-            Some(
-                ParquetRecordBatchReaderBuilder::try_new(self.file)
-                    .map_err(pq("read staged rows"))?
-                    .with_batch_size(ROW_GROUP_ROWS.min(batch_rows.max(1) as usize))
-                    .build()
-                    .map_err(pq("read staged rows"))?,
-            )
+            Some(FileReader::try_new_buffered(self.file, None).map_err(ipc("read staged rows"))?)
         };
         Ok(StagedRows {
             reader,
@@ -97,12 +89,17 @@ impl Staging {
 
 /// Staged rows, read back in file order.
 pub struct StagedRows {
-    reader: Option<ParquetRecordBatchReader>,
+    reader: Option<FileReader<BufReader<File>>>,
     total: u64,
     read: u64,
 }
 
 impl StagedRows {
+    /// No rows were staged.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
     /// The next slice of about `rows` rows, and whether it is the last; `None` when done.
     pub fn next_slice(&mut self, rows: u64) -> Result<Option<(Vec<RecordBatch>, bool)>> {
         let Some(reader) = self.reader.as_mut() else {

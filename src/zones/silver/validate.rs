@@ -27,7 +27,7 @@ use crate::error::{MedallionError, Result};
 use crate::ingest::reader::RawRow;
 use crate::schema;
 use crate::zones::{Lineage, Violation, bronze};
-use medallion_csv::Value;
+use medallion_csv::{ColumnType, Value};
 
 /// The outcome of validating one chunk.
 #[derive(Debug)]
@@ -42,6 +42,16 @@ pub struct ValidatedChunk {
     pub warnings: BTreeMap<String, u64>,
     /// The first `fail` rule broken: (line, rule, message).
     pub failure: Option<(u64, String, String)>,
+}
+
+/// One typed value, as [`Validator::type_value`] gives it.
+enum Typed<'a> {
+    Null,
+    /// The column's default, for a missing value.
+    Default(&'a Value),
+    /// A string column's text.
+    Str(&'a str),
+    Value(Value),
 }
 
 /// Types and checks rows against the configuration.
@@ -85,41 +95,57 @@ impl Validator {
     /// Validate a chunk of rows from one file.
     pub fn validate(&self, rows: &[RawRow], lineage: &Lineage) -> Result<ValidatedChunk> {
         let mut violations: Vec<Vec<Violation>> = rows.iter().map(|r| r.problems.clone()).collect();
-        let mut columns = Vec::with_capacity(self.pipeline.source.columns.len());
-        for (i, col) in self.pipeline.source.columns.iter().enumerate() {
-            let mut builder = TypedBuilder::new(col.parser.ty, rows.len());
-            let mut ignored = Vec::new();
-            for (row, v) in rows.iter().zip(violations.iter_mut()) {
-                // A cut record is rejected for being cut; its fields mean nothing more.
-                let out = if row.cut { &mut ignored } else { v };
-                let value = self.type_value(col, row.fields[i].as_deref(), out);
-                builder.append(value.as_ref());
-                ignored.clear();
+        let specs = &self.pipeline.source.columns;
+        let mut builders: Vec<TypedBuilder> = specs
+            .iter()
+            .map(|c| TypedBuilder::new(c.parser.ty, rows.len()))
+            .collect();
+        // Row by row (not column by column): a row's fields are read while in cache.
+        let mut ignored = Vec::new();
+        for (row, v) in rows.iter().zip(violations.iter_mut()) {
+            // A cut record is rejected for being cut; its fields mean nothing more.
+            let out = if row.cut { &mut ignored } else { v };
+            for (i, (col, builder)) in specs.iter().zip(&mut builders).enumerate() {
+                let raw = row.fields.get(i).and_then(Option::as_deref);
+                match self.type_value(col, raw, out) {
+                    Typed::Null => builder.append(None),
+                    Typed::Default(v) => builder.append(Some(v)),
+                    Typed::Str(s) => builder.append_str(s),
+                    Typed::Value(v) => builder.append(Some(&v)),
+                }
             }
-            columns.push(builder.finish()?);
+            ignored.clear();
         }
+        let columns = builders
+            .into_iter()
+            .map(TypedBuilder::finish)
+            .collect::<Result<Vec<_>>>()?;
         let typed = RecordBatch::try_new(self.typed_schema.clone(), columns)
             .map_err(MedallionError::arrow("build typed batch"))?;
         self.apply_row_rules(&typed, rows, &mut violations)?;
         self.split(rows, typed, violations, lineage)
     }
 
-    /// Type one value, recording its violations; `None` stores a null.
-    fn type_value(
-        &self,
-        col: &ColumnSpec,
-        raw: Option<&str>,
+    /// Type one value, recording its violations. A string is not copied: it is
+    /// appended to its column from the raw text.
+    fn type_value<'a>(
+        &'a self,
+        col: &'a ColumnSpec,
+        raw: Option<&'a str>,
         out: &mut Vec<Violation>,
-    ) -> Option<Value> {
+    ) -> Typed<'a> {
         let csv = &self.pipeline.source.csv;
         let text = raw.map(|t| if csv.trim { t.trim() } else { t });
         let missing = match text {
             None => true,
-            Some(t) => csv.null_values.iter().any(|n| n == t.trim()),
+            Some(t) => {
+                let t = t.trim();
+                csv.null_values.iter().any(|n| n == t)
+            }
         };
-        if missing {
+        let Some(text) = text.filter(|_| !missing) else {
             if let Some((_, default)) = &col.default {
-                return Some(default.clone());
+                return Typed::Default(default);
             }
             if col.required {
                 out.push(Violation::new(
@@ -128,14 +154,24 @@ impl Validator {
                     "value is missing",
                 ));
             }
-            return None;
+            return Typed::Null;
+        };
+        if col.parser.ty == ColumnType::String {
+            for rule in &col.rules {
+                if let Some(message) = rule.check.check_str(text) {
+                    out.push(
+                        Violation::new(&rule.name, Some(&col.name), message)
+                            .with_action(rule.action),
+                    );
+                }
+            }
+            return Typed::Str(text);
         }
-        let text = text.unwrap_or_default();
         let value = match col.parser.parse(text) {
             Ok(v) => v,
             Err(message) => {
                 out.push(Violation::new("type", Some(&col.name), message));
-                return None;
+                return Typed::Null;
             }
         };
         for rule in &col.rules {
@@ -145,7 +181,7 @@ impl Validator {
                 );
             }
         }
-        Some(value)
+        Typed::Value(value)
     }
 
     fn apply_row_rules(
