@@ -2,7 +2,7 @@
 //! batch applies them (its files in name order, each file's lines in order), so a later
 //! line corrects an earlier one, and a later file an earlier file. Keys are compared in
 //! Arrow's row format, so any key column types work; a batch without repeated keys
-//! comes back as it was, not copied.
+//! comes back as it was, in one batch.
 
 use std::collections::HashMap;
 
@@ -14,8 +14,10 @@ use deltalake::arrow::row::{RowConverter, SortField};
 
 use crate::error::{MedallionError, Result};
 
-/// Keep, per value of the `keys` columns, the row that comes last. Without repeated
-/// keys, the batches come back as they were (not copied).
+/// Keep, per value of the `keys` columns, the row that comes last, in one batch: the
+/// slice then makes a join's or MERGE's source of one batch, which DataFusion builds its
+/// hash table from (with several, the corrections MERGE took far more time and memory;
+/// see BENCHMARKS.md).
 pub fn last_line_per_key(
     schema: &SchemaRef,
     keys: &[String],
@@ -50,7 +52,7 @@ pub fn last_line_per_key(
         }
     }
     if latest.len() == total {
-        return Ok(batches.into_iter().cloned().collect());
+        return Ok(vec![concat_batches(schema, batches).map_err(err())?]);
     }
     let mut keep: Vec<u32> = latest.into_values().collect();
     keep.sort_unstable();
