@@ -300,6 +300,18 @@ def self_report(stdout_path):
     return None
 
 
+def settle(limit_s):
+    """Wait up to `limit_s` seconds for the 1-minute load average to fall below half the
+    CPUs, so that a job does not start in the previous job's load; return the load."""
+    half = 0.5 * (os.cpu_count() or 1)
+    deadline = time.monotonic() + limit_s
+    load = os.getloadavg()[0]
+    while load > half and time.monotonic() < deadline:
+        time.sleep(5)
+        load = os.getloadavg()[0]
+    return load
+
+
 def run_job(args, job, size_dir, raw_files, inc_file, attempt):
     out = size_dir / "out" / job
     logs = size_dir / "logs"
@@ -344,7 +356,7 @@ def run_job(args, job, size_dir, raw_files, inc_file, attempt):
     os.sync()  # the previous job's write-back must not land in this job's time
     if args.drop_caches:
         drop_caches()
-    load = os.getloadavg()[0]
+    load = settle(args.settle)
     log(f"  {job} (run {attempt}): {' '.join(map(str, cmd))}")
     if load > 0.5 * (os.cpu_count() or 1):
         log(f"    NOTE: load average {load:.1f} on {os.cpu_count()} CPUs before the job: the machine is busy")
@@ -868,6 +880,9 @@ def main(argv=None):
     p.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
     p.add_argument("--repeat", type=int, default=1, help="runs per job; the median wall time is kept")
     p.add_argument("--timeout", type=float, help="seconds after which a job is killed")
+    p.add_argument("--settle", type=float, default=120,
+                   help="seconds to wait at most, before each job, for the load average to fall below half "
+                        "the CPUs (the previous job's own load takes about a minute to decay; default 120)")
     p.add_argument("--drop-caches", action="store_true",
                    help="drop the page cache before each job (root); default: raw files are read once before, warm")
     p.add_argument("--keep", action="store_true", help="keep the jobs' output directories")

@@ -4,10 +4,11 @@
 //! New files are taken in name order, into one batch until it holds
 //! `batches.max_files` files or `batches.max_bytes` bytes. A file of at least
 //! [`OWN_BATCH_BYTES`] (a gzip file counts [`GZIP_RATIO`] times its size) has a batch
-//! of its own: in a batch of many, each file's rows are held in memory until it has
-//! been read to its end (so that a file that fails drops out alone), and a batch of one
-//! streams instead. A file with the content of a file already in the open batch
-//! starts the next batch, so it is recognised as a duplicate once the first is loaded.
+//! of its own: in a batch of many, each file's rows are held until it has been read to
+//! its end (so that a file that fails drops out alone; in memory, spilled to disk past
+//! a bound), and a batch of one streams instead. A file with the content of a file
+//! already in the open batch starts the next batch, so it is recognised as a duplicate
+//! once the first is loaded.
 
 use std::collections::HashSet;
 

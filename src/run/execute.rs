@@ -41,6 +41,17 @@ impl Drop for Ahead {
     }
 }
 
+impl Ahead {
+    /// Stop reading (nothing of it is claimed or committed) and wait until the read
+    /// has let go of its files and writers.
+    async fn abandon(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await; // Cancelled, or finished first: either way unused.
+        }
+    }
+}
+
 /// What the batches of one run share, and what they did.
 pub struct Batches<'a> {
     pub lake: &'a Lakehouse,
@@ -106,6 +117,15 @@ impl<'a> Batches<'a> {
             Some(previous) => self.finish(previous, state).await,
             None => Ok(true),
         }
+    }
+
+    /// The run stops: a batch read ahead and not claimed is abandoned (and awaited, so
+    /// that nothing of the run is still running when it returns).
+    pub async fn stop(mut self) -> RunReport {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abandon().await;
+        }
+        self.report
     }
 
     /// Whether content `sha256` is in the batch being read.

@@ -23,6 +23,7 @@ mod assemble;
 mod batch;
 pub mod evolve;
 mod execute;
+mod hold;
 mod read;
 pub mod rebuild;
 mod replay;
@@ -203,9 +204,24 @@ async fn run_holding_lease(
     lease: &Lease,
 ) -> Result<RunReport> {
     let files = ingest::discover(p).await?;
-    let mut state = ledger::state(lake).await?;
+    let state = ledger::state(lake).await?;
     let mut run = execute::Batches::new(lake, p, lease)?;
     tracing::debug!("ledger read");
+    let outcome = run_batches(lake, p, lease, files, state, &mut run).await;
+    let report = run.stop().await;
+    outcome.map(|()| report)
+}
+
+/// Recover unfinished batches, then gather, read and commit new ones. Returns early
+/// when a batch stays open (the report says so).
+async fn run_batches(
+    lake: &Lakehouse,
+    p: &Arc<Pipeline>,
+    lease: &Lease,
+    files: Vec<ingest::RawFile>,
+    mut state: ledger::LedgerState,
+    run: &mut execute::Batches<'_>,
+) -> Result<()> {
     if before_batches(lake, p, lease, &state, &mut run.report).await? {
         state = ledger::state(lake).await?;
     }
@@ -220,7 +236,7 @@ async fn run_holding_lease(
             .map(|m| (m.claim.file.clone(), m.claim.sha256.clone()))
             .collect();
         if !run.recover(batch, &mut state).await? {
-            return Ok(run.report);
+            return Ok(());
         }
         recovered.extend(done.into_iter().filter(|d| state.settled.contains(d)));
     }
@@ -272,11 +288,11 @@ async fn run_holding_lease(
                 .launch(batch, std::mem::take(&mut noted), &mut state)
                 .await?
             {
-                return Ok(run.report);
+                return Ok(());
             }
         }
         if run.reading(&print.sha256) && !run.drain(&mut state).await? {
-            return Ok(run.report);
+            return Ok(());
         }
         if state.is_settled(&file.name, &print.sha256) {
             // Same content, new size or mtime (copied or restored): recorded, so later
@@ -317,12 +333,12 @@ async fn run_holding_lease(
             .launch(batch, std::mem::take(&mut noted), &mut state)
             .await?
         {
-            return Ok(run.report);
+            return Ok(());
         }
     }
     if run.drain(&mut state).await? && !noted.is_empty() {
         let (batch_id, seq) = (uuid::Uuid::now_v7().to_string(), state.next_seq);
         ledger::record_all(lake, &execute::in_batch(noted, &batch_id, seq)).await?;
     }
-    Ok(run.report)
+    Ok(())
 }

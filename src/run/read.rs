@@ -4,10 +4,10 @@
 //!
 //! A file that fails (it cannot be opened or decompressed, its header does not fit, a
 //! `fail` rule breaks, it changed while it was read) fails alone: in a batch of many
-//! files, each file's rows are held in memory until it has been read to its end, and
-//! only then handed to the writers, so nothing of a failed file is written. Only small
-//! files share a batch (see `assemble`); a batch of one file streams its rows straight
-//! to the writers, so memory stays bounded whatever the file's size.
+//! files, each file's rows are held until it has been read to its end (in memory, or
+//! spilled to a local temporary file past a bound, see `hold`), and only then handed
+//! to the writers, so nothing of a failed file is written. A batch of one file streams
+//! its rows straight to the writers.
 //!
 //! One thread parses the files, a couple of chunks ahead of validation; a task encodes
 //! bronze Parquet; so reading the next file overlaps validating and encoding this one.
@@ -20,6 +20,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
 use super::assemble::Batch;
+use super::hold::{Held, Rows};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::RawFile;
@@ -35,14 +36,6 @@ pub struct Sinks<'a> {
     pub bronze: Option<AppendWriter>,
     pub rejected: &'a mut AppendWriter,
     pub staging: &'a mut Staging,
-}
-
-/// One file's rows, held until the file has been read to its end.
-#[derive(Default)]
-struct Held {
-    bronze: Vec<RecordBatch>,
-    rejected: Vec<RecordBatch>,
-    accepted: Vec<RecordBatch>,
 }
 
 /// What the parsing thread sends: a chunk of file `i`, its end, or why it failed.
@@ -106,14 +99,10 @@ pub async fn read_files(
                 let lineage = batch.lineage(i);
                 let report = &mut batch.members[i].report;
                 match checked(validator, &rows, &lineage, bronze_schema.as_ref(), report) {
-                    Ok(rows) if hold => {
-                        held.bronze.extend(rows.bronze);
-                        held.rejected.extend(rows.rejected);
-                        held.accepted.extend(rows.accepted);
-                        Ok(())
-                    }
+                    // A spill's error is the file's; a writer's fails the batch.
+                    Ok(rows) if hold => held.push(rows),
                     Ok(rows) => {
-                        out.write(rows).await?; // A writer's error fails the batch.
+                        out.write(rows).await?;
                         Ok(())
                     }
                     Err(e) => Err(e),
@@ -122,7 +111,7 @@ pub async fn read_files(
             Parsed::End(_) => match unchanged_while_read(batch.members[i].file.as_ref()).await {
                 Ok(()) => {
                     ended.insert(i);
-                    out.write(std::mem::take(&mut held)).await?;
+                    out.write_held(std::mem::take(&mut held)).await?;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -168,23 +157,48 @@ struct Outlet<'a, 'b> {
 }
 
 impl Outlet<'_, '_> {
-    async fn write(&mut self, rows: Held) -> Result<()> {
-        if let Some(tx) = self.to_bronze {
-            for b in rows.bronze {
-                // A send fails only when the encoder stopped on an error, reported
-                // when it is joined.
-                if tx.send(b).await.is_err() {
-                    break;
-                }
-            }
+    async fn write(&mut self, rows: Rows) -> Result<()> {
+        if let Some(b) = rows.bronze {
+            self.bronze(b).await;
         }
-        for b in rows.rejected {
+        if let Some(b) = rows.rejected {
             self.rejected_w.write(b).await?;
         }
-        for b in &rows.accepted {
-            self.staging.write(b)?;
+        match rows.accepted {
+            Some(b) => self.staging.write(&b),
+            None => Ok(()),
+        }
+    }
+
+    /// A file's held rows, in the order they came.
+    async fn write_held(&mut self, held: Held) -> Result<()> {
+        let mut bronze = held.bronze.drain()?;
+        while let Some(batches) = bronze.next_batches()? {
+            for b in batches {
+                self.bronze(b).await;
+            }
+        }
+        let mut rejected = held.rejected.drain()?;
+        while let Some(batches) = rejected.next_batches()? {
+            for b in batches {
+                self.rejected_w.write(b).await?;
+            }
+        }
+        let mut accepted = held.accepted.drain()?;
+        while let Some(batches) = accepted.next_batches()? {
+            for b in &batches {
+                self.staging.write(b)?;
+            }
         }
         Ok(())
+    }
+
+    async fn bronze(&mut self, batch: RecordBatch) {
+        if let Some(tx) = self.to_bronze {
+            // A send fails only when the encoder stopped on an error, reported when it
+            // is joined.
+            let _ = tx.send(batch).await;
+        }
     }
 }
 
@@ -196,7 +210,7 @@ fn checked(
     lineage: &crate::zones::Lineage,
     bronze_schema: Option<&SchemaRef>,
     fr: &mut FileReport,
-) -> Result<Held> {
+) -> Result<Rows> {
     let v = validator.validate(rows, lineage)?;
     if let Some((line, rule, message)) = v.failure {
         return Err(MedallionError::FailRule {
@@ -212,13 +226,13 @@ fn checked(
     fr.silver_accepted += v.accepted.num_rows() as u64;
     merge_counts(&mut fr.rejected_by_rule, &v.rejected_by_rule);
     merge_counts(&mut fr.warnings, &v.warnings);
-    Ok(Held {
+    Ok(Rows {
         bronze: match bronze_schema {
-            Some(schema) => vec![bronze::to_batch(schema, rows, lineage)?],
-            None => Vec::new(),
+            Some(schema) => Some(bronze::to_batch(schema, rows, lineage)?),
+            None => None,
         },
-        rejected: vec![v.rejected],
-        accepted: vec![v.accepted],
+        rejected: Some(v.rejected),
+        accepted: Some(v.accepted),
     })
 }
 

@@ -290,3 +290,49 @@ fn a_claimed_file_that_changed_or_vanished_before_any_commit_fails_alone() {
     let again = w.run_expect(0);
     assert!(again.stdout.contains("nothing to do"), "{again:?}");
 }
+
+#[test]
+fn a_completion_that_fails_while_reading_leaves_the_batch_open() {
+    // Bronze committed, then the crash. The completion replays the batch from bronze;
+    // with bronze's data files out of reach it fails while it is prepared, so the batch
+    // must stay open (its files are not failed, which would load them a second time)
+    // and be completed once the files are back.
+    let w = crate::exactly_once::files_in_batches_of(5, 1000);
+    let out = crate::exactly_once::spawn_run(&w, Some("after_bronze_commit"))
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    let bronze = w.table_path("bronze/readings");
+    let data: Vec<std::path::PathBuf> = std::fs::read_dir(&bronze)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(!data.is_empty());
+    let away = w.root.join("away");
+    std::fs::create_dir_all(&away).unwrap();
+    for f in &data {
+        std::fs::rename(f, away.join(f.file_name().unwrap())).unwrap();
+    }
+    let r = w.medallion(&["run"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("completed by the next run"),
+        "{r:?}"
+    );
+    for f in &data {
+        std::fs::rename(away.join(f.file_name().unwrap()), f).unwrap();
+    }
+    assert_eq!(
+        w.count("FROM _medallion.files WHERE status IN ('failed', 'loaded')"),
+        0,
+        "the batch stayed open: no file was closed as failed (or loaded)"
+    );
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout
+            .contains("completing a batch an earlier run left part-way"),
+        "{r:?}"
+    );
+    check_invariants(&w, 5);
+}

@@ -49,7 +49,7 @@ fn workdir_with_files(n: usize) -> Workdir {
 }
 
 /// `n` files made by `make_file`, taken at most `max_files` per batch.
-fn files_in_batches_of(n: usize, max_files: usize) -> Workdir {
+pub fn files_in_batches_of(n: usize, max_files: usize) -> Workdir {
     let w = Workdir::sample_config();
     let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
     w.set_config(&format!(
