@@ -11,4 +11,7 @@ MEDALLION_PYTHON="$(bash scripts/venv-python)"
 export MEDALLION_PYTHON
 MEDALLION_AZURITE="$(bash scripts/setup-emulators.sh)"
 export MEDALLION_AZURITE
+# No Docker engine here: prove the image's build stage has every path it needs.
+cargo fetch --locked
+python3 scripts/check-docker-context.py
 cargo test --locked --workspace --all-targets "$@"

@@ -136,6 +136,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+
+    /// Print a shell completion script.
+    ///
+    /// Examples: medallion completions bash > ~/.local/share/bash-completion/completions/medallion;
+    /// medallion completions zsh > "${fpath[1]}/_medallion"; medallion completions fish >
+    /// ~/.config/fish/completions/medallion.fish
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff), e.g. medallion man > medallion.1 && man ./medallion.1
+    Man,
 }
 
 /// How `query` prints its result.
@@ -157,6 +170,21 @@ fn parse_time_travel(s: &str) -> std::result::Result<TimeTravel, String> {
 /// Run a parsed command line; returns the process exit code.
 pub async fn execute(cli: Cli) -> Result<i32> {
     match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "medallion", &mut text);
+            out!("{}", String::from_utf8_lossy(&text));
+            Ok(0)
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut text)
+                .map_err(|e| MedallionError::Internal(format!("cannot render the man page: {e}")))?;
+            out!("{}", String::from_utf8_lossy(&text));
+            Ok(0)
+        }
         Command::Generate(spec) => {
             let g = crate::generate::generate(&spec)?;
             outln!(

@@ -11,12 +11,11 @@ use deltalake::datafusion::prelude::SessionContext;
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::{self, ledger};
-use crate::run::SourceTables;
 use crate::storage::{self, HistoryEntry, Lakehouse, TimeTravel};
 
 /// Every table of the lakehouse: (SQL name `zone.table`, path under the root).
 pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
-    let t = SourceTables::new(p);
+    let t = p.source.tables();
     let mut out: Vec<(String, String)> = [t.bronze, t.silver, t.rejected]
         .into_iter()
         .map(|rel| (rel.replace('/', "."), rel))
@@ -24,7 +23,7 @@ pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
     out.extend(
         p.gold
             .iter()
-            .map(|m| (format!("gold.{}", m.name), format!("gold/{}", m.name))),
+            .map(|m| (format!("gold.{}", m.name), m.table())),
     );
     out.push(("_medallion.files".into(), ledger::LEDGER_TABLE.into()));
     out.push((

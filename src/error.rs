@@ -2,13 +2,13 @@
 //! file, table or rule it failed on, so a message alone tells the user where to look.
 //! Rejected *rows* are not errors: they are data for the rejected table.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use deltalake::DeltaTableError;
 use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::error::DataFusionError;
 
-use crate::config::ConfigErrors;
 
 /// Everything that can stop a command or a file.
 #[derive(Debug, thiserror::Error)]
@@ -197,5 +197,48 @@ impl MedallionError {
             | MedallionError::UnsafeStore { .. } => 2,
             _ => 1,
         }
+    }
+}
+
+/// One problem in the configuration, with its place (`source.columns[3].type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub place: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(place: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            place: place.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// All problems found in one configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        write!(
+            f,
+            "invalid configuration {} ({n} problem{}):",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            if e.place.is_empty() {
+                write!(f, "\n  - {}", e.message)?;
+            } else {
+                write!(f, "\n  - {}: {}", e.place, e.message)?;
+            }
+        }
+        Ok(())
     }
 }

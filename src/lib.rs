@@ -11,6 +11,7 @@ pub mod generate;
 pub mod ingest;
 pub mod plan;
 pub mod report;
+pub mod row;
 pub mod run;
 pub mod schema;
 pub mod storage;

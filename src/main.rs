@@ -33,15 +33,20 @@ fn tune_allocator() {
     }
 }
 
+/// What is logged (to stderr): `MEDALLION_LOG`, else `RUST_LOG` (both in `tracing`'s
+/// `EnvFilter` syntax, e.g. `info` or `medallion=debug`), else warnings.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    EnvFilter::try_from_env("MEDALLION_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("warn,deltalake_core::operations::merge=error"))
+}
+
 fn main() {
     tune_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,deltalake_core::operations::merge=error")
-            }),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     // Local file IO runs on tokio's blocking pool (512 threads by default). A 10 M-row

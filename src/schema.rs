@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 
-use crate::config::Pipeline;
 use medallion_csv::ColumnType;
 
 /// Delta `timestamp`: microseconds, adjusted to UTC (never `timestamp_ntz`, which raises
@@ -47,11 +46,10 @@ fn lineage(received_at: &str) -> Vec<Field> {
     ]
 }
 
-fn raw_columns(p: &Pipeline) -> Vec<Field> {
-    p.source
-        .columns
+fn raw_columns(columns: &[&str]) -> Vec<Field> {
+    columns
         .iter()
-        .map(|c| Field::new(&c.name, DataType::Utf8, true))
+        .map(|c| Field::new(*c, DataType::Utf8, true))
         .collect()
 }
 
@@ -60,18 +58,19 @@ pub fn column_names(schema: &Schema) -> Vec<String> {
     schema.fields().iter().map(|f| f.name().clone()).collect()
 }
 
-/// Bronze: every configured column as the raw text received, plus lineage.
-pub fn bronze_schema(p: &Pipeline) -> SchemaRef {
-    let mut fields = raw_columns(p);
+/// Bronze: every configured column (by name, in order) as the raw text received, plus
+/// lineage.
+pub fn bronze_schema(columns: &[&str]) -> SchemaRef {
+    let mut fields = raw_columns(columns);
     fields.extend(lineage(RECEIVED_AT));
     Arc::new(Schema::new(fields))
 }
 
-/// Silver: typed columns, `received_at`, then lineage.
-pub fn silver_schema(p: &Pipeline) -> SchemaRef {
-    let mut fields: Vec<Field> = p
-        .typed_columns()
-        .map(|(name, ty)| Field::new(name, ty, true))
+/// Silver: the typed columns (name and type, in order), `received_at`, then lineage.
+pub fn silver_schema(columns: &[(&str, DataType)]) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, ty)| Field::new(*name, ty.clone(), true))
         .collect();
     fields.push(Field::new(SILVER_RECEIVED_AT, utc_timestamp_type(), false));
     fields.extend(
@@ -100,9 +99,9 @@ pub fn reason_item_field() -> FieldRef {
     ))
 }
 
-/// Rejected: raw columns, lineage, and every rule the row failed.
-pub fn rejected_schema(p: &Pipeline) -> SchemaRef {
-    let mut fields = raw_columns(p);
+/// Rejected: the raw columns (by name), lineage, and every rule the row failed.
+pub fn rejected_schema(columns: &[&str]) -> SchemaRef {
+    let mut fields = raw_columns(columns);
     fields.extend(lineage(RECEIVED_AT));
     fields.push(Field::new(
         REJECTION_REASONS,

@@ -10,7 +10,7 @@ use regex::Regex;
 use super::ConfigError;
 use super::model::*;
 use super::spec::*;
-use super::validate::{first_line, valid_name};
+use super::{first_line, valid_name};
 use medallion_csv::{ColumnType, Value, ValueParser};
 
 pub(super) fn validate_column(

@@ -9,57 +9,14 @@ mod model;
 mod spec;
 mod validate;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use crate::error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use spec::{
     BatchBounds, ColumnCheck, ColumnRule, ColumnSpec, CsvSpec, GoldModel, Pipeline, RowRule,
-    SourceSpec,
+    SourceSpec, SourceTables, gold_table,
 };
-
-/// One problem in the configuration, with its place (`source.columns[3].type`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub place: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(place: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            place: place.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// All problems found in one configuration file.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigErrors {
-    pub file: PathBuf,
-    pub errors: Vec<ConfigError>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.errors.len();
-        write!(
-            f,
-            "invalid configuration {} ({n} problem{}):",
-            self.file.display(),
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.errors {
-            if e.place.is_empty() {
-                write!(f, "\n  - {}", e.message)?;
-            } else {
-                write!(f, "\n  - {}: {}", e.place, e.message)?;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Read and check a configuration file. Relative lakehouse paths are resolved against
 /// the directory that holds the file.
@@ -129,6 +86,18 @@ fn yaml_place(path: &serde_ignored::Path<'_>) -> String {
             yaml_place(parent)
         }
     }
+}
+
+/// A name medallion can use unquoted in SQL and in table paths.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The first line of an error message (DataFusion's can run to many).
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::logical_expr::Expr;
 
+use crate::schema;
 use crate::storage::Location;
 
 use super::model::RuleAction;
@@ -101,13 +102,68 @@ pub struct GoldModel {
     pub fingerprint: String,
 }
 
+impl GoldModel {
+    /// Its table: `gold/<name>`.
+    pub fn table(&self) -> String {
+        gold_table(&self.name)
+    }
+}
+
+/// The table of gold model `name`.
+pub fn gold_table(name: &str) -> String {
+    format!("gold/{name}")
+}
+
 impl Pipeline {
     /// The typed columns, in order.
     pub fn typed_columns(&self) -> impl Iterator<Item = (&str, DataType)> {
-        self.source
-            .columns
+        self.source.typed_columns()
+    }
+}
+
+/// Paths of a source's tables under the lakehouse root (the only place they are built).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTables {
+    pub bronze: String,
+    pub silver: String,
+    pub rejected: String,
+}
+
+impl SourceSpec {
+    /// Its tables: `bronze/<name>`, `silver/<name>`, `rejected/<name>`.
+    pub fn tables(&self) -> SourceTables {
+        SourceTables {
+            bronze: format!("bronze/{}", self.name),
+            silver: format!("silver/{}", self.name),
+            rejected: format!("rejected/{}", self.name),
+        }
+    }
+
+    /// The configured columns' names, in order.
+    pub fn column_names(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// The typed columns, in order.
+    pub fn typed_columns(&self) -> impl Iterator<Item = (&str, DataType)> {
+        self.columns
             .iter()
-            .map(|c| (c.name.as_str(), crate::schema::arrow_type(c.parser.ty)))
+            .map(|c| (c.name.as_str(), schema::arrow_type(c.parser.ty)))
+    }
+
+    /// The layout of the source's bronze table.
+    pub fn bronze_schema(&self) -> SchemaRef {
+        schema::bronze_schema(&self.column_names())
+    }
+
+    /// The layout of the source's silver table.
+    pub fn silver_schema(&self) -> SchemaRef {
+        schema::silver_schema(&self.typed_columns().collect::<Vec<_>>())
+    }
+
+    /// The layout of the source's rejected table.
+    pub fn rejected_schema(&self) -> SchemaRef {
+        schema::rejected_schema(&self.column_names())
     }
 }
 

@@ -14,9 +14,9 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use super::ConfigError;
 use super::columns::{validate_column, validate_row_rules};
+use super::{first_line, valid_name};
 use super::model::*;
 use super::spec::*;
-use crate::schema;
 
 pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
     let mut errs = Vec::new();
@@ -74,7 +74,7 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
             return Err(errs);
         }
     };
-    let silver = schema::silver_schema(&pipeline);
+    let silver = pipeline.source.silver_schema();
     pipeline.gold = validate_gold(&file.gold, silver, &file.silver.key, &mut errs).await;
     if errs.is_empty() {
         Ok(pipeline)
@@ -162,12 +162,6 @@ fn validate_source(
         columns,
         row_rules,
     })
-}
-
-pub(super) fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn one_byte(text: &str, place: &str, errs: &mut Vec<ConfigError>) -> Option<u8> {
@@ -315,8 +309,4 @@ fn model_fingerprint(ctx: &SessionContext, m: &GoldModelConfig, schema: &SchemaR
         .collect();
     let text = serde_json::json!({ "sql": sql, "keys": m.keys, "columns": columns }).to_string();
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
-}
-
-pub(super) fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
 }

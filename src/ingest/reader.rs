@@ -17,7 +17,7 @@ use medallion_csv::{Record, RecordReader, excerpt};
 use super::RawFile;
 use crate::config::SourceSpec;
 use crate::error::{MedallionError, Result};
-use crate::zones::Violation;
+use crate::row::{RawRow, Violation};
 
 /// The rules a record's structure breaks (found by the reader, not by the column
 /// rules): bronze keeps the record's text, and its rejection names these.
@@ -35,19 +35,6 @@ pub const CUT_RULES: [&str; 2] = ["line_too_long", "unterminated_quote"];
 
 /// Rows per chunk: bounds memory whatever the file size.
 pub const CHUNK_ROWS: usize = 16 * 1024;
-
-/// One record of the file.
-#[derive(Debug, Clone)]
-pub struct RawRow {
-    /// Physical line the record starts on (the header is line 1).
-    pub line: u64,
-    /// Raw text per configured column; `None` when the record has no such field.
-    pub fields: Vec<Option<String>>,
-    /// Structural problems (wrong field count, bad encoding, ...).
-    pub problems: Vec<Violation>,
-    /// The record was cut (unclosed quote, line too long): its fields are not checked.
-    pub cut: bool,
-}
 
 /// Reads a file's records chunk by chunk.
 pub struct CsvChunks {

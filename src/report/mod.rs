@@ -104,17 +104,17 @@ impl BatchReport {
     /// Versions this attempt committed per table (stages done by an earlier attempt are absent).
     pub fn table_versions(&self, p: &crate::config::Pipeline) -> serde_json::Value {
         let mut m = serde_json::Map::new();
-        let name = &p.source.name;
+        let tables = p.source.tables();
         let mut put = |table: String, v: Option<i64>| {
             if let Some(v) = v {
                 m.insert(table, v.into());
             }
         };
-        put(format!("bronze/{name}"), self.bronze_version);
-        put(format!("rejected/{name}"), self.rejected_version);
-        put(format!("silver/{name}"), self.silver.version);
+        put(tables.bronze, self.bronze_version);
+        put(tables.rejected, self.rejected_version);
+        put(tables.silver, self.silver.version);
         for (model, g) in &self.gold {
-            put(format!("gold/{model}"), g.version);
+            put(crate::config::gold_table(model), g.version);
         }
         serde_json::Value::Object(m)
     }

@@ -18,7 +18,6 @@ use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::lease::Lease;
 use crate::report::{BatchReport, FileReport};
-use crate::schema;
 use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 use crate::zones::Lineage;
 use crate::zones::gold;
@@ -27,7 +26,7 @@ use crate::zones::silver::{self, Validator};
 use super::assemble::Batch;
 use super::failpoint;
 use super::read::{self, Sinks};
-use super::tables::{APP_BRONZE, APP_REJECTED, APP_SILVER, STAGE_BRONZE, SourceTables, gold_app};
+use super::tables::{APP_BRONZE, APP_REJECTED, APP_SILVER, STAGE_BRONZE, gold_app};
 
 /// A batch read: its data files uploaded and its accepted rows staged, with nothing
 /// committed by this step, except the rows a replay from bronze rejects.
@@ -51,21 +50,21 @@ pub async fn source_tables(
     deltalake::DeltaTable,
     deltalake::DeltaTable,
 )> {
-    let tables = SourceTables::new(p);
+    let tables = p.source.tables();
     let bronze = lake
-        .open_or_create(&tables.bronze, &schema::bronze_schema(p), FileSize::Append)
+        .open_or_create(&tables.bronze, &p.source.bronze_schema(), FileSize::Append)
         .await?;
     let rejected = lake
         .open_or_create(
             &tables.rejected,
-            &schema::rejected_schema(p),
+            &p.source.rejected_schema(),
             FileSize::Append,
         )
         .await?;
     let silver = lake
         .open_or_create_with(
             &tables.silver,
-            &schema::silver_schema(p),
+            &p.source.silver_schema(),
             FileSize::Upsert,
             &[(
                 super::evolve::SILVER_KEY_PROPERTY,
@@ -99,7 +98,7 @@ pub async fn prepare(
     validator: &Validator,
     batch: &mut Batch,
 ) -> Result<Prepared> {
-    let tables = SourceTables::new(p);
+    let tables = p.source.tables();
     let (bronze_table, rejected_table, _) = source_tables(lake, p).await?;
     let seq = batch.seq;
     let bronze_done = storage::stage_done(&bronze_table, APP_BRONZE, &tables.bronze, seq).await?;
@@ -111,7 +110,7 @@ pub async fn prepare(
     let mut prepared = Prepared {
         bronze_w: None,
         rejected_w: AppendWriter::new(&rejected_table, &tables.rejected)?,
-        staging: silver::Staging::new(&schema::silver_schema(p))?,
+        staging: silver::Staging::new(&p.source.silver_schema())?,
         rejected_done,
         rejected_version: None,
     };
@@ -172,7 +171,7 @@ pub async fn commit(
         return Ok(()); // Every file failed: there is nothing to commit.
     }
     failpoint("after_data_files");
-    let tables = SourceTables::new(p);
+    let tables = p.source.tables();
     let (mut bronze_table, mut rejected_table, silver_table) = source_tables(lake, p).await?;
     let seq = batch.seq;
     let silver_done = storage::stage_done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
@@ -257,7 +256,7 @@ async fn upsert_silver(
     let started = std::time::Instant::now();
     let mut affected: Vec<Vec<RecordBatch>> = vec![Vec::new(); p.gold.len()];
     let mut touched = false;
-    let name = SourceTables::new(p).silver;
+    let name = p.source.tables().silver;
     if !stage.done {
         let ctx = storage::session();
         let mut t = std::time::Instant::now();
@@ -316,7 +315,7 @@ async fn refresh_gold(
     for model in &p.gold {
         let keys = affected.as_mut().and_then(Iterator::next);
         let app = gold_app(&model.name);
-        let relative = format!("gold/{}", model.name);
+        let relative = model.table();
         if let Some(t) = lake.open(&relative).await?
             && storage::stage_done(&t, &app, &relative, seq).await?
         {

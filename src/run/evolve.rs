@@ -10,10 +10,8 @@
 
 use deltalake::arrow::datatypes::{Field, SchemaRef};
 
-use super::tables::SourceTables;
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::schema;
 use crate::storage::{self, Lakehouse};
 
 /// The silver table property holding its natural key (a JSON array of column names).
@@ -44,13 +42,13 @@ impl SchemaPlan {
 /// rebuild writes silver and rejected anew, in the configured layout) only bronze is
 /// compared.
 pub async fn check(lake: &Lakehouse, p: &Pipeline, silver_replaced: bool) -> Result<SchemaPlan> {
-    let tables = SourceTables::new(p);
+    let tables = p.source.tables();
     let mut plan = SchemaPlan::default();
     let mut problems = Vec::new();
-    let mut compared = vec![(&tables.bronze, schema::bronze_schema(p))];
+    let mut compared = vec![(&tables.bronze, p.source.bronze_schema())];
     if !silver_replaced {
-        compared.push((&tables.silver, schema::silver_schema(p)));
-        compared.push((&tables.rejected, schema::rejected_schema(p)));
+        compared.push((&tables.silver, p.source.silver_schema()));
+        compared.push((&tables.rejected, p.source.rejected_schema()));
     }
     for (relative, wanted) in compared {
         let Some(table) = lake.open(relative).await? else {
@@ -136,7 +134,7 @@ pub async fn apply(lake: &Lakehouse, p: &Pipeline, plan: &SchemaPlan) -> Result<
         }
     }
     if plan.record_silver_key {
-        let relative = SourceTables::new(p).silver;
+        let relative = p.source.tables().silver;
         if let Some(table) = lake.open(&relative).await? {
             storage::set_properties(
                 table,

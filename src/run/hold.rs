@@ -72,6 +72,7 @@ impl Stream {
     }
 
     /// Whether the stream went to disk.
+    #[cfg(test)]
     pub fn spilled(&self) -> bool {
         self.spill.is_some()
     }

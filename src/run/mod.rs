@@ -42,7 +42,6 @@ use crate::report::{FileReport, ModelRebuild, RunReport};
 use crate::storage::Lakehouse;
 use crate::zones::gold::rebuild as model_rebuild;
 
-pub use tables::SourceTables;
 
 /// How a run coordinates with other runs.
 #[derive(Debug, Clone, Copy)]
@@ -118,14 +117,14 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
 /// Compact the tables a run leaves with many small files (a feed of small files
 /// would otherwise make every later read and MERGE slower). A failure only costs speed.
 async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
-    let tables = SourceTables::new(p);
+    let tables = p.source.tables();
     let mut names = vec![
         ledger::LEDGER_TABLE.to_string(),
         tables.bronze,
         tables.rejected,
         tables.silver,
     ];
-    names.extend(p.gold.iter().map(|m| format!("gold/{}", m.name)));
+    names.extend(p.gold.iter().map(|m| m.table()));
     for name in names {
         if lease.check().is_err() {
             return;

@@ -24,7 +24,8 @@ use super::hold::{Held, Rows};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::RawFile;
-use crate::ingest::reader::{CsvChunks, RawRow};
+use crate::ingest::reader::CsvChunks;
+use crate::row::RawRow;
 use crate::report::{FileReport, merge_counts};
 use crate::storage::AppendWriter;
 use crate::zones::bronze;
@@ -78,7 +79,7 @@ pub async fn read_files(
         None => (None, None),
     };
     // Bronze rows are built only when bronze is still to be written.
-    let bronze_schema = encoder.is_some().then(|| crate::schema::bronze_schema(p));
+    let bronze_schema = encoder.is_some().then(|| p.source.bronze_schema());
     let mut held = Held::default();
     // Files read to their end: any other (the parser stopped short) fails below.
     let mut ended = std::collections::HashSet::new();

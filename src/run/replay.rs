@@ -21,11 +21,10 @@ use futures::StreamExt;
 
 use super::assemble::Batch;
 use super::read::{self, Sinks};
-use super::tables::{APP_REJECTED, STAGE_BRONZE, SourceTables};
+use super::tables::{APP_REJECTED, STAGE_BRONZE};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::report::merge_counts;
-use crate::schema;
 use crate::schema::{BATCH_ID, SOURCE_FILE, SOURCE_LINE};
 use crate::storage::{self, AppendWriter, Lakehouse};
 use crate::zones::bronze;
@@ -112,7 +111,7 @@ pub async fn from_committed_bronze(
         // A file no longer reads as it did (a `fail` rule added since): its bronze
         // rows are committed, so they are replayed instead.
         batch.reset(&held);
-        *staging = silver::Staging::new(&schema::silver_schema(p))?;
+        *staging = silver::Staging::new(&p.source.silver_schema())?;
     }
     let app = if rejected_done {
         APP_REJECTED_REPLAY
@@ -134,7 +133,7 @@ pub async fn stage_from_bronze(
     app: &str,
     staging: &mut Staging,
 ) -> Result<Option<i64>> {
-    let tables = SourceTables::new(p);
+    let tables = p.source.tables();
     let ctx = storage::session();
     for (name, relative) in [
         ("__bronze", &tables.bronze),

@@ -13,7 +13,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use super::Lineage;
 use crate::error::{MedallionError, Result};
-use crate::ingest::reader::RawRow;
+use crate::row::RawRow;
 
 /// Raw string columns for `rows`, one array per configured column.
 pub fn raw_columns(rows: &[&RawRow], n_columns: usize) -> Vec<ArrayRef> {

@@ -10,9 +10,9 @@ pub mod silver;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::RuleAction;
+pub use crate::row::Violation;
 
-/// Where a batch of rows came from. One batch is one raw file.
+/// Where a file's rows came from: the file, its batch, when it was received.
 #[derive(Debug, Clone)]
 pub struct Lineage {
     /// File name relative to the raw zone.
@@ -21,30 +21,4 @@ pub struct Lineage {
     pub batch_id: String,
     /// When medallion received the file.
     pub received_at: DateTime<Utc>,
-}
-
-/// One failed rule for one row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub rule: String,
-    pub column: Option<String>,
-    pub message: String,
-    pub action: RuleAction,
-}
-
-impl Violation {
-    /// A structural or typing violation: always rejects the row.
-    pub fn new(rule: &str, column: Option<&str>, message: impl Into<String>) -> Self {
-        Violation {
-            rule: rule.to_string(),
-            column: column.map(str::to_string),
-            message: message.into(),
-            action: RuleAction::Reject,
-        }
-    }
-
-    pub fn with_action(mut self, action: RuleAction) -> Self {
-        self.action = action;
-        self
-    }
 }

@@ -151,3 +151,26 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn completions_and_the_man_page_need_no_configuration() {
+    // An empty directory: no config.yaml, nothing written.
+    let w = Workdir::with_config("");
+    std::fs::remove_file(w.root.join("config.yaml")).unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F _medallion"),
+        ("zsh", "#compdef medallion"),
+        ("fish", "complete -c medallion"),
+    ] {
+        let r = w.medallion(&["completions", shell]);
+        assert_eq!(r.code, 0, "{shell}: {r:?}");
+        assert!(r.stdout.contains(marker), "{shell}: {}", &r.stdout[..200.min(r.stdout.len())]);
+        assert!(r.stdout.contains("rebuild"), "{shell}: subcommands are completed");
+    }
+    let r = w.medallion(&["completions", "tcsh"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let man = w.medallion(&["man"]);
+    assert_eq!(man.code, 0, "{man:?}");
+    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH medallion"), "{}", &man.stdout[..200.min(man.stdout.len())]);
+    assert!(man.stdout.contains("vacuum"), "the man page lists the subcommands");
+}

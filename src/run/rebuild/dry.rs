@@ -8,7 +8,6 @@ use super::{RebuildReport, Target, silver};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::ledger;
-use crate::run::SourceTables;
 use crate::storage::{self, Lakehouse};
 use crate::zones::silver::Validator;
 
@@ -31,7 +30,7 @@ pub(super) async fn dry(
                 .into(),
         ));
     }
-    let tables = SourceTables::new(p);
+    let tables = p.source.tables();
     let ctx = storage::session();
     let mut report = RebuildReport {
         source: p.source.name.clone(),

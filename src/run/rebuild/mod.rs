@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 pub use silver::Recomputed;
 
-use super::{RunOptions, SourceTables, evolve, failpoint};
+use super::{RunOptions, evolve, failpoint};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::Fingerprint;
@@ -104,7 +104,7 @@ pub async fn rebuild(
     let rewrites_silver = target == Target::All;
     // Silver and rejected are replaced: only bronze must fit the configuration.
     evolve::check(&lake, &p, rewrites_silver).await?;
-    let tables = SourceTables::new(&p);
+    let tables = p.source.tables();
     if lake.open(&tables.bronze).await?.is_none() {
         return Err(MedallionError::Usage(format!(
             "nothing to rebuild: {} does not exist yet (run `medallion run` first)",
@@ -242,7 +242,7 @@ async fn execute(
 ) -> Result<()> {
     let mut claim = claim.cloned();
     if *target == Target::All {
-        let tables = SourceTables::new(p);
+        let tables = p.source.tables();
         let mut silver = lake.open(&tables.silver).await?;
         let mut rejected = lake.open(&tables.rejected).await?;
         let (silver_pending, rejected_pending, recount_pending) = match &claim {

@@ -10,9 +10,9 @@ use deltalake::arrow::datatypes::{DataType, Int64Type};
 
 use super::silver::Recomputed;
 use crate::error::{MedallionError, Result};
-use crate::ingest::reader::{CUT_RULES, RawRow, STRUCTURAL_RULES};
+use crate::ingest::reader::{CUT_RULES, STRUCTURAL_RULES};
+use crate::row::{RawRow, Violation};
 use crate::schema::{REJECTION_REASONS, SOURCE_FILE, SOURCE_LINE};
-use crate::zones::Violation;
 
 /// One batch's rows as the rejected table held them before the rebuild, by file and
 /// line.

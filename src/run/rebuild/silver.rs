@@ -71,7 +71,7 @@ pub async fn recompute(
     seqs: &HashMap<String, i64>,
     (silver_table, rejected_table): (Option<&DeltaTable>, Option<&DeltaTable>),
 ) -> Result<Prepared> {
-    let tables = super::super::SourceTables::new(p);
+    let tables = p.source.tables();
     let ctx = storage::bounded_session(MEMORY_LIMIT)?;
     let bronze = lake.open(&tables.bronze).await?.ok_or_else(|| {
         MedallionError::Usage(format!(
@@ -89,12 +89,12 @@ pub async fn recompute(
         source,
     })?;
     let staged_path = staged_dir.path().join("accepted.parquet");
-    let mut staged = super::staged::Staged::create(&staged_path, &crate::schema::silver_schema(p))?;
+    let mut staged = super::staged::Staged::create(&staged_path, &p.source.silver_schema())?;
     let mut rejected_w = match rejected_table {
         Some(t) => Some(AppendWriter::replacing(
             t,
             &tables.rejected,
-            &crate::schema::rejected_schema(p),
+            &p.source.rejected_schema(),
             &[],
         )?),
         None => None,
@@ -168,7 +168,7 @@ pub async fn recompute(
             let mut w = AppendWriter::replacing(
                 table,
                 &tables.silver,
-                &crate::schema::silver_schema(p),
+                &p.source.silver_schema(),
                 &[(
                     super::super::evolve::SILVER_KEY_PROPERTY,
                     &super::super::evolve::silver_key_value(p),
@@ -203,7 +203,7 @@ pub async fn recompute(
 /// apply in name order), without the `__seq` column.
 fn last_per_key_sql(p: &Pipeline) -> String {
     let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let columns: Vec<String> = crate::schema::silver_schema(p)
+    let columns: Vec<String> = p.source.silver_schema()
         .fields()
         .iter()
         .map(|f| q(f.name()))

@@ -46,7 +46,7 @@ pub struct GoldMetrics {
 
 /// Path of a model's gold table under the lakehouse root.
 pub fn table_path(model: &GoldModel) -> String {
-    format!("gold/{}", model.name)
+    model.table()
 }
 
 /// Open a model's gold table, creating it (with the model's fingerprint) if needed.
@@ -142,7 +142,7 @@ async fn merge_changes(
 async fn register_silver(ctx: &SessionContext, p: &Pipeline, silver: &DeltaTable) -> Result<()> {
     let err = || MedallionError::sql("register silver for the gold models");
     storage::register(ctx, "__silver_table", silver).await?;
-    let columns = schema::column_names(&schema::silver_schema(p));
+    let columns = schema::column_names(&p.source.silver_schema());
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let view = ctx
         .table("__silver_table")
@@ -208,7 +208,7 @@ pub async fn affected_keys(
 ) -> Result<Vec<Vec<RecordBatch>>> {
     let ctx = storage::session();
     let err = || MedallionError::sql("rows touched by the batch");
-    let touched = MemTable::try_new(schema::silver_schema(p), vec![touched]).map_err(err())?;
+    let touched = MemTable::try_new(p.source.silver_schema(), vec![touched]).map_err(err())?;
     ctx.register_table("silver", Arc::new(touched))
         .map_err(err())?;
     let mut out = Vec::with_capacity(p.gold.len());

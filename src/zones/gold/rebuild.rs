@@ -63,7 +63,7 @@ pub async fn stale_models<'p>(
     lake: &Lakehouse,
     p: &'p Pipeline,
 ) -> Result<Vec<(&'p GoldModel, Reason)>> {
-    let silver = format!("silver/{}", p.source.name);
+    let silver = p.source.tables().silver;
     // A silver table only just created (version 0, no rows yet) has nothing to build from.
     let silver_exists = lake
         .open(&silver)
@@ -87,7 +87,7 @@ pub async fn rebuild(
     reason: Reason,
     txn: Option<(&str, i64)>,
 ) -> Result<(Option<i64>, u64)> {
-    let silver_path = format!("silver/{}", p.source.name);
+    let silver_path = p.source.tables().silver;
     let silver = lake
         .open(&silver_path)
         .await?

@@ -33,7 +33,7 @@ use crate::zones::Lineage;
 
 /// Accepted rows of a batch, keeping the last line per natural key.
 pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    dedupe::last_line_per_key(&schema::silver_schema(p), &p.silver_key, &accepted)
+    dedupe::last_line_per_key(&p.source.silver_schema(), &p.silver_key, &accepted)
 }
 
 /// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
@@ -49,7 +49,7 @@ pub async fn replaced_rows(
     }
     let ctx = storage::session();
     let err = || MedallionError::sql("silver rows replaced by the batch");
-    let staged = MemTable::try_new(schema::silver_schema(p), vec![rows.to_vec()]).map_err(err())?;
+    let staged = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
     let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
     storage::register(&ctx, "__silver", silver).await?;
     let keys: Vec<&str> = p.silver_key.iter().map(String::as_str).collect();
@@ -57,7 +57,7 @@ pub async fn replaced_rows(
     let replaced = storage::within_key_bounds(silver_df, &batch, &p.silver_key).await?;
     // The batch's keys are the join's build side (the small one); silver streams by.
     // In the configured layout (the table may also keep columns no longer configured).
-    let columns = schema::column_names(&schema::silver_schema(p));
+    let columns = schema::column_names(&p.source.silver_schema());
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let replaced = batch
         .select_columns(&keys)
@@ -112,7 +112,7 @@ async fn append_batch(
     lineage: &Lineage,
     txn: Option<(&str, i64)>,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
-    let name = format!("silver/{}", p.source.name);
+    let name = p.source.tables().silver;
     let mut writer = AppendWriter::new(&silver, &name)?;
     for b in rows {
         writer.write(b.clone()).await?;
@@ -144,7 +144,7 @@ async fn merge_batch(
     lineage: &Lineage,
     txn: Option<(&str, i64)>,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
-    let name = format!("silver/{}", p.source.name);
+    let name = p.source.tables().silver;
     // Every column of the table is written: one no longer configured becomes null.
     let silver_schema = storage::arrow_schema(&silver, &name)?;
     let rows = rows

@@ -24,7 +24,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use super::builders::TypedBuilder;
 use crate::config::{ColumnSpec, Pipeline, RuleAction};
 use crate::error::{MedallionError, Result};
-use crate::ingest::reader::RawRow;
+use crate::row::RawRow;
 use crate::schema;
 use crate::zones::{Lineage, Violation, bronze};
 use medallion_csv::{ColumnType, Value};
@@ -84,8 +84,8 @@ impl Validator {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Validator {
-            silver_schema: schema::silver_schema(&pipeline),
-            rejected_schema: schema::rejected_schema(&pipeline),
+            silver_schema: pipeline.source.silver_schema(),
+            rejected_schema: pipeline.source.rejected_schema(),
             typed_schema,
             pipeline,
             row_rules,

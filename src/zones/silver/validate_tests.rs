@@ -8,7 +8,7 @@ use deltalake::arrow::array::{Array, AsArray, ListArray, StructArray};
 
 use super::*;
 use crate::config::load_str;
-use crate::ingest::reader::RawRow;
+use crate::row::RawRow;
 
 const CONFIG: &str = r#"
 lakehouse: lake
