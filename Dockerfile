@@ -3,10 +3,10 @@
 #
 #   docker build -t medallion .
 #   docker run --rm medallion run                          # the bundled sample, in the image
-#   docker run --rm -v "$PWD/lakehouse:/work/lakehouse" medallion run   # your lakehouse
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/lakehouse:/work/lakehouse" medallion run
 #
 # The COPY lines of the build stages name every path the build needs; CI checks that
-# they cover the workspace (scripts/check-docker-context.sh), since no Docker engine
+# they cover the workspace (scripts/check-docker-context.py), since no Docker engine
 # runs there.
 
 FROM rust:1.95-bookworm AS build

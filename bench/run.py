@@ -549,7 +549,9 @@ def medallion_info(binary):
     except OSError as e:
         sys.exit(f"cannot run {binary}: {e}")
     parts = b.parts
-    info["profile"] = "release" if "release" in parts else "debug" if "debug" in parts else "unknown"
+    # `profiling` is the release build with line tables: the same code, timed the same.
+    info["profile"] = ("release" if "release" in parts or "profiling" in parts
+                       else "debug" if "debug" in parts else "unknown")
     try:
         info["commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                         capture_output=True, text=True).stdout.strip()

@@ -7,7 +7,9 @@ context holds after .dockerignore) into an empty directory and runs
 manifest, the lock file, every workspace
 member and path dependency must be present for that to pass. It also checks that every
 workspace package's manifest and every target's source file of the repository is covered
-by those COPY lines, and that the runtime stage's COPY sources exist in the context.
+by those COPY lines, that the dependency layer (the COPYs before the build stage's first
+RUN) holds the lock file and every workspace manifest and its placeholder build creates
+every target's source file, and that every COPY source is in the context.
 
     python3 scripts/check-docker-context.py        # from anywhere; exit 1 on a problem
 """
@@ -23,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def copy_lines(dockerfile):
-    """(stage index, sources) of every COPY that reads the build context."""
+def instructions(dockerfile):
+    """(stage index, instruction, its words) in order, continuation lines joined."""
     out, stage = [], -1
     text = dockerfile.read_text().replace("\\\n", " ")
     for line in text.splitlines():
@@ -34,12 +36,30 @@ def copy_lines(dockerfile):
         op = words[0].upper()
         if op == "FROM":
             stage += 1
-        elif op == "COPY":
-            args = [w for w in words[1:] if not w.startswith("--")]
-            if any(w.startswith("--from") for w in words[1:]):
-                continue
-            out.append((stage, args[:-1]))
+        out.append((stage, op, words[1:]))
     return out
+
+
+def copy_lines(steps):
+    """(stage index, sources, before the stage's first RUN) of every COPY that reads the
+    build context."""
+    out, ran = [], set()
+    for stage, op, words in steps:
+        if op == "RUN":
+            ran.add(stage)
+        if op != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        args = [w for w in words if not w.startswith("--")]
+        out.append((stage, args[:-1], stage not in ran))
+    return out
+
+
+def rel(path):
+    return path.removeprefix("./").rstrip("/") or "."
+
+
+def under(f, sources):
+    return any(f == s or f.startswith(s + "/") or s == "." for s in map(rel, sources))
 
 
 def ignore_rules(path):
@@ -92,15 +112,18 @@ def main():
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
                              check=True, capture_output=True, text=True).stdout.split()
     context = [f for f in tracked if in_context(f, rules) and (REPO / f).is_file()]
-    lines = copy_lines(REPO / "Dockerfile")
-    last_stage = max(s for s, _ in lines)
-    build_sources = [src for s, srcs in lines if s < last_stage for src in srcs]
-    for s, srcs in lines:
+    steps = instructions(REPO / "Dockerfile")
+    lines = copy_lines(steps)
+    last_stage = max(s for s, _, _ in lines)
+    build_sources = [src for s, srcs, _ in lines if s < last_stage for src in srcs]
+    # The dependency layer: the build stage's COPYs before its first RUN, and that RUN.
+    layer_sources = [src for s, srcs, first in lines if s == 0 and first for src in srcs]
+    placeholder = next((" ".join(w) for s, op, w in steps if s == 0 and op == "RUN"), "")
+    for s, srcs, _ in lines:
         for src in srcs:
-            src = src.strip("./") or "."
-            if not any(f == src or f.startswith(src + "/") for f in context):
-                problems.append(f"COPY {src}: nothing of it is in the build context (.dockerignore?)")
-    covered = lambda f: any(f == s.strip("./") or f.startswith(s.strip("./") + "/") for s in build_sources)
+            if not any(under(f, [src]) for f in context):
+                problems.append(f"COPY {rel(src)}: nothing of it is in the build context (.dockerignore?)")
+    covered = lambda f: under(f, build_sources)
     with tempfile.TemporaryDirectory(prefix="medallion-docker-") as tmp:
         for f in filter(covered, context):
             dest = Path(tmp) / f
@@ -118,12 +141,19 @@ def main():
     meta = json.loads(subprocess.run(["cargo", "metadata", "--locked", "--offline", "--format-version", "1",
                                       "--no-deps"], cwd=REPO, check=True, capture_output=True,
                                      text=True).stdout)
+    if not under("Cargo.lock", layer_sources):
+        problems.append("Cargo.lock is not copied before the dependency layer's build")
     for pkg in meta["packages"]:
-        paths = [pkg["manifest_path"]] + [t["src_path"] for t in pkg["targets"]]
-        for p in paths:
-            rel = Path(p).resolve().relative_to(REPO).as_posix()
-            if not covered(rel):
-                problems.append(f"{pkg['name']}: {rel} is not copied by the Dockerfile's build stage")
+        manifest = Path(pkg["manifest_path"]).resolve().relative_to(REPO).as_posix()
+        if not under(manifest, layer_sources):
+            problems.append(f"{pkg['name']}: {manifest} is not copied before the dependency layer's build")
+        for t in pkg["targets"]:
+            path = Path(t["src_path"]).resolve().relative_to(REPO).as_posix()
+            if not covered(path):
+                problems.append(f"{pkg['name']}: {path} is not copied by the Dockerfile's build stage")
+            if path not in placeholder and t["kind"][0] not in ("bench", "example"):
+                problems.append(f"{pkg['name']}: the dependency layer's placeholder build does not "
+                                f"create {path} (target {t['name']})")
     if problems:
         print("Dockerfile check failed:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         sys.exit(1)

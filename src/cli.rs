@@ -181,7 +181,9 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             let mut text = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut text)
-                .map_err(|e| MedallionError::Internal(format!("cannot render the man page: {e}")))?;
+                .map_err(|e| {
+                    MedallionError::Internal(format!("cannot render the man page: {e}"))
+                })?;
             out!("{}", String::from_utf8_lossy(&text));
             Ok(0)
         }

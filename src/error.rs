@@ -9,7 +9,6 @@ use deltalake::DeltaTableError;
 use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::error::DataFusionError;
 
-
 /// Everything that can stop a command or a file.
 #[derive(Debug, thiserror::Error)]
 pub enum MedallionError {

@@ -14,9 +14,9 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use super::ConfigError;
 use super::columns::{validate_column, validate_row_rules};
-use super::{first_line, valid_name};
 use super::model::*;
 use super::spec::*;
+use super::{first_line, valid_name};
 
 pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
     let mut errs = Vec::new();

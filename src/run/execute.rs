@@ -119,8 +119,9 @@ impl<'a> Batches<'a> {
         }
     }
 
-    /// The run stops: a batch read ahead and not claimed is abandoned (and awaited, so
-    /// that nothing of the run is still running when it returns).
+    /// The run stops: a batch read ahead and not claimed is abandoned, and awaited (its
+    /// bronze encoder is aborted with it; an upload already under way may still leave
+    /// an uncommitted data file, which `vacuum` removes).
     pub async fn stop(mut self) -> RunReport {
         if let Some(ahead) = self.ahead.take() {
             ahead.abandon().await;

@@ -124,7 +124,10 @@ mod tests {
         while let Some(batches) = d.next_batches().unwrap() {
             for b in batches {
                 let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-                out.extend((0..a.len()).map(|i| a.value(i).split(':').take(2).collect::<Vec<_>>().join(":")));
+                out.extend(
+                    (0..a.len())
+                        .map(|i| a.value(i).split(':').take(2).collect::<Vec<_>>().join(":")),
+                );
             }
         }
         out

@@ -42,7 +42,6 @@ use crate::report::{FileReport, ModelRebuild, RunReport};
 use crate::storage::Lakehouse;
 use crate::zones::gold::rebuild as model_rebuild;
 
-
 /// How a run coordinates with other runs.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {

@@ -25,8 +25,8 @@ use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::ingest::RawFile;
 use crate::ingest::reader::CsvChunks;
-use crate::row::RawRow;
 use crate::report::{FileReport, merge_counts};
+use crate::row::RawRow;
 use crate::storage::AppendWriter;
 use crate::zones::bronze;
 use crate::zones::silver::{Staging, Validator};
@@ -74,7 +74,7 @@ pub async fn read_files(
     let (to_bronze, encoder) = match bronze_w {
         Some(w) => {
             let (tx, task) = encode_in_background(w);
-            (Some(tx), Some(task))
+            (Some(tx), Some(Aborting(Some(task))))
         }
         None => (None, None),
     };
@@ -142,11 +142,30 @@ pub async fn read_files(
         }
     }
     drop(to_bronze);
-    match encoder {
+    match encoder.and_then(Aborting::into_inner) {
         Some(task) => Ok(Some(task.await.map_err(|e| {
             MedallionError::Internal(format!("the bronze encoder stopped: {e}"))
         })??)),
         None => Ok(None),
+    }
+}
+
+/// A task aborted when dropped: a read cancelled part-way (the run stopped) takes its
+/// bronze encoder with it.
+struct Aborting<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl<T> Aborting<T> {
+    /// The task, to be awaited (no longer aborted when dropped).
+    fn into_inner(mut self) -> Option<tokio::task::JoinHandle<T>> {
+        self.0.take()
     }
 }
 

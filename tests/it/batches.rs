@@ -293,10 +293,10 @@ fn a_claimed_file_that_changed_or_vanished_before_any_commit_fails_alone() {
 
 #[test]
 fn a_completion_that_fails_while_reading_leaves_the_batch_open() {
-    // Bronze committed, then the crash. The completion replays the batch from bronze;
-    // with bronze's data files out of reach it fails while it is prepared, so the batch
-    // must stay open (its files are not failed, which would load them a second time)
-    // and be completed once the files are back.
+    // Bronze committed, then the crash. With a raw file gone, the completion replays
+    // the batch from bronze; with bronze's data files out of reach too it fails while
+    // it is prepared, so the batch must stay open (its files are not failed, which
+    // would load them a second time) and be completed once the files are back.
     let w = crate::exactly_once::files_in_batches_of(5, 1000);
     let out = crate::exactly_once::spawn_run(&w, Some("after_bronze_commit"))
         .wait_with_output()
@@ -311,6 +311,8 @@ fn a_completion_that_fails_while_reading_leaves_the_batch_open() {
     assert!(!data.is_empty());
     let away = w.root.join("away");
     std::fs::create_dir_all(&away).unwrap();
+    let raw = w.raw().join("batch_000.csv");
+    std::fs::rename(&raw, away.join("batch_000.csv")).unwrap();
     for f in &data {
         std::fs::rename(f, away.join(f.file_name().unwrap())).unwrap();
     }
@@ -323,6 +325,7 @@ fn a_completion_that_fails_while_reading_leaves_the_batch_open() {
     for f in &data {
         std::fs::rename(away.join(f.file_name().unwrap()), f).unwrap();
     }
+    std::fs::rename(away.join("batch_000.csv"), &raw).unwrap();
     assert_eq!(
         w.count("FROM _medallion.files WHERE status IN ('failed', 'loaded')"),
         0,

@@ -164,13 +164,27 @@ fn completions_and_the_man_page_need_no_configuration() {
     ] {
         let r = w.medallion(&["completions", shell]);
         assert_eq!(r.code, 0, "{shell}: {r:?}");
-        assert!(r.stdout.contains(marker), "{shell}: {}", &r.stdout[..200.min(r.stdout.len())]);
-        assert!(r.stdout.contains("rebuild"), "{shell}: subcommands are completed");
+        assert!(
+            r.stdout.contains(marker),
+            "{shell}: {}",
+            &r.stdout[..200.min(r.stdout.len())]
+        );
+        assert!(
+            r.stdout.contains("rebuild"),
+            "{shell}: subcommands are completed"
+        );
     }
     let r = w.medallion(&["completions", "tcsh"]);
     assert_eq!(r.code, 2, "{r:?}");
     let man = w.medallion(&["man"]);
     assert_eq!(man.code, 0, "{man:?}");
-    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH medallion"), "{}", &man.stdout[..200.min(man.stdout.len())]);
-    assert!(man.stdout.contains("vacuum"), "the man page lists the subcommands");
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH medallion"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+    assert!(
+        man.stdout.contains("vacuum"),
+        "the man page lists the subcommands"
+    );
 }

@@ -203,7 +203,9 @@ pub async fn recompute(
 /// apply in name order), without the `__seq` column.
 fn last_per_key_sql(p: &Pipeline) -> String {
     let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let columns: Vec<String> = p.source.silver_schema()
+    let columns: Vec<String> = p
+        .source
+        .silver_schema()
         .fields()
         .iter()
         .map(|f| q(f.name()))
