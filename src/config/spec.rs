@@ -114,13 +114,6 @@ pub fn gold_table(name: &str) -> String {
     format!("gold/{name}")
 }
 
-impl Pipeline {
-    /// The typed columns, in order.
-    pub fn typed_columns(&self) -> impl Iterator<Item = (&str, DataType)> {
-        self.source.typed_columns()
-    }
-}
-
 /// Paths of a source's tables under the lakehouse root (the only place they are built).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceTables {

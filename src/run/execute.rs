@@ -24,28 +24,22 @@ use crate::zones::silver::Validator;
 use super::assemble::{Batch, Member};
 use super::batch::{self, Prepared};
 use super::failpoint;
+use super::read::Aborting;
 
 /// A new batch being read on a task of its own.
 struct Ahead {
     /// Its claim rows (and the rows noted while it was gathered).
     claims: Vec<LedgerEntry>,
     hashes: HashSet<String>,
-    task: Option<tokio::task::JoinHandle<(Batch, Result<Prepared>)>>,
-}
-
-impl Drop for Ahead {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort(); // The run stopped before this batch was claimed.
-        }
-    }
+    /// Aborted when dropped: the run stopped before this batch was claimed.
+    task: Aborting<(Batch, Result<Prepared>)>,
 }
 
 impl Ahead {
     /// Stop reading (nothing of it is claimed or committed) and wait until the read
     /// has let go of its files and writers.
-    async fn abandon(mut self) {
-        if let Some(task) = self.task.take() {
+    async fn abandon(self) {
+        if let Some(task) = self.task.into_inner() {
             task.abort();
             let _ = task.await; // Cancelled, or finished first: either way unused.
         }
@@ -111,7 +105,7 @@ impl<'a> Batches<'a> {
         let ahead = Ahead {
             claims,
             hashes,
-            task: Some(task),
+            task: Aborting(Some(task)),
         };
         match self.ahead.replace(ahead) {
             Some(previous) => self.finish(previous, state).await,
@@ -145,14 +139,14 @@ impl<'a> Batches<'a> {
     }
 
     /// Claim a batch read ahead, wait for its read, commit it.
-    async fn finish(&mut self, mut ahead: Ahead, state: &mut LedgerState) -> Result<bool> {
+    async fn finish(&mut self, ahead: Ahead, state: &mut LedgerState) -> Result<bool> {
         self.lease.check()?;
         ledger::record_all(self.lake, &ahead.claims).await?;
         tracing::debug!(files = ahead.hashes.len(), "claimed");
         let started = Instant::now();
         let task = ahead
             .task
-            .take()
+            .into_inner()
             .ok_or_else(|| MedallionError::Internal("a batch was read twice".into()))?;
         let (batch, prepared) = task
             .await

@@ -151,8 +151,8 @@ pub async fn read_files(
 }
 
 /// A task aborted when dropped: a read cancelled part-way (the run stopped) takes its
-/// bronze encoder with it.
-struct Aborting<T>(Option<tokio::task::JoinHandle<T>>);
+/// bronze encoder with it, and a batch read ahead and never claimed takes its read.
+pub(super) struct Aborting<T>(pub(super) Option<tokio::task::JoinHandle<T>>);
 
 impl<T> Drop for Aborting<T> {
     fn drop(&mut self) {
@@ -164,7 +164,7 @@ impl<T> Drop for Aborting<T> {
 
 impl<T> Aborting<T> {
     /// The task, to be awaited (no longer aborted when dropped).
-    fn into_inner(mut self) -> Option<tokio::task::JoinHandle<T>> {
+    pub(super) fn into_inner(mut self) -> Option<tokio::task::JoinHandle<T>> {
         self.0.take()
     }
 }

@@ -311,7 +311,7 @@ async fn execute(
         .filter(|m| matches!(target, Target::All) || *target == Target::Gold(m.name.clone()))
         .collect();
     for model in models {
-        let relative = crate::zones::gold::table_path(model);
+        let relative = model.table();
         if let Some(t) = lake.open(&relative).await?
             && storage::stage_done(&t, APP_REBUILD, &relative, claim.seq).await?
         {

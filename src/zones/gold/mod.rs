@@ -44,14 +44,9 @@ pub struct GoldMetrics {
     pub changes: UpsertMetrics,
 }
 
-/// Path of a model's gold table under the lakehouse root.
-pub fn table_path(model: &GoldModel) -> String {
-    model.table()
-}
-
 /// Open a model's gold table, creating it (with the model's fingerprint) if needed.
 async fn open_or_create(lake: &Lakehouse, model: &GoldModel) -> Result<(DeltaTable, bool)> {
-    let relative = table_path(model);
+    let relative = model.table();
     if let Some(t) = lake.open(&relative).await? {
         return Ok((t, false));
     }
@@ -112,7 +107,7 @@ async fn merge_changes(
         .read_table(Arc::new(staged))
         .map_err(MedallionError::sql("stage gold rows"))?;
     let columns = schema::column_names(&model.schema);
-    let relative = table_path(model);
+    let relative = model.table();
     let spec = UpsertSpec {
         table_name: &relative,
         keys: &model.keys,

@@ -8,7 +8,7 @@
 
 use futures::StreamExt;
 
-use super::{FINGERPRINT_PROPERTY, model_sql, table_path};
+use super::{FINGERPRINT_PROPERTY, model_sql};
 use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
 use crate::plan::Maintenance;
@@ -45,7 +45,7 @@ pub async fn stale(
     model: &GoldModel,
     silver_exists: bool,
 ) -> Result<Option<Reason>> {
-    let relative = table_path(model);
+    let relative = model.table();
     let Some(table) = lake.open(&relative).await? else {
         return Ok(silver_exists.then_some(Reason::Added));
     };
@@ -92,7 +92,7 @@ pub async fn rebuild(
         .open(&silver_path)
         .await?
         .ok_or_else(|| MedallionError::Internal(format!("{silver_path} vanished")))?;
-    let relative = table_path(model);
+    let relative = model.table();
     let gold_schema = schema::gold_schema(&model.schema);
     let mut table = match lake.open(&relative).await? {
         Some(t) => t,

@@ -67,6 +67,7 @@ impl Validator {
     pub fn new(pipeline: Arc<Pipeline>) -> Result<Self> {
         let typed_schema = Arc::new(Schema::new(
             pipeline
+                .source
                 .typed_columns()
                 .map(|(n, t)| deltalake::arrow::datatypes::Field::new(n, t, true))
                 .collect::<Vec<_>>(),
