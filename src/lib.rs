@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dry_run;
 pub mod error;
 pub mod generate;
 pub mod ingest;

@@ -188,3 +188,88 @@ fn completions_and_the_man_page_need_no_configuration() {
         "the man page lists the subcommands"
     );
 }
+
+#[test]
+fn validate_with_files_is_a_dry_run_that_predicts_the_load() {
+    let w = Workdir::sample_config();
+    // Outside the landing zone; four bad customer ids (three examples are kept), one
+    // long value (its content is cut), one warning.
+    let secret = "S".repeat(200);
+    let mut csv = String::from("customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n");
+    for h in 0..4 {
+        csv += &format!(
+            "X{h},M00000001,2024-01-01T0{h}:00:00Z,2024-01-01T0{}:00:00Z,1,actual\n",
+            h + 1
+        );
+    }
+    csv +=
+        &format!("C000001,M00000001,2024-01-02T00:00:00Z,2024-01-02T01:00:00Z,1{secret},actual\n");
+    csv += "C000001,M00000001,2024-01-03T00:00:00Z,2024-01-03T01:00:00Z,150,actual\n";
+    csv += "C000002,M00000001,2024-01-03T00:00:00Z,2024-01-03T01:00:00Z,2.5,estimated\n";
+    let outside = w.root.join("elsewhere.csv");
+    std::fs::write(&outside, &csv).unwrap();
+    let missing = w.root.join("missing.csv");
+    let before = w.lake_files();
+
+    let r = w.medallion(&[
+        "validate",
+        "--json",
+        outside.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "the missing file fails: {r:?}");
+    assert!(
+        !r.stdout.contains(&secret[..65]),
+        "raw content is cut: {r:?}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+    let f = &doc["files"][0];
+    assert_eq!(f["error"], serde_json::Value::Null, "{r:?}");
+    assert_eq!(
+        (
+            f["rows_read"].as_u64(),
+            f["accepted"].as_u64(),
+            f["rejected"].as_u64()
+        ),
+        (Some(7), Some(2), Some(5))
+    );
+    assert_eq!(f["rejected_by_rule"]["customer_id_format"], 4);
+    assert_eq!(f["rejected_by_rule"]["type"], 1);
+    assert_eq!(f["warnings"]["plausible_hourly_usage"], 1);
+    let examples = f["examples"]["customer_id_format"].as_array().unwrap();
+    let lines: Vec<u64> = examples
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 3, 4], "the first three offending lines");
+    let cut = f["examples"]["type"][0]["content"].as_str().unwrap();
+    assert_eq!(
+        cut.chars().count(),
+        65,
+        "64 characters and an ellipsis: {cut}"
+    );
+    assert!(
+        doc["files"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing.csv"),
+        "{r:?}"
+    );
+    assert_eq!(w.lake_files(), before, "a dry run writes nothing");
+
+    let text = w.medallion(&["validate", outside.to_str().unwrap()]);
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stdout
+            .contains("7 rows read, 2 would be accepted, 5 rejected"),
+        "{text:?}"
+    );
+    assert!(text.stdout.contains("    line 2: "), "{text:?}");
+
+    // The load does what the dry run said.
+    w.write_raw("elsewhere.csv", &csv);
+    let run = w.medallion(&["run"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(w.count("FROM silver.readings"), 2);
+    assert_eq!(w.count("FROM rejected.readings"), 5);
+}
