@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
+use crate::ingest::RawFile;
 use crate::ingest::reader::CsvChunks;
-use crate::ingest::{RawFile, RawSource};
 use crate::report::merge_counts;
 use crate::row::RawRow;
 use crate::schema::{REJECTION_REASONS, SOURCE_LINE};
@@ -96,15 +96,9 @@ fn read_into(p: &Pipeline, validator: &Validator, path: &Path, c: &mut FileCheck
     let delimiter = char::from(p.source.csv.dialect.delimiter);
     let mut reader = CsvChunks::open(&raw, &p.source)?;
     while let Some(rows) = reader.next_chunk()? {
-        let v = validator.validate(&rows, &lineage)?;
-        if let Some((line, rule, message)) = v.failure {
-            return Err(MedallionError::FailRule {
-                file: c.file.clone(),
-                line,
-                rule,
-                message,
-            });
-        }
+        let v = validator
+            .validate(&rows, &lineage)?
+            .unless_failed(&c.file)?;
         c.rows_read += rows.len() as u64;
         c.accepted += v.accepted.num_rows() as u64;
         c.rejected += v.rejected.num_rows() as u64;
@@ -127,12 +121,7 @@ fn local_file(path: &Path, name: &str) -> Result<RawFile> {
             message: "not a file".into(),
         });
     }
-    Ok(RawFile {
-        name: name.to_string(),
-        size: meta.len(),
-        modified: meta.modified().ok().map(chrono::DateTime::from),
-        source: RawSource::Local(path.to_path_buf()),
-    })
+    Ok(RawFile::local(name.to_string(), path.to_path_buf(), &meta))
 }
 
 /// Keep the first rejected lines of each rule, from the rejected rows of a chunk.

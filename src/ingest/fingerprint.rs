@@ -118,12 +118,8 @@ mod tests {
 
     fn listed(path: &std::path::Path) -> RawFile {
         let meta = std::fs::metadata(path).unwrap();
-        RawFile {
-            name: path.file_name().unwrap().to_string_lossy().into_owned(),
-            size: meta.len(),
-            modified: meta.modified().ok().map(DateTime::<Utc>::from),
-            source: crate::ingest::RawSource::Local(path.to_path_buf()),
-        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        RawFile::local(name, path.to_path_buf(), &meta)
     }
 
     #[test]

@@ -58,6 +58,16 @@ impl std::fmt::Debug for RawSource {
 }
 
 impl RawFile {
+    /// A local file named `name`, as `meta` (its metadata) describes it.
+    pub fn local(name: String, path: PathBuf, meta: &std::fs::Metadata) -> Self {
+        RawFile {
+            name,
+            size: meta.len(),
+            modified: meta.modified().ok().map(DateTime::<Utc>::from),
+            source: RawSource::Local(path),
+        }
+    }
+
     /// Whether every read of the file is conditional on its listed version (an object
     /// with an ETag: a changed object fails the read instead of being read).
     pub fn reads_are_conditional(&self) -> bool {

@@ -9,8 +9,6 @@ pub mod reader;
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
-
 pub use fingerprint::{Fingerprint, FingerprintsAhead, fingerprint, fingerprint_async};
 pub use landing::{RawFile, RawSource, discover};
 
@@ -55,12 +53,8 @@ mod local {
                 let Ok(rel) = path.strip_prefix(root) else {
                     continue;
                 };
-                files.push(RawFile {
-                    name: rel.to_string_lossy().replace('\\', "/"),
-                    size: meta.len(),
-                    modified: meta.modified().ok().map(DateTime::<Utc>::from),
-                    source: RawSource::Local(path),
-                });
+                let name = rel.to_string_lossy().replace('\\', "/");
+                files.push(RawFile::local(name, path, &meta));
             }
         }
         Ok(files)

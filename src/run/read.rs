@@ -231,15 +231,9 @@ fn checked(
     bronze_schema: Option<&SchemaRef>,
     fr: &mut FileReport,
 ) -> Result<Rows> {
-    let v = validator.validate(rows, lineage)?;
-    if let Some((line, rule, message)) = v.failure {
-        return Err(MedallionError::FailRule {
-            file: lineage.source_file.clone(),
-            line,
-            rule,
-            message,
-        });
-    }
+    let v = validator
+        .validate(rows, lineage)?
+        .unless_failed(&lineage.source_file)?;
     fr.rows_read += rows.len() as u64;
     fr.bronze_rows += rows.len() as u64;
     fr.rejected += v.rejected.num_rows() as u64;

@@ -44,6 +44,21 @@ pub struct ValidatedChunk {
     pub failure: Option<(u64, String, String)>,
 }
 
+impl ValidatedChunk {
+    /// The chunk, or the error of the first `fail` rule it broke (the file's error).
+    pub fn unless_failed(self, file: &str) -> Result<Self> {
+        match self.failure {
+            Some((line, rule, message)) => Err(MedallionError::FailRule {
+                file: file.to_string(),
+                line,
+                rule,
+                message,
+            }),
+            None => Ok(self),
+        }
+    }
+}
+
 /// One typed value, as [`Validator::type_value`] gives it.
 enum Typed<'a> {
     Null,
