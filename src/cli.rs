@@ -117,6 +117,32 @@ pub enum Command {
         json: bool,
     },
 
+    /// Write a starting configuration (the --config path, config.yaml by default)
+    /// inferred from a sample file, for you to review.
+    ///
+    /// Sniffs the dialect (delimiter, quote, header, byte-order mark, gzip), types every
+    /// column with the narrowest type all its values read as (int, bigint, decimal with
+    /// the observed scale, double, bool, date or timestamp with its format, else
+    /// string), marks columns without a missing value `required`, suggests the smallest
+    /// set of required columns unique in the sample as the silver key, and adds a
+    /// commented gold model skeleton. The result passes `validate` and loads the
+    /// sample. Refuses to overwrite an existing configuration unless --force.
+    Init {
+        /// The sample file (CSV, or gzip-compressed CSV).
+        #[arg(long, value_name = "FILE.csv")]
+        from: PathBuf,
+        /// The source's name (tables bronze/<name>, silver/<name>, ...); by default the
+        /// sample's file name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Overwrite an existing configuration file.
+        #[arg(long)]
+        force: bool,
+        /// Data rows of the sample to read.
+        #[arg(long, default_value_t = 1_000_000, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+        sample_rows: u64,
+    },
+
     /// Write realistic hourly meter readings (the sample schema) for benchmarks and
     /// demos; deterministic for a seed. Does not read the configuration.
     Generate(crate::generate::GenerateSpec),
@@ -214,6 +240,23 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 g.bad_rows,
                 g.correction_rows
             );
+            Ok(0)
+        }
+        Command::Init {
+            from,
+            name,
+            force,
+            sample_rows,
+        } => {
+            let opts = crate::init::InitOptions {
+                from,
+                config: cli.config.clone(),
+                name,
+                force,
+                sample_rows,
+            };
+            let inf = crate::init::init(&opts).await?;
+            print_inference(&inf, &opts);
             Ok(0)
         }
         Command::Validate { files, json } if !files.is_empty() || json => {
@@ -376,6 +419,38 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// What `init` inferred and wrote, and what to do next.
+fn print_inference(inf: &crate::init::Inference, opts: &crate::init::InitOptions) {
+    outln!(
+        "wrote {} from {} ({} data rows read, {}):",
+        opts.config.display(),
+        opts.from.display(),
+        inf.rows,
+        if inf.header {
+            "with a header"
+        } else {
+            "no header"
+        }
+    );
+    for (i, c) in inf.columns.iter().enumerate() {
+        let key = if inf.key.contains(&i) { ", key" } else { "" };
+        let req = if c.required { ", required" } else { "" };
+        let fmt = c
+            .inferred
+            .format
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        outln!("  {}: {}{fmt}{req}{key}", c.name, c.inferred.ty);
+        if let Some(note) = &c.inferred.note {
+            outln!("    note: {note}");
+        }
+    }
+    outln!(
+        "next: review it, put files into lakehouse/raw/, then `medallion validate` and `medallion run`"
+    );
 }
 
 /// One file's dry run, for a person.

@@ -10,6 +10,7 @@ pub mod dry_run;
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod init;
 pub mod plan;
 pub mod report;
 pub mod row;

@@ -89,7 +89,7 @@ fn yaml_place(path: &serde_ignored::Path<'_>) -> String {
 }
 
 /// A name medallion can use unquoted in SQL and in table paths.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -80,7 +80,7 @@ impl Stream {
     /// The held batches, in the order they came.
     pub fn drain(self) -> Result<Drained> {
         Ok(match self.spill {
-            Some(spill) => Drained::Spilled(spill.finish()?),
+            Some(spill) => Drained::Spilled(Box::new(spill.finish()?)),
             None => Drained::Memory(self.batches.into_iter()),
         })
     }
@@ -89,7 +89,7 @@ impl Stream {
 /// Held batches being handed on.
 pub enum Drained {
     Memory(std::vec::IntoIter<RecordBatch>),
-    Spilled(StagedRows),
+    Spilled(Box<StagedRows>),
 }
 
 impl Drained {

@@ -13,6 +13,7 @@ fn every_command_has_help() {
         &["history", "--help"],
         &["status", "--help"],
         &["validate", "--help"],
+        &["init", "--help"],
     ] {
         let r = w.medallion(cmd);
         assert_eq!(r.code, 0, "{cmd:?}: {r:?}");

@@ -7,6 +7,7 @@ mod config_changes;
 mod exactly_once;
 mod exit_codes;
 mod gold_models;
+mod init;
 mod interop;
 mod ledger;
 mod model_changes;
