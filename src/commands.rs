@@ -1,6 +1,6 @@
-//! The read-side commands: `query` (SQL over every table, with time travel), `history`
-//! (a table's commits with medallion's commit info) and `status` (versions, row counts,
-//! files loaded and pending).
+//! The table names every command shares, and the read-side commands `query` (SQL over
+//! every table, with time travel) and `history` (a table's commits with medallion's
+//! commit info); `vacuum`. `status` has a module of its own.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::ingest::{self, ledger};
+use crate::ingest::ledger;
 use crate::storage::{self, HistoryEntry, Lakehouse, TimeTravel};
 
 /// Every table of the lakehouse: (SQL name `zone.table`, path under the root).
@@ -26,6 +26,7 @@ pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
             .map(|m| (format!("gold.{}", m.name), m.table())),
     );
     out.push(("_medallion.files".into(), ledger::LEDGER_TABLE.into()));
+    out.push(("_medallion.runs".into(), crate::runs::RUNS_TABLE.into()));
     out.push((
         "_medallion.lease".into(),
         crate::ingest::lease::LEASE_TABLE.into(),
@@ -111,86 +112,7 @@ pub async fn history(p: &Pipeline, name: &str) -> Result<Vec<HistoryEntry>> {
         .open(&relative)
         .await?
         .ok_or_else(|| MedallionError::Usage(format!("table {sql_name} does not exist yet")))?;
-    storage::history(&table, &sql_name).await
-}
-
-/// State of one table for `status`.
-#[derive(Debug, Clone)]
-pub struct TableStatus {
-    pub name: String,
-    /// `None` when the table does not exist yet.
-    pub version: Option<i64>,
-    pub rows: u64,
-}
-
-/// What `status` reports.
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub tables: Vec<TableStatus>,
-    pub files_loaded: Vec<String>,
-    pub files_pending: Vec<String>,
-    /// Gold tables whose model is no longer in the configuration (left alone).
-    pub orphaned_gold: Vec<String>,
-    /// Models whose gold table the next run rebuilds, and why.
-    pub stale_gold: Vec<(String, &'static str)>,
-}
-
-/// Versions and row counts of every table; files loaded and pending.
-pub async fn status(p: &Pipeline) -> Result<Status> {
-    let lake = Lakehouse::new(p.lakehouse.clone());
-    let ctx = storage::session();
-    let mut out = Vec::new();
-    for (sql_name, relative) in tables(p) {
-        let (version, rows) = match lake.open(&relative).await? {
-            Some(t) => (
-                t.version().map(|v| v as i64),
-                storage::row_count(&ctx, &t, &sql_name).await?,
-            ),
-            None => (None, 0),
-        };
-        out.push(TableStatus {
-            name: sql_name,
-            version,
-            rows,
-        });
-    }
-    let ledger_state = ledger::state(&lake).await?;
-    let mut files_loaded = Vec::new();
-    let mut files_pending = Vec::new();
-    for f in ingest::discover(p).await? {
-        // A settled file version is recognised by name, size and mtime, as `run` does:
-        // only new or changed files are hashed.
-        if ledger_state.unchanged_since_settled(&f) {
-            files_loaded.push(f.name);
-            continue;
-        }
-        match ingest::fingerprint_async(&f).await? {
-            Some(print) if ledger_state.is_settled(&f.name, &print.sha256) => {
-                files_loaded.push(f.name)
-            }
-            _ => files_pending.push(f.name),
-        }
-    }
-    let configured: Vec<String> = p.gold.iter().map(|m| m.name.clone()).collect();
-    let orphaned_gold = lake
-        .tables_in("gold")
-        .await?
-        .into_iter()
-        .filter(|name| !configured.contains(name))
-        .map(|name| format!("gold.{name}"))
-        .collect();
-    let stale_gold = crate::zones::gold::rebuild::stale_models(&lake, p)
-        .await?
-        .into_iter()
-        .map(|(m, reason)| (format!("gold.{}", m.name), reason.note()))
-        .collect();
-    Ok(Status {
-        tables: out,
-        files_loaded,
-        files_pending,
-        orphaned_gold,
-        stale_gold,
-    })
+    storage::history(&table, &sql_name, None).await
 }
 
 /// Vacuum every table; returns (table, files deleted or that would be).

@@ -6,16 +6,22 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod dry_run;
 pub mod error;
 pub mod generate;
 pub mod ingest;
 pub mod init;
+pub mod optimize;
 pub mod plan;
+pub mod progress;
+pub mod reconcile;
 pub mod report;
 pub mod row;
 pub mod run;
+pub mod runs;
 pub mod schema;
+pub mod status;
 pub mod storage;
 pub mod zones;
 

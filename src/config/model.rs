@@ -200,6 +200,9 @@ pub struct SilverConfig {
     /// bounds memory (the last line of a key still wins).
     #[serde(default = "default_silver_batch_rows")]
     pub batch_rows: u64,
+    /// Columns `medallion optimize --zorder` orders silver's files by (default: `key`).
+    #[serde(default)]
+    pub zorder_by: Option<Vec<String>>,
 }
 
 /// A gold model: a SQL query over `silver` and the keys its rows are merged on.
@@ -211,6 +214,10 @@ pub struct GoldModelConfig {
     pub keys: Vec<String>,
     /// DataFusion SQL over the table `silver`.
     pub sql: String,
+    /// Output columns `medallion optimize --zorder` orders the table's files by
+    /// (default: `keys`).
+    #[serde(default)]
+    pub zorder_by: Option<Vec<String>>,
 }
 
 fn default_raw_dir() -> String {

@@ -22,6 +22,8 @@ pub struct Pipeline {
     pub silver_key: Vec<String>,
     /// Rows per silver MERGE.
     pub silver_batch_rows: u64,
+    /// Columns `optimize --zorder` orders silver by: `silver.zorder_by`, else the key.
+    pub silver_zorder_by: Vec<String>,
     pub gold: Vec<GoldModel>,
     /// How many new files one batch takes.
     pub batches: BatchBounds,
@@ -93,6 +95,8 @@ pub struct GoldModel {
     pub name: String,
     pub keys: Vec<String>,
     pub sql: String,
+    /// Columns `optimize --zorder` orders the table by: `zorder_by`, else the keys.
+    pub zorder_by: Vec<String>,
     /// Output schema of the model query.
     pub schema: SchemaRef,
     /// How gold is kept equal to the SQL (decided from the model's plan).

@@ -217,3 +217,52 @@ fn location_problems_are_config_errors() {
     let errs = errors(&SAMPLE.replace("lakehouse: lakehouse", "lakehouse: hdfs://nn/lake"));
     assert!(errs.iter().any(|e| e.contains("not supported")), "{errs:?}");
 }
+
+#[test]
+fn zorder_columns_default_to_the_keys_and_unknown_ones_are_reported_together() {
+    let p = load(SAMPLE).unwrap();
+    assert_eq!(p.silver_zorder_by, p.silver_key);
+    assert_eq!(p.gold[0].zorder_by, ["customer_id", "usage_date"]);
+
+    let configured = SAMPLE
+        .replace(
+            "  key: [customer_id, meter_id, start_time]\n",
+            "  key: [customer_id, meter_id, start_time]\n  zorder_by: [meter_id, start_time]\n",
+        )
+        .replace(
+            "    keys: [customer_id, usage_date]\n",
+            "    keys: [customer_id, usage_date]\n    zorder_by: [usage_date]\n",
+        );
+    let p = load(&configured).unwrap();
+    assert_eq!(p.silver_zorder_by, ["meter_id", "start_time"]);
+    assert_eq!(p.gold[0].zorder_by, ["usage_date"]);
+
+    let errs = errors(
+        &configured
+            .replace(
+                "zorder_by: [meter_id, start_time]",
+                "zorder_by: [meter, meter_id, meter_id]",
+            )
+            .replace("zorder_by: [usage_date]", "zorder_by: [usage_day]"),
+    );
+    let has = |place: &str, text: &str| {
+        errs.iter()
+            .any(|e| e.starts_with(place) && e.contains(text))
+    };
+    assert!(
+        has("silver.zorder_by[0]", "unknown column \"meter\""),
+        "{errs:#?}"
+    );
+    assert!(has("silver.zorder_by[2]", "listed twice"), "{errs:#?}");
+    assert!(
+        has("gold[0].zorder_by[0]", "unknown column \"usage_day\""),
+        "{errs:#?}"
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+
+    let errs = errors(&configured.replace("zorder_by: [usage_date]", "zorder_by: []"));
+    assert!(
+        errs.iter().any(|e| e.starts_with("gold[0].zorder_by")),
+        "{errs:#?}"
+    );
+}

@@ -57,12 +57,23 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
         }
     }
 
+    // Reported with the gold models' problems, whatever happens to those.
+    let mut zorder_errs = Vec::new();
+    let silver_zorder_by = zorder_columns(
+        file.silver.zorder_by.as_deref(),
+        &file.silver.key,
+        "silver.zorder_by",
+        |c| file.source.columns.iter().any(|col| col.name == c),
+        &mut zorder_errs,
+    );
+
     let mut pipeline = match (lakehouse, source) {
         (Some(lakehouse), Some(source)) if errs.is_empty() => Pipeline {
             lakehouse,
             source,
             silver_key: file.silver.key.clone(),
             silver_batch_rows: file.silver.batch_rows,
+            silver_zorder_by,
             gold: Vec::new(),
             batches: BatchBounds {
                 max_files: file.batches.max_files,
@@ -71,11 +82,13 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
         },
         _ => {
             // Gold SQL can only be planned against a valid silver schema.
+            errs.extend(zorder_errs);
             return Err(errs);
         }
     };
     let silver = pipeline.source.silver_schema();
     pipeline.gold = validate_gold(&file.gold, silver, &file.silver.key, &mut errs).await;
+    errs.extend(zorder_errs);
     if errs.is_empty() {
         Ok(pipeline)
     } else {
@@ -280,10 +293,18 @@ async fn validate_gold(
                 continue;
             }
         };
+        let zorder_by = zorder_columns(
+            m.zorder_by.as_deref(),
+            &m.keys,
+            &format!("{place}.zorder_by"),
+            |c| schema.field_with_name(c).is_ok(),
+            errs,
+        );
         let fingerprint = model_fingerprint(&ctx, m, &schema);
         out.push(GoldModel {
             name: m.name.clone(),
             keys: m.keys.clone(),
+            zorder_by,
             sql: m.sql.clone(),
             schema,
             maintenance,
@@ -291,6 +312,41 @@ async fn validate_gold(
         });
     }
     out
+}
+
+/// The Z-order columns of a table: the configured list (at `place`), each a known,
+/// distinct column, or else `default` (its keys).
+fn zorder_columns(
+    configured: Option<&[String]>,
+    default: &[String],
+    place: &str,
+    known: impl Fn(&str) -> bool,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<String> {
+    let Some(columns) = configured else {
+        return default.to_vec();
+    };
+    if columns.is_empty() {
+        errs.push(ConfigError::new(
+            place,
+            "list at least one column, or leave the key out to Z-order by the keys",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, c) in columns.iter().enumerate() {
+        if !known(c) {
+            errs.push(ConfigError::new(
+                format!("{place}[{i}]"),
+                format!("unknown column \"{c}\""),
+            ));
+        } else if !seen.insert(c.as_str()) {
+            errs.push(ConfigError::new(
+                format!("{place}[{i}]"),
+                format!("column \"{c}\" is listed twice"),
+            ));
+        }
+    }
+    columns.to_vec()
 }
 
 /// sha256 of the model's normalised SQL (parsed and printed again: whitespace, case of

@@ -13,7 +13,7 @@
 
 mod key;
 mod render;
-mod sniff;
+pub(crate) mod sniff;
 mod types;
 
 use std::path::{Path, PathBuf};

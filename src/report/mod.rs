@@ -27,6 +27,8 @@ pub struct FileReport {
     pub warnings: BTreeMap<String, u64>,
     /// A file of this name was loaded before with other content.
     pub new_version: bool,
+    /// Its size in bytes (compressed, as stored).
+    pub bytes: u64,
 }
 
 impl FileReport {
@@ -90,6 +92,24 @@ pub struct BatchReport {
     pub bronze_version: Option<i64>,
     pub rejected_version: Option<i64>,
     pub elapsed: Duration,
+    /// Where the time went.
+    pub stages: StageTimes,
+}
+
+/// Wall time of a batch's stages. Reading overlaps the commits of the batch before
+/// it, so the stages may add up to more than the batch's own elapsed time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// Read, validate and encode the files (or replay committed bronze).
+    pub read: Duration,
+    /// Commit bronze and rejected.
+    pub bronze: Duration,
+    /// Upsert silver.
+    pub silver: Duration,
+    /// Refresh the gold models.
+    pub gold: Duration,
+    /// Write the ledger's final rows.
+    pub ledger: Duration,
 }
 
 impl BatchReport {
@@ -189,3 +209,4 @@ impl RunReport {
 }
 
 mod display;
+mod json;

@@ -39,6 +39,8 @@ pub struct Prepared {
     rejected_done: bool,
     /// The replay's rejected commit.
     rejected_version: Option<i64>,
+    /// How long the read took.
+    read_time: std::time::Duration,
 }
 
 /// The source's tables, created when missing.
@@ -98,6 +100,7 @@ pub async fn prepare(
     validator: &Validator,
     batch: &mut Batch,
 ) -> Result<Prepared> {
+    let started = std::time::Instant::now();
     let tables = p.source.tables();
     let (bronze_table, rejected_table, _) = source_tables(lake, p).await?;
     let seq = batch.seq;
@@ -113,6 +116,7 @@ pub async fn prepare(
         staging: silver::Staging::new(&p.source.silver_schema())?,
         rejected_done,
         rejected_version: None,
+        read_time: Default::default(),
     };
     if bronze_done {
         super::replay::keep_bronze_members(&bronze_table, &tables.bronze, batch).await?;
@@ -144,6 +148,7 @@ pub async fn prepare(
         w.stage().await?;
     }
     prepared.rejected_w.stage().await?;
+    prepared.read_time = started.elapsed();
     Ok(prepared)
 }
 
@@ -163,7 +168,9 @@ pub async fn commit(
         staging,
         rejected_done,
         rejected_version,
+        read_time,
     } = prepared;
+    br.stages.read = read_time;
     let committed = batch.committed;
     br.committed = committed;
     br.rejected_version = rejected_version;
@@ -201,7 +208,8 @@ pub async fn commit(
         lake.keep(&tables.rejected, &rejected_table);
         failpoint("after_rejected_commit");
     }
-    tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "bronze and rejected committed");
+    br.stages.bronze = started.elapsed();
+    tracing::debug!(batch = %lineage.batch_id, ms = br.stages.bronze.as_millis() as u64, "bronze and rejected committed");
     // Gold is recomputed in full when the batch's rows are all of silver anyway (silver
     // was empty): collecting each slice's keys would only name every group.
     let staged = staging.finish()?;
@@ -222,7 +230,8 @@ pub async fn commit(
     let started = std::time::Instant::now();
     let affected = (!full).then_some(affected);
     refresh_gold(lake, p, lease, &silver, affected, (&lineage, seq), br).await?;
-    tracing::debug!(batch = %lineage.batch_id, ms = started.elapsed().as_millis() as u64, "gold refreshed");
+    br.stages.gold = started.elapsed();
+    tracing::debug!(batch = %lineage.batch_id, ms = br.stages.gold.as_millis() as u64, "gold refreshed");
     Ok(())
 }
 
@@ -293,10 +302,11 @@ async fn upsert_silver(
             failpoint("after_silver_commit");
         }
     }
+    br.stages.silver = started.elapsed();
     if !touched && !stage.full {
         return Ok(None);
     }
-    tracing::debug!(batch = %stage.lineage.batch_id, ms = started.elapsed().as_millis() as u64, "silver upserted");
+    tracing::debug!(batch = %stage.lineage.batch_id, ms = br.stages.silver.as_millis() as u64, "silver upserted");
     Ok(Some((silver, affected)))
 }
 

@@ -175,6 +175,9 @@ impl<'a> Batches<'a> {
     ) -> Result<bool> {
         br.elapsed = started.elapsed();
         br.committed |= batch.committed;
+        for m in &mut batch.members {
+            m.report.bytes = m.claim.size;
+        }
         let error = match outcome {
             Ok(()) => None,
             Err(e @ (MedallionError::LeaseLost | MedallionError::Fenced { .. })) => return Err(e),
@@ -205,6 +208,7 @@ impl<'a> Batches<'a> {
                 m.report = FileReport {
                     error: Some(e.to_string()),
                     new_version: m.report.new_version,
+                    bytes: m.claim.size,
                     ..FileReport::new(&m.claim.file, &batch.batch_id)
                 };
             }
@@ -219,7 +223,9 @@ impl<'a> Batches<'a> {
         br.files = batch.members.iter().map(|m| m.report.clone()).collect();
         self.lease.check()?;
         failpoint("before_ledger_final");
+        let ledger_started = Instant::now();
         ledger::record_all(self.lake, &finals).await?;
+        br.stages.ledger = ledger_started.elapsed();
         for m in batch.members.iter().filter(|m| m.report.loaded()) {
             let (name, sha) = (m.claim.file.clone(), m.claim.sha256.clone());
             state.loaded.insert(sha.clone(), name.clone());

@@ -39,6 +39,7 @@ use crate::ingest;
 use crate::ingest::lease::Lease;
 use crate::ingest::ledger::{self, FileStatus, LedgerEntry};
 use crate::report::{FileReport, ModelRebuild, RunReport};
+use crate::runs;
 use crate::storage::Lakehouse;
 use crate::zones::gold::rebuild as model_rebuild;
 
@@ -97,6 +98,7 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     tracing::debug!("checked for work");
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
     tracing::debug!("lease acquired");
+    let started = chrono::Utc::now();
     // Planned again under the lease: another run may have evolved the tables meanwhile.
     let evolved = async { evolve::apply(&lake, &p, &evolve::check(&lake, &p, false).await?).await };
     let result = match evolved.await {
@@ -105,6 +107,19 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     };
     if result.is_ok() {
         compact_small_files(&lake, &p, &lease).await;
+    }
+    let outcome = result.as_ref().map_err(|e| e.to_string());
+    let worth_recording = match &outcome {
+        Ok(report) => runs::did_something(report),
+        Err(_) => true,
+    };
+    if worth_recording {
+        let record = runs::RunRecord {
+            started,
+            finished: chrono::Utc::now(),
+            outcome,
+        };
+        runs::record(&lake, &p, &record).await;
     }
     failpoint("before_lease_release");
     if let Err(e) = lease.release().await {
@@ -119,6 +134,7 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
     let tables = p.source.tables();
     let mut names = vec![
         ledger::LEDGER_TABLE.to_string(),
+        runs::RUNS_TABLE.to_string(),
         tables.bronze,
         tables.rejected,
         tables.silver,
@@ -128,7 +144,7 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
         if lease.check().is_err() {
             return;
         }
-        let max = if name == ledger::LEDGER_TABLE {
+        let max = if name == ledger::LEDGER_TABLE || name == runs::RUNS_TABLE {
             MAX_SMALL_LEDGER_FILES
         } else {
             MAX_SMALL_FILES
@@ -238,6 +254,11 @@ async fn run_batches(
         }
         recovered.extend(done.into_iter().filter(|d| state.settled.contains(d)));
     }
+    let new: Vec<&ingest::RawFile> = files
+        .iter()
+        .filter(|f| !state.unchanged_since_settled(f))
+        .collect();
+    crate::progress::start(new.len() as u64, new.iter().map(|f| f.size).sum());
     // New file versions are hashed ahead, on a thread of their own, while the current
     // batches are loaded.
     let mut prints = ingest::FingerprintsAhead::start(

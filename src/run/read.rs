@@ -112,6 +112,7 @@ pub async fn read_files(
             Parsed::End(_) => match unchanged_while_read(batch.members[i].file.as_ref()).await {
                 Ok(()) => {
                     ended.insert(i);
+                    crate::progress::file_done(batch.members[i].claim.size);
                     out.write_held(std::mem::take(&mut held)).await?;
                     Ok(())
                 }
@@ -236,6 +237,7 @@ fn checked(
         .unless_failed(&lineage.source_file)?;
     fr.rows_read += rows.len() as u64;
     fr.bronze_rows += rows.len() as u64;
+    crate::progress::rows(rows.len() as u64);
     fr.rejected += v.rejected.num_rows() as u64;
     fr.silver_accepted += v.accepted.num_rows() as u64;
     merge_counts(&mut fr.rejected_by_rule, &v.rejected_by_rule);

@@ -11,8 +11,9 @@
 //!
 //! Why that is safe: what a run would do changes only through the configuration (the
 //! fingerprint), the landing zone (the digest) or another writer, and every writer (a
-//! run, a rebuild) commits to the lease table before its first write. A mark that is
-//! stale in any of them is ignored: the long check runs, and writes a fresh mark.
+//! run, a rebuild, an optimize) commits to the lease table before its first write. A
+//! mark that is stale in any of them is ignored: the long check runs, and writes a
+//! fresh mark.
 //! Errors on the short path only cost the long one.
 
 use serde::{Deserialize, Serialize};

@@ -14,6 +14,7 @@ mod lakehouse;
 pub mod location;
 mod merge;
 mod objects;
+mod optimize;
 pub mod probe;
 mod read;
 #[cfg(test)]
@@ -35,7 +36,11 @@ pub use compact::compact_if_fragmented;
 pub use lakehouse::Lakehouse;
 pub use location::{Location, StorageOptions};
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert, within_key_bounds};
-pub use read::{HistoryEntry, TimeTravel, batch_commit_info, history, open_at, row_count};
+pub use optimize::{FileStats, Layout, OptimizeMetrics, optimize};
+pub use read::{
+    HistoryEntry, SnapshotSize, TimeTravel, batch_commit_info, history, open_at, row_count,
+    snapshot_size,
+};
 pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::{AppendWriter, Committed, conform};
 

@@ -1,5 +1,5 @@
 //! Reading table state: time travel to a version or a timestamp, commit history with
-//! medallion's commit info, and row counts.
+//! medallion's commit info, row counts, and the size of the current snapshot.
 
 use chrono::{DateTime, TimeZone, Utc};
 use deltalake::DeltaTable;
@@ -74,7 +74,7 @@ pub async fn open_at(
 }
 
 /// One commit of a table, newest first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct HistoryEntry {
     pub version: i64,
     pub timestamp: Option<DateTime<Utc>>,
@@ -87,11 +87,16 @@ pub struct HistoryEntry {
     pub note: Option<String>,
 }
 
-/// The commit history of `table`, newest first.
-pub async fn history(table: &DeltaTable, name: &str) -> Result<Vec<HistoryEntry>> {
+/// The commit history of `table`, newest first; the newest `limit` commits only when
+/// given.
+pub async fn history(
+    table: &DeltaTable,
+    name: &str,
+    limit: Option<usize>,
+) -> Result<Vec<HistoryEntry>> {
     let latest = table.version().map_or(-1, |v| v as i64);
     let infos: Vec<_> = table
-        .history(None)
+        .history(limit)
         .try_collect()
         .await
         .map_err(MedallionError::delta("history", name))?;
@@ -161,4 +166,45 @@ pub async fn row_count(
         .await
         .map_err(MedallionError::sql(format!("count {name}")))?;
     Ok(n as u64)
+}
+
+/// The data files of a table's current snapshot and when it was last written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotSize {
+    pub files: u64,
+    pub bytes: u64,
+    pub last_commit: Option<DateTime<Utc>>,
+}
+
+/// Files and bytes of the current snapshot (from the log held in memory: no data file
+/// is read), and the time of the newest commit.
+pub async fn snapshot_size(table: &DeltaTable, name: &str) -> Result<SnapshotSize> {
+    let Some(version) = table.version() else {
+        return Ok(SnapshotSize::default());
+    };
+    let state = table
+        .snapshot()
+        .map_err(MedallionError::delta("read the snapshot of", name))?;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for f in state.log_data().iter() {
+        files += 1;
+        bytes += f.size().max(0) as u64;
+    }
+    // The commit file's time; a version only a checkpoint holds has none: its commit
+    // info then says.
+    let millis = match state.version_timestamp(version) {
+        Some(t) => Some(t),
+        None => table
+            .history(Some(1))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(MedallionError::delta("history", name))?
+            .first()
+            .and_then(|c| c.timestamp),
+    };
+    Ok(SnapshotSize {
+        files,
+        bytes,
+        last_commit: millis.and_then(|t| Utc.timestamp_millis_opt(t).single()),
+    })
 }

@@ -14,6 +14,7 @@ fn every_command_has_help() {
         &["status", "--help"],
         &["validate", "--help"],
         &["init", "--help"],
+        &["reconcile", "--help"],
     ] {
         let r = w.medallion(cmd);
         assert_eq!(r.code, 0, "{cmd:?}: {r:?}");

@@ -90,6 +90,7 @@ pub fn readers_read_every_table(w: &Workdir) {
         "rejected/readings",
         "gold/daily_usage",
         "_medallion/files",
+        "_medallion/runs",
     ];
     let sql_names = [
         "bronze.readings",
@@ -97,6 +98,7 @@ pub fn readers_read_every_table(w: &Workdir) {
         "rejected.readings",
         "gold.daily_usage",
         "_medallion.files",
+        "_medallion.runs",
     ];
     let results = read_with_all(w, &tables, None);
     let readers: Vec<&String> = results.as_object().unwrap().keys().collect();

@@ -1,0 +1,223 @@
+//! `medallion status`: the state of the lakehouse in one read-only look.
+//!
+//! Contract: per table its version, rows, data files, bytes and last commit time (rows
+//! from file statistics, the rest from the Delta log: no data file is read); the files
+//! of the landing zone that are loaded and pending (a settled file is recognised by
+//! name, size and modification time, as `run` does, so only new files are hashed);
+//! the files whose latest attempt failed, with the reason; the duplicates skipped; the
+//! last run that did something (from `_medallion.runs`); and what the next run
+//! rebuilds. The shape is the documented `status --json` document.
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::datatypes::{DataType, TimeUnit};
+use deltalake::datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use crate::commands::tables;
+use crate::config::Pipeline;
+use crate::error::{MedallionError, Result};
+use crate::ingest::{self, ledger};
+use crate::storage::{self, Lakehouse};
+
+/// One table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    /// As SQL names it: `silver.readings`, `_medallion.files`.
+    pub name: String,
+    /// `None` when the table does not exist yet.
+    pub version: Option<i64>,
+    pub rows: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub last_commit: Option<DateTime<Utc>>,
+}
+
+/// A file whose latest attempt failed; the next run tries it again.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedFile {
+    pub file: String,
+    pub batch_id: String,
+    pub at: Option<DateTime<Utc>>,
+    pub reason: String,
+}
+
+/// A file skipped because the same content was loaded under another name.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateFile {
+    pub file: String,
+    /// The name the content was loaded under.
+    pub of: String,
+}
+
+/// The landing zone's files.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Files {
+    /// Files of the landing zone already loaded (or settled as duplicates).
+    pub loaded: u64,
+    /// Files of the landing zone the next run takes, in name order.
+    pub pending: Vec<String>,
+    pub failed: Vec<FailedFile>,
+    pub duplicates: Vec<DuplicateFile>,
+}
+
+/// A gold table the next run rebuilds, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleGold {
+    pub table: String,
+    pub reason: &'static str,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub lakehouse: String,
+    pub tables: Vec<TableStatus>,
+    pub files: Files,
+    pub last_run: Option<crate::runs::LastRun>,
+    pub stale_gold: Vec<StaleGold>,
+    /// Gold tables whose model is no longer in the configuration (left alone).
+    pub orphaned_gold: Vec<String>,
+}
+
+/// Read the state of every table and of the landing zone.
+pub async fn status(p: &Pipeline) -> Result<Status> {
+    let lake = Lakehouse::new(p.lakehouse.clone());
+    let ctx = storage::session();
+    let mut out = Vec::new();
+    for (name, relative) in tables(p) {
+        let t = match lake.open(&relative).await? {
+            Some(t) => {
+                let size = storage::snapshot_size(&t, &name).await?;
+                TableStatus {
+                    version: t.version().map(|v| v as i64),
+                    rows: storage::row_count(&ctx, &t, &name).await?,
+                    files: size.files,
+                    bytes: size.bytes,
+                    last_commit: size.last_commit,
+                    name,
+                }
+            }
+            None => TableStatus {
+                name,
+                version: None,
+                rows: 0,
+                files: 0,
+                bytes: 0,
+                last_commit: None,
+            },
+        };
+        out.push(t);
+    }
+    let files = files(p, &lake).await?;
+    let configured: Vec<String> = p.gold.iter().map(|m| m.name.clone()).collect();
+    let orphaned_gold = lake
+        .tables_in("gold")
+        .await?
+        .into_iter()
+        .filter(|name| !configured.contains(name))
+        .map(|name| format!("gold.{name}"))
+        .collect();
+    let stale_gold = crate::zones::gold::rebuild::stale_models(&lake, p)
+        .await?
+        .into_iter()
+        .map(|(m, reason)| StaleGold {
+            table: format!("gold.{}", m.name),
+            reason: reason.note(),
+        })
+        .collect();
+    Ok(Status {
+        lakehouse: p.lakehouse.url.to_string(),
+        tables: out,
+        files,
+        last_run: crate::runs::last_run(&lake).await?,
+        stale_gold,
+        orphaned_gold,
+    })
+}
+
+/// The landing zone against the ledger.
+async fn files(p: &Pipeline, lake: &Lakehouse) -> Result<Files> {
+    let state = ledger::state(lake).await?;
+    let mut out = Files::default();
+    for f in ingest::discover(p).await? {
+        if state.unchanged_since_settled(&f) {
+            out.loaded += 1;
+            continue;
+        }
+        match ingest::fingerprint_async(&f).await? {
+            Some(print) if state.is_settled(&f.name, &print.sha256) => out.loaded += 1,
+            _ => out.pending.push(f.name),
+        }
+    }
+    let Some(table) = lake.open(ledger::LEDGER_TABLE).await? else {
+        return Ok(out);
+    };
+    let ctx = storage::session();
+    storage::register(&ctx, "ledger", &table).await?;
+    out.failed = failed_files(&ctx).await?;
+    out.duplicates = duplicate_files(&ctx, &state).await?;
+    Ok(out)
+}
+
+/// Files whose newest final row (of any batch) is `failed`.
+async fn failed_files(ctx: &SessionContext) -> Result<Vec<FailedFile>> {
+    let sql = "SELECT file, _batch_id, processed_at, message FROM ( \
+         SELECT *, ROW_NUMBER() OVER (PARTITION BY file ORDER BY processed_at DESC, seq DESC) AS newest \
+         FROM ledger WHERE status IN ('loaded', 'failed', 'duplicate', 'unchanged')) \
+         WHERE newest = 1 AND status = 'failed' ORDER BY file";
+    let batches = storage::sql_batches(ctx, sql, "read the failed files").await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let (file, batch, at, message) = (text(b, 0)?, text(b, 1)?, times(b, 2)?, text(b, 3)?);
+        for i in 0..b.num_rows() {
+            out.push(FailedFile {
+                file: file.value(i).to_string(),
+                batch_id: batch.value(i).to_string(),
+                at: at.value_as_datetime(i).map(|t| t.and_utc()),
+                reason: message.value(i).to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Files recorded as duplicates, with the name their content was loaded under.
+async fn duplicate_files(
+    ctx: &SessionContext,
+    state: &ledger::LedgerState,
+) -> Result<Vec<DuplicateFile>> {
+    let sql = "SELECT DISTINCT file, sha256 FROM ledger WHERE status = 'duplicate' ORDER BY file";
+    let batches = storage::sql_batches(ctx, sql, "read the duplicates").await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let (file, sha) = (text(b, 0)?, text(b, 1)?);
+        for i in 0..b.num_rows() {
+            out.push(DuplicateFile {
+                file: file.value(i).to_string(),
+                of: state.loaded.get(sha.value(i)).cloned().unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Column `i` as text.
+fn text(b: &RecordBatch, i: usize) -> Result<StringArray> {
+    let c = deltalake::arrow::compute::cast(b.column(i), &DataType::Utf8)
+        .map_err(MedallionError::arrow("read the ledger"))?;
+    Ok(c.as_string::<i32>().clone())
+}
+
+/// Column `i` as microsecond timestamps.
+fn times(b: &RecordBatch, i: usize) -> Result<TimestampMicrosecondArray> {
+    let c = deltalake::arrow::compute::cast(
+        b.column(i),
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
+    )
+    .map_err(MedallionError::arrow("read the ledger"))?;
+    c.as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .cloned()
+        .ok_or_else(|| MedallionError::Internal("a timestamp cast gave another type".into()))
+}
