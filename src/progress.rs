@@ -1,14 +1,15 @@
 //! Progress of a `run` on stderr, so a person sees a long run move.
 //!
 //! Contract: on a terminal, an indicatif bar over the bytes of the run's new files,
-//! with files done and rows read beside it; elsewhere (a scheduler's log), one plain
-//! line every [`LINE_EVERY`], the first once the run has gone on that long, so short
-//! runs print nothing; nothing at all when the command line asked for quiet or JSON
+//! with files done, rows read and the stage being committed beside it; elsewhere (a
+//! scheduler's log), one plain line every [`LINE_EVERY`] (also while a long commit
+//! reads nothing), the first once the run has gone on that long, so short runs print
+//! nothing; nothing at all when the command line asked for quiet or JSON
 //! output, or before [`install`]. Counting is a few atomic additions per chunk of rows:
 //! the pipeline calls [`rows`] and [`file_done`] without caring where they go. Stdout is
 //! never touched.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,11 @@ struct Progress {
     files: AtomicU64,
     bytes: AtomicU64,
     rows: AtomicU64,
+    /// What the current batch commits (`None` while only reading).
+    stage: Mutex<Option<&'static str>>,
     /// When the last plain line was printed.
     last_line: Mutex<Instant>,
+    finished: AtomicBool,
     bar: OnceLock<ProgressBar>,
 }
 
@@ -61,7 +65,9 @@ pub fn install(mode: Mode) {
         files: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         rows: AtomicU64::new(0),
+        stage: Mutex::new(None),
         last_line: Mutex::new(now),
+        finished: AtomicBool::new(false),
         bar: OnceLock::new(),
     });
 }
@@ -79,6 +85,28 @@ pub fn start(files: u64, bytes: u64) {
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(200));
         let _ = p.bar.set(bar);
+        update(p);
+    } else if p.mode == Mode::Lines {
+        // A line every LINE_EVERY also while nothing is read (a long MERGE).
+        std::thread::spawn(|| {
+            while let Some(p) = PROGRESS
+                .get()
+                .filter(|p| !p.finished.load(Ordering::Relaxed))
+            {
+                update(p);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    }
+}
+
+/// The current batch now commits `stage` (`bronze`, `silver`, `gold`, `ledger`), or
+/// nothing (`None`).
+pub fn stage(stage: Option<&'static str>) {
+    if let Some(p) = PROGRESS.get() {
+        if let Ok(mut s) = p.stage.lock() {
+            *s = stage;
+        }
         update(p);
     }
 }
@@ -102,8 +130,11 @@ pub fn file_done(bytes: u64) {
 
 /// The run is over: the bar is cleared (the summary follows on stdout).
 pub fn finish() {
-    if let Some(bar) = PROGRESS.get().and_then(|p| p.bar.get()) {
-        bar.finish_and_clear();
+    if let Some(p) = PROGRESS.get() {
+        p.finished.store(true, Ordering::Relaxed);
+        if let Some(bar) = p.bar.get() {
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -116,11 +147,15 @@ fn update(p: &Progress) {
         p.bytes.load(Ordering::Relaxed),
         p.rows.load(Ordering::Relaxed),
     );
+    let stage = match p.stage.lock().ok().and_then(|s| *s) {
+        Some(stage) => format!(" (committing {stage})"),
+        None => String::new(),
+    };
     match p.mode {
         Mode::Bar => {
             if let Some(bar) = p.bar.get() {
                 bar.set_position(bytes);
-                bar.set_message(format!("files {files}/{total}, rows {rows}"));
+                bar.set_message(format!("files {files}/{total}, rows {rows}{stage}"));
             }
         }
         Mode::Lines => {
@@ -132,7 +167,7 @@ fn update(p: &Progress) {
             }
             *last = Instant::now();
             eprintln!(
-                "medallion: {:.0} s: files {files}/{total} read, {} read, {rows} rows",
+                "medallion: {:.0} s: files {files}/{total} read, {} read, {rows} rows{stage}",
                 p.started.elapsed().as_secs_f64(),
                 bytesize::ByteSize(bytes).display().iec_short()
             );

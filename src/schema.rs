@@ -140,3 +140,8 @@ pub fn gold_schema(model_schema: &Schema) -> SchemaRef {
             .collect::<Vec<_>>(),
     ))
 }
+
+/// A double-quoted SQL identifier, as DataFusion reads it (`a"b` → `"a""b"`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -4,9 +4,10 @@
 //! from file statistics, the rest from the Delta log: no data file is read); the files
 //! of the landing zone that are loaded and pending (a settled file is recognised by
 //! name, size and modification time, as `run` does, so only new files are hashed);
-//! the files whose latest attempt failed, with the reason; the duplicates skipped; the
-//! last run that did something (from `_medallion.runs`); and what the next run
-//! rebuilds. The shape is the documented `status --json` document.
+//! those of them whose latest attempt failed, with the reason, and those whose latest
+//! version was a duplicate skipped; the last run that did something (from
+//! `_medallion.runs`); and what the next run rebuilds. The shape is the documented
+//! `status --json` document.
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -140,7 +141,9 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
 async fn files(p: &Pipeline, lake: &Lakehouse) -> Result<Files> {
     let state = ledger::state(lake).await?;
     let mut out = Files::default();
-    for f in ingest::discover(p).await? {
+    let landing = ingest::discover(p).await?;
+    let names: std::collections::HashSet<String> = landing.iter().map(|f| f.name.clone()).collect();
+    for f in landing {
         if state.unchanged_since_settled(&f) {
             out.loaded += 1;
             continue;
@@ -156,17 +159,27 @@ async fn files(p: &Pipeline, lake: &Lakehouse) -> Result<Files> {
     let ctx = storage::session();
     storage::register(&ctx, "ledger", &table).await?;
     out.failed = failed_files(&ctx).await?;
+    out.failed.retain(|f| names.contains(&f.file));
     out.duplicates = duplicate_files(&ctx, &state).await?;
+    out.duplicates.retain(|f| names.contains(&f.file));
     Ok(out)
 }
 
-/// Files whose newest final row (of any batch) is `failed`.
-async fn failed_files(ctx: &SessionContext) -> Result<Vec<FailedFile>> {
-    let sql = "SELECT file, _batch_id, processed_at, message FROM ( \
+/// Each file name's newest final ledger row (of any batch) when its status is
+/// `status`: `file, _batch_id, processed_at, message, sha256`.
+fn newest_when(status: &str) -> String {
+    format!(
+        "SELECT file, _batch_id, processed_at, message, sha256 FROM ( \
          SELECT *, ROW_NUMBER() OVER (PARTITION BY file ORDER BY processed_at DESC, seq DESC) AS newest \
          FROM ledger WHERE status IN ('loaded', 'failed', 'duplicate', 'unchanged')) \
-         WHERE newest = 1 AND status = 'failed' ORDER BY file";
-    let batches = storage::sql_batches(ctx, sql, "read the failed files").await?;
+         WHERE newest = 1 AND status = '{status}' ORDER BY file"
+    )
+}
+
+/// Files whose newest attempt failed.
+async fn failed_files(ctx: &SessionContext) -> Result<Vec<FailedFile>> {
+    let batches =
+        storage::sql_batches(ctx, &newest_when("failed"), "read the failed files").await?;
     let mut out = Vec::new();
     for b in &batches {
         let (file, batch, at, message) = (text(b, 0)?, text(b, 1)?, times(b, 2)?, text(b, 3)?);
@@ -182,16 +195,17 @@ async fn failed_files(ctx: &SessionContext) -> Result<Vec<FailedFile>> {
     Ok(out)
 }
 
-/// Files recorded as duplicates, with the name their content was loaded under.
+/// Files whose newest version was a duplicate, with the name their content was
+/// loaded under (a name whose new content loaded since is not one).
 async fn duplicate_files(
     ctx: &SessionContext,
     state: &ledger::LedgerState,
 ) -> Result<Vec<DuplicateFile>> {
-    let sql = "SELECT DISTINCT file, sha256 FROM ledger WHERE status = 'duplicate' ORDER BY file";
-    let batches = storage::sql_batches(ctx, sql, "read the duplicates").await?;
+    let batches =
+        storage::sql_batches(ctx, &newest_when("duplicate"), "read the duplicates").await?;
     let mut out = Vec::new();
     for b in &batches {
-        let (file, sha) = (text(b, 0)?, text(b, 1)?);
+        let (file, sha) = (text(b, 0)?, text(b, 4)?);
         for i in 0..b.num_rows() {
             out.push(DuplicateFile {
                 file: file.value(i).to_string(),

@@ -15,8 +15,36 @@ async fn load(path: &std::path::Path) -> Result<Arc<config::Pipeline>> {
     Ok(Arc::new(config::load(path).await?))
 }
 
-/// Run a parsed command line; returns the process exit code.
+/// Run a parsed command line; returns the process exit code. A command asked for
+/// `--json` that fails prints `{"error": message, "exit_code": n}`, so its stdout is
+/// still one JSON document (the error also goes to stderr, as for every command).
 pub async fn execute(cli: Cli) -> Result<i32> {
+    let json = cli.command.json();
+    let result = run(cli).await;
+    if json && let Err(e) = &result {
+        outln!(
+            "{:#}",
+            serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() })
+        );
+    }
+    result
+}
+
+impl Command {
+    /// Whether the command prints one JSON document.
+    fn json(&self) -> bool {
+        match self {
+            Command::Run { json, .. }
+            | Command::History { json, .. }
+            | Command::Status { json }
+            | Command::Validate { json, .. }
+            | Command::Reconcile { json, .. } => *json,
+            _ => false,
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -160,7 +188,10 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             let (name, _) = commands::resolve_table(&pipeline, &table)?;
             let entries = commands::history(&pipeline, &table).await?;
             if json {
-                outln!("{:#}", serde_json::json!({ "table": name, "commits": entries }));
+                outln!(
+                    "{:#}",
+                    serde_json::json!({ "table": name, "commits": entries })
+                );
             } else {
                 print_history(&entries);
             }
@@ -217,14 +248,19 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Report { out } => {
             let pipeline = load(&cli.config).await?;
-            let page = crate::dashboard::render(&pipeline, &cli.config.display().to_string()).await?;
+            let page =
+                crate::dashboard::render(&pipeline, &cli.config.display().to_string()).await?;
             if out.as_os_str() == "-" {
                 out!("{page}");
             } else {
                 std::fs::write(&out, &page).map_err(|e| {
                     MedallionError::Usage(format!("cannot write {}: {e}", out.display()))
                 })?;
-                outln!("wrote {} ({})", out.display(), bytesize::ByteSize(page.len() as u64).display().iec_short());
+                outln!(
+                    "wrote {} ({})",
+                    out.display(),
+                    bytesize::ByteSize(page.len() as u64).display().iec_short()
+                );
             }
             Ok(0)
         }

@@ -27,7 +27,6 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::cli::emit(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-
 mod execute;
 mod print;
 
@@ -83,7 +82,8 @@ pub enum Command {
     },
 
     /// Run SQL over the tables: bronze.<source>, silver.<source>, rejected.<source>,
-    /// gold.<model>, _medallion.files.
+    /// gold.<model>, _medallion.files (the ledger), _medallion.runs (run metrics),
+    /// _medallion.lease.
     ///
     /// Example: medallion query "SELECT customer_id, SUM(total_kwh) FROM gold.daily_usage GROUP BY 1"
     Query {

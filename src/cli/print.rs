@@ -41,8 +41,11 @@ pub(super) fn print_inference(inf: &crate::init::Inference, opts: &crate::init::
 /// A reconciliation: the counts, then the examples of each kind.
 pub(super) fn print_reconciliation(r: &crate::reconcile::Reconciliation) {
     use std::collections::BTreeMap;
-    let key = |k: &BTreeMap<String, String>| {
-        let parts: Vec<String> = k.iter().map(|(c, v)| format!("{c}={v}")).collect();
+    let key = |k: &BTreeMap<String, Option<String>>| {
+        let parts: Vec<String> = k
+            .iter()
+            .map(|(c, v)| format!("{c}={}", v.as_deref().unwrap_or("null")))
+            .collect();
         parts.join(", ")
     };
     outln!(

@@ -12,6 +12,7 @@ use super::svg::{Bar, Lines};
 use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
 use crate::runs::RUNS_TABLE;
+use crate::schema::quote_ident;
 use crate::storage::{self, Lakehouse, TimeTravel};
 
 /// Runs shown, the most recent.
@@ -32,6 +33,24 @@ struct RunRow {
     finished: DateTime<Utc>,
     rejected: BTreeMap<String, f64>,
     stages: Vec<f64>,
+}
+
+/// Rows of a table at a version; `None` when that version is out of reach.
+async fn rows_at(lake: &Lakehouse, relative: &str, name: &str, v: i64) -> Option<f64> {
+    let counted = async {
+        match storage::open_at(lake, relative, Some(TimeTravel::Version(v))).await? {
+            Some(t) => Ok(storage::row_count(&storage::session(), &t, name).await? as f64),
+            None => Ok(0.0),
+        }
+    };
+    match counted.await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            let e: MedallionError = e;
+            tracing::warn!("report: {name} at version {v} is out of reach, left out: {e}");
+            None
+        }
+    }
 }
 
 /// Everything the page draws, oldest run first.
@@ -113,7 +132,7 @@ async fn recent_runs(lake: &Lakehouse) -> Result<Vec<RunRow>> {
             if out.last().is_none_or(|(last, _)| *last != id) {
                 let t = DateTime::from_timestamp_micros(finished.value(i)).unwrap_or_default();
                 let row = RunRow {
-                    label: t.format("%m-%d %H:%M:%S").to_string(),
+                    label: t.format("%m-%d %H:%M:%S%.3f").to_string(),
                     finished: t,
                     rejected: BTreeMap::new(),
                     stages: vec![0.0; STAGES.len()],
@@ -136,53 +155,51 @@ async fn recent_runs(lake: &Lakehouse) -> Result<Vec<RunRow>> {
     Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
-/// Commits of a table read to place the runs; a run older than those is placed by a
-/// time-travel lookup of its own.
+/// Commits of a table read to place the runs (a run older than those is left out).
 const HISTORY_READ: usize = 1000;
 
-/// The version `relative` had at `t`.
-async fn version_at(lake: &Lakehouse, relative: &str, t: DateTime<Utc>) -> Result<i64> {
-    let at = storage::open_at(lake, relative, Some(TimeTravel::Timestamp(t))).await?;
-    Ok(at.and_then(|t| t.version()).map_or(-1, |v| v as i64))
-}
-
-/// Rows of bronze, silver, rejected and each gold table at the end of each run.
+/// Rows of bronze, silver, rejected and each gold table at the end of each run. A
+/// point the log no longer reaches (Delta deletes commits past the log retention, 30
+/// days by default) is left out, not an error.
 async fn zone_rows(p: &Pipeline, lake: &Lakehouse, runs: &[RunRow]) -> Result<Lines> {
     let t = p.source.tables();
     let mut tables = vec![t.bronze, t.silver, t.rejected];
     tables.extend(p.gold.iter().map(|m| m.table()));
-    let ctx = storage::session();
     let mut series = Vec::new();
     for relative in tables {
         let name = relative.replace('/', ".");
         let Some(table) = lake.open(&relative).await? else {
-            series.push((name, vec![0.0; runs.len()]));
+            series.push((name, vec![Some(0.0); runs.len()]));
             continue;
         };
-        let history = storage::history(&table, &name, Some(HISTORY_READ)).await?;
-        let complete = history.last().is_none_or(|h| h.version == 0);
-        let mut counts: BTreeMap<i64, f64> = BTreeMap::new();
+        let history = storage::history(&table, &name, Some(HISTORY_READ))
+            .await
+            .unwrap_or_default();
+        let complete = history.last().is_some_and(|h| h.version == 0);
+        let mut counts: BTreeMap<i64, Option<f64>> = BTreeMap::new();
         let mut values = Vec::new();
         for run in runs {
             // The newest version committed by the end of the run.
-            let v = match history
+            let placed = history
                 .iter()
-                .find(|h| h.timestamp.is_some_and(|ts| ts <= run.finished))
-            {
+                .find(|h| h.timestamp.is_some_and(|ts| ts <= run.finished));
+            let v = match placed {
                 Some(h) => h.version,
+                // The table did not exist yet.
                 None if complete => {
-                    values.push(0.0); // The table did not exist yet.
+                    values.push(Some(0.0));
                     continue;
                 }
-                None => version_at(lake, &relative, run.finished).await?,
+                // Before the oldest commit read: the log was cleaned up, or the run is
+                // older than the commits read. (Time travel by timestamp would answer
+                // with the oldest version left, which is not what the table held.)
+                None => {
+                    values.push(None);
+                    continue;
+                }
             };
             if !counts.contains_key(&v) {
-                let at = storage::open_at(lake, &relative, Some(TimeTravel::Version(v))).await?;
-                let n = match at {
-                    Some(t) => storage::row_count(&ctx, &t, &name).await? as f64,
-                    None => 0.0,
-                };
-                counts.insert(v, n);
+                counts.insert(v, rows_at(lake, &relative, &name, v).await);
             }
             values.push(counts[&v]);
         }
@@ -230,8 +247,8 @@ async fn gold_daily(
         "SELECT CAST(CAST(d AS DATE) AS VARCHAR), v FROM (SELECT CAST({day} AS DATE) AS d, \
          CAST(SUM({measure}) AS DOUBLE) AS v FROM g WHERE {day} IS NOT NULL GROUP BY 1 \
          ORDER BY 1 DESC LIMIT {DAYS_SHOWN}) ORDER BY d",
-        day = ident(&day),
-        measure = ident(&measure)
+        day = quote_ident(&day),
+        measure = quote_ident(&measure)
     );
     let mut bars = Vec::new();
     for b in storage::sql_batches(&ctx, &sql, "sum gold per day").await? {
@@ -250,10 +267,6 @@ async fn gold_daily(
         }
     }
     Ok(Ok((day, measure, bars)))
-}
-
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn cast(b: &RecordBatch, i: usize, to: &DataType) -> Result<deltalake::arrow::array::ArrayRef> {

@@ -29,8 +29,8 @@ pub struct Bar {
 /// A line per series over shared x positions (labels).
 pub struct Lines {
     pub labels: Vec<String>,
-    /// (series name, one value per label).
-    pub series: Vec<(String, Vec<f64>)>,
+    /// (series name, one value per label: `None` where it is not known).
+    pub series: Vec<(String, Vec<Option<f64>>)>,
 }
 
 /// The smallest "round" number (1, 2 or 5 times a power of ten) at or above `x`.
@@ -46,18 +46,56 @@ fn nice(x: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
-fn open(svg: &mut String, id: &str, scale: f64, max: f64, unit: &str) {
+/// A chart's vertical scale: from `lo` (0, or a round negative) to `hi`.
+struct Axis {
+    lo: f64,
+    hi: f64,
+    /// Pixels per unit.
+    scale: f64,
+}
+
+impl Axis {
+    /// Round bounds that hold every value in `lo..=hi` and zero.
+    fn new(lo: f64, hi: f64) -> Self {
+        let lo = if lo < 0.0 { -nice(-lo) } else { 0.0 };
+        let hi = if hi > 0.0 || lo == 0.0 { nice(hi) } else { 0.0 };
+        Axis {
+            lo,
+            hi,
+            scale: PLOT / (hi - lo),
+        }
+    }
+
+    /// The y pixel of value `v`.
+    fn y(&self, v: f64) -> f64 {
+        TOP + (self.hi - v) * self.scale
+    }
+}
+
+/// A value to draw: not a number counts as nothing.
+fn finite(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+fn open(svg: &mut String, id: &str, axis: &Axis, unit: &str) {
     let _ = write!(
         svg,
-        r#"<svg class="chart" data-chart="{id}" data-scale="{scale}" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"#
+        r#"<svg class="chart" data-chart="{id}" data-scale="{}" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"#,
+        axis.scale
     );
-    for (frac, y) in [(0.0, TOP + PLOT), (0.5, TOP + PLOT / 2.0), (1.0, TOP)] {
+    let mut ticks = vec![axis.lo, axis.hi, (axis.lo + axis.hi) / 2.0];
+    if axis.lo < 0.0 {
+        ticks.push(0.0);
+    }
+    for v in ticks {
+        let y = axis.y(v);
         let _ = write!(
             svg,
-            r##"<line x1="{LEFT}" x2="{WIDTH}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end" class="tick">{}{}</text>"##,
+            r##"<line x1="{LEFT}" x2="{WIDTH}" y1="{y}" y2="{y}" stroke="{}"/><text x="{}" y="{}" text-anchor="end" class="tick">{}{}</text>"##,
+            if v == 0.0 { "#999" } else { "#ddd" },
             LEFT - 6.0,
             y + 4.0,
-            short(max * frac),
+            short(v),
             escape(unit)
         );
     }
@@ -80,28 +118,40 @@ pub fn short(x: f64) -> String {
     format!("{text}{s}")
 }
 
-/// Bars, stacked when they hold several series; `series` names them (legend).
+/// Bars, stacked when they hold several series (positive values upwards from zero,
+/// negative ones downwards); `series` names them (legend).
 pub fn bars(id: &str, series: &[String], bars: &[Bar], unit: &str) -> String {
-    let max = nice(
-        bars.iter()
-            .map(|b| b.values.iter().sum::<f64>())
-            .fold(0.0, f64::max),
+    let sum = |b: &Bar, positive: bool| -> f64 {
+        b.values
+            .iter()
+            .map(|v| finite(*v))
+            .filter(|v| (*v >= 0.0) == positive)
+            .sum()
+    };
+    let axis = Axis::new(
+        bars.iter().map(|b| sum(b, false)).fold(0.0, f64::min),
+        bars.iter().map(|b| sum(b, true)).fold(0.0, f64::max),
     );
-    let scale = PLOT / max;
     let mut svg = String::new();
-    open(&mut svg, id, scale, max, unit);
+    open(&mut svg, id, &axis, unit);
     let slot = (WIDTH - LEFT) / bars.len().max(1) as f64;
     let width = (slot * 0.8).clamp(1.0, 48.0);
     for (i, b) in bars.iter().enumerate() {
         let x = LEFT + i as f64 * slot + (slot - width) / 2.0;
-        let mut base = TOP + PLOT;
+        let (mut up, mut down) = (axis.y(0.0), axis.y(0.0));
         for (j, v) in b.values.iter().enumerate() {
-            let h = v * scale;
-            base -= h;
+            let h = finite(*v).abs() * axis.scale;
+            let y = if *v >= 0.0 {
+                up -= h;
+                up
+            } else {
+                down += h;
+                down - h
+            };
             let name = series.get(j).map(String::as_str).unwrap_or("");
             let _ = write!(
                 svg,
-                r#"<rect class="bar" x="{x:.2}" y="{base:.3}" width="{width:.2}" height="{h:.3}" fill="{}" data-label="{}" data-series="{}" data-value="{v}"><title>{}: {} {}</title></rect>"#,
+                r#"<rect class="bar" x="{x:.2}" y="{y:.3}" width="{width:.2}" height="{h:.3}" fill="{}" data-label="{}" data-series="{}" data-value="{v}"><title>{}: {} {}</title></rect>"#,
                 COLOURS[j % COLOURS.len()],
                 escape(&b.label),
                 escape(name),
@@ -120,28 +170,28 @@ pub fn bars(id: &str, series: &[String], bars: &[Bar], unit: &str) -> String {
     svg + &legend(series)
 }
 
-/// Lines over shared labels, a dot per value.
+/// Lines over shared labels, a dot per value; a missing value (`None`) leaves a gap.
 pub fn lines(id: &str, data: &Lines, unit: &str) -> String {
-    let max = nice(
+    let values = || {
         data.series
             .iter()
-            .flat_map(|(_, v)| v.iter().copied())
-            .fold(0.0, f64::max),
-    );
-    let scale = PLOT / max;
+            .flat_map(|(_, v)| v.iter().flatten().map(|v| finite(*v)))
+    };
+    let axis = Axis::new(values().fold(0.0, f64::min), values().fold(0.0, f64::max));
     let mut svg = String::new();
-    open(&mut svg, id, scale, max, unit);
+    open(&mut svg, id, &axis, unit);
     let slot = (WIDTH - LEFT) / data.labels.len().max(1) as f64;
     for (j, (name, values)) in data.series.iter().enumerate() {
         let colour = COLOURS[j % COLOURS.len()];
-        let points: Vec<(f64, f64, f64)> = values
+        let points: Vec<(usize, f64, f64, f64)> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| (LEFT + (i as f64 + 0.5) * slot, TOP + PLOT - v * scale, *v))
+            .filter_map(|(i, v)| v.map(|v| (i, finite(v))))
+            .map(|(i, v)| (i, LEFT + (i as f64 + 0.5) * slot, axis.y(v), v))
             .collect();
         let path: Vec<String> = points
             .iter()
-            .map(|(x, y, _)| format!("{x:.2},{y:.3}"))
+            .map(|(_, x, y, _)| format!("{x:.2},{y:.3}"))
             .collect();
         let _ = write!(
             svg,
@@ -149,7 +199,7 @@ pub fn lines(id: &str, data: &Lines, unit: &str) -> String {
             escape(name),
             path.join(" ")
         );
-        for (i, (x, y, v)) in points.iter().enumerate() {
+        for (i, x, y, v) in points {
             let _ = write!(
                 svg,
                 r#"<circle class="point" cx="{x:.2}" cy="{y:.3}" r="3" fill="{colour}" data-series="{}" data-label="{}" data-value="{v}"><title>{} {}: {}</title></circle>"#,
@@ -157,7 +207,7 @@ pub fn lines(id: &str, data: &Lines, unit: &str) -> String {
                 escape(&data.labels[i]),
                 escape(name),
                 escape(&data.labels[i]),
-                short(*v)
+                short(v)
             );
         }
     }
@@ -241,5 +291,35 @@ mod tests {
             "{svg}"
         );
         assert!(svg.contains(r#"data-series="b" data-value="7""#), "{svg}");
+    }
+
+    #[test]
+    fn negative_bars_hang_below_zero() {
+        let svg = bars(
+            "t",
+            &["a".into()],
+            &[
+                Bar {
+                    label: "x".into(),
+                    values: vec![-5.0],
+                },
+                Bar {
+                    label: "y".into(),
+                    values: vec![5.0],
+                },
+            ],
+            "",
+        );
+        // -5..5 → axis -5..5, zero in the middle; each bar is half the plot tall, one
+        // starting at zero and one ending there.
+        let zero = TOP + PLOT / 2.0;
+        assert!(svg.contains(&format!(r#"y="{zero:.3}" width"#)), "{svg}");
+        assert!(svg.contains(&format!(r#"y="{:.3}" width"#, TOP)), "{svg}");
+        assert_eq!(
+            svg.matches(&format!(r#"height="{:.3}""#, PLOT / 2.0))
+                .count(),
+            2,
+            "{svg}"
+        );
     }
 }

@@ -135,13 +135,13 @@ fn classify(
     for row in 0..b.num_rows() {
         let in_gold = b.column(0).is_valid(row);
         let in_reference = b.column(1).is_valid(row);
-        let key: BTreeMap<String, String> = model
+        let key: super::Key = model
             .keys
             .iter()
             .enumerate()
             .map(|(i, k)| {
                 let side = if in_gold { 2 + 2 * i } else { 3 + 2 * i };
-                (k.clone(), cols.text(side, row).unwrap_or_default())
+                (k.clone(), cols.text(side, row))
             })
             .collect();
         if !in_gold || !in_reference {

@@ -26,10 +26,13 @@ use crate::storage::{self, Lakehouse};
 /// Examples kept per kind of discrepancy.
 pub const EXAMPLES: usize = 100;
 
+/// A key's values by column, as text (`None`: null).
+pub type Key = BTreeMap<String, Option<String>>;
+
 /// One key whose values differ.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Difference {
-    pub key: BTreeMap<String, String>,
+    pub key: Key,
     /// Per differing column: `{"gold", "reference"}` as text; `null` when missing. The
     /// reference value is shown as written in the file.
     pub columns: BTreeMap<String, Pair>,
@@ -65,8 +68,8 @@ pub struct Reconciliation {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Examples {
     pub differences: Vec<Difference>,
-    pub missing_in_gold: Vec<BTreeMap<String, String>>,
-    pub missing_in_reference: Vec<BTreeMap<String, String>>,
+    pub missing_in_gold: Vec<Key>,
+    pub missing_in_reference: Vec<Key>,
 }
 
 impl Reconciliation {
@@ -103,6 +106,14 @@ pub async fn reconcile(
             model.name
         ))
     })?;
+    let stale = crate::zones::gold::rebuild::stale_models(&lake, p).await?;
+    if let Some((_, reason)) = stale.iter().find(|(m, _)| m.name == model.name) {
+        return Err(MedallionError::Usage(format!(
+            "gold.{} was built by another version of its model ({}): `medallion run` rebuilds it first",
+            model.name,
+            reason.note()
+        )));
+    }
     let ctx = storage::session();
     storage::register(&ctx, "g", &table).await?;
     ctx.register_batch("r", typed)
@@ -150,10 +161,7 @@ fn pick_model<'a>(p: &'a Pipeline, name: Option<&str>) -> Result<&'a GoldModel> 
     }
 }
 
-/// A double-quoted SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use crate::schema::quote_ident as ident;
 
 /// The reference's column holding a value as written in the file.
 fn raw(name: &str) -> String {

@@ -223,7 +223,7 @@ pub async fn check_unique(ctx: &SessionContext, model: &GoldModel, file: &str) -
     let shown: Vec<String> = model
         .keys
         .iter()
-        .map(|k| format!("MIN({})", ident(&raw(k))))
+        .map(|k| format!("COALESCE(MIN({}), 'null')", ident(&raw(k))))
         .collect();
     let typed: Vec<String> = model.keys.iter().map(|k| ident(k)).collect();
     let sql = format!(

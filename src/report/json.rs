@@ -9,17 +9,8 @@ use crate::storage::UpsertMetrics;
 impl RunReport {
     /// The whole report: outcome, totals, then every batch with its files.
     pub fn to_json(&self) -> Value {
-        let outcome = if self.stopped_at.is_some() {
-            "stopped"
-        } else if self.failed() > 0 {
-            "failed"
-        } else if crate::runs::did_something(self) {
-            "ok"
-        } else {
-            "nothing_to_do"
-        };
         json!({
-            "outcome": outcome,
+            "outcome": self.outcome(),
             "files_loaded": self.loaded(),
             "files_failed": self.failed(),
             "already_loaded": self.already_loaded,

@@ -189,6 +189,30 @@ impl RunReport {
             .chain(&self.unreadable)
     }
 
+    /// Whether the run did anything: a batch, an unreadable file, a duplicate skipped,
+    /// a gold model rebuilt or a rebuild completed.
+    pub fn did_something(&self) -> bool {
+        !self.batches.is_empty()
+            || !self.unreadable.is_empty()
+            || !self.duplicates.is_empty()
+            || !self.rebuilt.is_empty()
+            || self.rebuild_completed
+    }
+
+    /// `stopped` (a batch was left open for the next run), `failed` (a file failed),
+    /// `ok`, or `nothing_to_do`.
+    pub fn outcome(&self) -> &'static str {
+        if self.stopped_at.is_some() {
+            "stopped"
+        } else if self.failed() > 0 {
+            "failed"
+        } else if self.did_something() {
+            "ok"
+        } else {
+            "nothing_to_do"
+        }
+    }
+
     /// Files loaded by this run.
     pub fn loaded(&self) -> usize {
         self.files().filter(|f| f.loaded()).count()

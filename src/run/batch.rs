@@ -183,6 +183,7 @@ pub async fn commit(
     let seq = batch.seq;
     let silver_done = storage::stage_done(&silver_table, APP_SILVER, &tables.silver, seq).await?;
     let started = std::time::Instant::now();
+    crate::progress::stage(Some("bronze"));
     let lineage = batch.commit_lineage();
     let files: Vec<&str> = batch.loaded().map(|m| m.claim.file.as_str()).collect();
     let totals = |f: fn(&FileReport) -> u64| batch.loaded().map(|m| f(&m.report)).sum::<u64>();
@@ -222,6 +223,7 @@ pub async fn commit(
         lineage: &lineage,
         seq,
     };
+    crate::progress::stage(Some("silver"));
     let Some((silver, affected)) =
         upsert_silver(lake, p, lease, silver_table, staged, stage, br).await?
     else {
@@ -229,6 +231,7 @@ pub async fn commit(
     };
     let started = std::time::Instant::now();
     let affected = (!full).then_some(affected);
+    crate::progress::stage(Some("gold"));
     refresh_gold(lake, p, lease, &silver, affected, (&lineage, seq), br).await?;
     br.stages.gold = started.elapsed();
     tracing::debug!(batch = %lineage.batch_id, ms = br.stages.gold.as_millis() as u64, "gold refreshed");

@@ -224,7 +224,9 @@ impl<'a> Batches<'a> {
         self.lease.check()?;
         failpoint("before_ledger_final");
         let ledger_started = Instant::now();
+        crate::progress::stage(Some("ledger"));
         ledger::record_all(self.lake, &finals).await?;
+        crate::progress::stage(None);
         br.stages.ledger = ledger_started.elapsed();
         for m in batch.members.iter().filter(|m| m.report.loaded()) {
             let (name, sha) = (m.claim.file.clone(), m.claim.sha256.clone());

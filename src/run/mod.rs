@@ -101,23 +101,20 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let started = chrono::Utc::now();
     // Planned again under the lease: another run may have evolved the tables meanwhile.
     let evolved = async { evolve::apply(&lake, &p, &evolve::check(&lake, &p, false).await?).await };
-    let result = match evolved.await {
+    let (report, result) = match evolved.await {
         Ok(()) => run_holding_lease(&lake, &p, &lease).await,
-        Err(e) => Err(e),
+        Err(e) => (RunReport::default(), Err(e)),
     };
     if result.is_ok() {
         compact_small_files(&lake, &p, &lease).await;
     }
-    let outcome = result.as_ref().map_err(|e| e.to_string());
-    let worth_recording = match &outcome {
-        Ok(report) => runs::did_something(report),
-        Err(_) => true,
-    };
-    if worth_recording {
+    let error = result.as_ref().err().map(|e| e.to_string());
+    if error.is_some() || report.did_something() {
         let record = runs::RunRecord {
             started,
             finished: chrono::Utc::now(),
-            outcome,
+            report: &report,
+            error,
         };
         runs::record(&lake, &p, &record).await;
     }
@@ -125,7 +122,7 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     if let Err(e) = lease.release().await {
         tracing::warn!("cannot release the ingest lease (it will expire): {e}");
     }
-    result
+    result.map(|()| report)
 }
 
 /// Compact the tables a run leaves with many small files (a feed of small files
@@ -212,18 +209,25 @@ async fn before_batches(
     Ok(report.rebuild_completed)
 }
 
+/// The batches of one run. The report holds what was done also when the run ends
+/// with an error (its committed batches are recorded in `_medallion.runs`).
 async fn run_holding_lease(
     lake: &Lakehouse,
     p: &Arc<Pipeline>,
     lease: &Lease,
-) -> Result<RunReport> {
-    let files = ingest::discover(p).await?;
-    let state = ledger::state(lake).await?;
-    let mut run = execute::Batches::new(lake, p, lease)?;
+) -> (RunReport, Result<()>) {
+    let start = async {
+        let files = ingest::discover(p).await?;
+        let state = ledger::state(lake).await?;
+        Ok((files, state, execute::Batches::new(lake, p, lease)?))
+    };
+    let (files, state, mut run) = match start.await {
+        Ok(started) => started,
+        Err(e) => return (RunReport::default(), Err(e)),
+    };
     tracing::debug!("ledger read");
     let outcome = run_batches(lake, p, lease, files, state, &mut run).await;
-    let report = run.stop().await;
-    outcome.map(|()| report)
+    (run.stop().await, outcome)
 }
 
 /// Recover unfinished batches, then gather, read and commit new ones. Returns early
@@ -239,6 +243,11 @@ async fn run_batches(
     if before_batches(lake, p, lease, &state, &mut run.report).await? {
         state = ledger::state(lake).await?;
     }
+    let new: Vec<&ingest::RawFile> = files
+        .iter()
+        .filter(|f| !state.unchanged_since_settled(f))
+        .collect();
+    crate::progress::start(new.len() as u64, new.iter().map(|f| f.size).sum());
     // File versions completed by recovery in this run: reported once, as recovered.
     let mut recovered = std::collections::HashSet::new();
     for claims in state.unfinished_batches() {
@@ -254,11 +263,6 @@ async fn run_batches(
         }
         recovered.extend(done.into_iter().filter(|d| state.settled.contains(d)));
     }
-    let new: Vec<&ingest::RawFile> = files
-        .iter()
-        .filter(|f| !state.unchanged_since_settled(f))
-        .collect();
-    crate::progress::start(new.len() as u64, new.iter().map(|f| f.size).sum());
     // New file versions are hashed ahead, on a thread of their own, while the current
     // batches are loaded.
     let mut prints = ingest::FingerprintsAhead::start(
@@ -329,9 +333,11 @@ async fn run_batches(
                 file.modified.map(|m| m.timestamp_micros()),
             ));
             run.report.already_loaded += 1;
+            crate::progress::file_done(file.size);
             continue;
         }
         if let Some(original) = state.loaded.get(&print.sha256) {
+            crate::progress::file_done(file.size);
             let mut entry = LedgerEntry::claim(print.clone(), file.name.clone(), String::new(), 0);
             entry.status = FileStatus::Duplicate;
             entry.message = Some(format!("same content as {original}"));

@@ -55,14 +55,21 @@ impl LastRun {
     }
 }
 
-const SQL: &str = "SELECT run_id, MIN(started_at) AS started_at, MIN(finished_at) AS finished_at, \
-     MIN(duration_s) AS duration_s, MIN(outcome) AS outcome, MIN(error) AS error, \
-     CAST(SUM(CASE WHEN status = 'loaded' THEN 1 ELSE 0 END) AS BIGINT) AS loaded, \
-     CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
-     CAST(SUM(CASE WHEN status = 'duplicate' THEN 1 ELSE 0 END) AS BIGINT) AS duplicates, \
-     CAST(SUM(rows_read) AS BIGINT) AS rows_read, CAST(SUM(rejected) AS BIGINT) AS rejected, \
-     MAX(peak_rss_bytes) AS peak_rss_bytes \
-     FROM runs GROUP BY run_id ORDER BY started_at DESC, run_id DESC LIMIT 1";
+/// The newest run summed: a file counts once (a file that failed and then loaded in
+/// the same run, as when a recovered batch loses a changed file that then loads as a
+/// new version, counts as loaded only).
+const SQL: &str = "WITH last AS (SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1), \
+     f AS (SELECT r.file, MAX(CASE WHEN r.status = 'loaded' THEN 1 ELSE 0 END) AS loaded, \
+       MAX(CASE WHEN r.status = 'failed' THEN 1 ELSE 0 END) AS failed, \
+       MAX(CASE WHEN r.status = 'duplicate' THEN 1 ELSE 0 END) AS duplicate \
+       FROM runs r JOIN last l ON r.run_id = l.run_id WHERE r.file IS NOT NULL GROUP BY r.file), \
+     fc AS (SELECT COALESCE(SUM(loaded), 0) AS loaded, \
+       COALESCE(SUM(CASE WHEN failed = 1 AND loaded = 0 THEN 1 ELSE 0 END), 0) AS failed, \
+       COALESCE(SUM(duplicate), 0) AS duplicates FROM f) \
+     SELECT r.run_id, MIN(r.started_at), MIN(r.finished_at), MIN(r.duration_s), MIN(r.outcome), \
+       MIN(r.error), MAX(fc.loaded), MAX(fc.failed), MAX(fc.duplicates), SUM(r.rows_read), \
+       SUM(r.rejected), MAX(r.peak_rss_bytes) \
+     FROM runs r JOIN last l ON r.run_id = l.run_id CROSS JOIN fc GROUP BY r.run_id";
 
 /// The last run recorded in `_medallion/runs`; `None` before the first.
 pub async fn last_run(lake: &Lakehouse) -> Result<Option<LastRun>> {

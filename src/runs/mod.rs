@@ -36,8 +36,10 @@ pub const RUNS_TABLE: &str = "_medallion/runs";
 pub struct RunRecord<'a> {
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
-    /// The run's report, or the error that ended it.
-    pub outcome: std::result::Result<&'a RunReport, String>,
+    /// What the run did (up to the error, when it ended with one).
+    pub report: &'a RunReport,
+    /// The error that ended the run.
+    pub error: Option<String>,
 }
 
 /// The table's columns (see the README's "Run metrics").
@@ -77,15 +79,6 @@ pub fn runs_schema() -> SchemaRef {
     ]))
 }
 
-/// Whether a run's report shows anything done (else no row is written).
-pub fn did_something(r: &RunReport) -> bool {
-    !r.batches.is_empty()
-        || !r.unreadable.is_empty()
-        || !r.duplicates.is_empty()
-        || !r.rebuilt.is_empty()
-        || r.rebuild_completed
-}
-
 /// Append the rows of one run; a failure is logged, never returned.
 pub async fn record(lake: &Lakehouse, p: &Pipeline, run: &RunRecord<'_>) {
     if let Err(e) = try_record(lake, p, run).await {
@@ -118,22 +111,26 @@ struct Row {
     batch: Option<(crate::storage::UpsertMetrics, serde_json::Value, StageTimes)>,
 }
 
-/// The run's rows: per batch its files (batch measures on the first), then the
-/// unreadable files and the duplicates; one bare row when there is none.
-fn file_rows(report: Option<&RunReport>) -> Vec<Row> {
+/// The run's rows: per batch its files (batch measures on the first; a batch left open
+/// for the next run has its files `open`, with no counts: the run that completes it
+/// records them), the unreadable files, the duplicates, the gold models rebuilt before
+/// the batches; one bare row when there is none of these.
+fn file_rows(r: &RunReport) -> Vec<Row> {
     let mut out = Vec::new();
-    let Some(r) = report else {
-        return vec![Row::default()];
-    };
     for b in &r.batches {
         for (i, f) in b.files.iter().enumerate() {
+            let (status, counts, batch) = match (b.left_open, f.loaded()) {
+                (true, _) => ("open", FileReport::default(), None),
+                (false, true) => ("loaded", f.clone(), (i == 0).then(|| batch_measures(b))),
+                (false, false) => ("failed", f.clone(), (i == 0).then(|| batch_measures(b))),
+            };
             out.push(Row {
                 file: Some(f.file.clone()),
                 batch_id: Some(b.batch_id.clone()),
-                status: Some(if f.loaded() { "loaded" } else { "failed" }),
+                status: Some(status),
                 file_error: f.error.clone(),
-                counts: f.clone(),
-                batch: (i == 0).then(|| batch_measures(b)),
+                counts,
+                batch,
             });
         }
     }
@@ -150,6 +147,15 @@ fn file_rows(report: Option<&RunReport>) -> Vec<Row> {
             file: Some(file.clone()),
             status: Some("duplicate"),
             file_error: Some(format!("same content as {original}")),
+            ..Row::default()
+        });
+    }
+    for m in &r.rebuilt {
+        let gold = serde_json::json!({ &m.model: m.rows });
+        out.push(Row {
+            status: Some("gold_rebuilt"),
+            file_error: Some(m.note.to_string()),
+            batch: Some((Default::default(), gold, StageTimes::default())),
             ..Row::default()
         });
     }
@@ -170,23 +176,17 @@ fn batch_measures(
     (b.silver.clone(), gold.into(), b.stages)
 }
 
-/// The run's outcome: `ok`, `failed` (some file failed), `stopped` (a batch was left
-/// open for the next run) or `error` (the run ended with an error).
-fn outcome(run: &RunRecord<'_>) -> &'static str {
-    match run.outcome {
-        Err(_) => "error",
-        Ok(r) if r.stopped_at.is_some() => "stopped",
-        Ok(r) if r.failed() > 0 => "failed",
-        Ok(_) => "ok",
-    }
-}
-
 fn rows(p: &Pipeline, run: &RunRecord<'_>) -> Result<RecordBatch> {
-    let rows = file_rows(run.outcome.as_ref().ok().copied());
+    let rows = file_rows(run.report);
     let n = rows.len();
     let run_id = uuid::Uuid::now_v7().to_string();
     let duration = (run.finished - run.started).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    let error = run.outcome.as_ref().err().cloned();
+    let error = run.error.clone();
+    let outcome = if error.is_some() {
+        "error"
+    } else {
+        run.report.outcome()
+    };
     let fingerprint = p.fingerprint();
     let same_text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
     let time = |t: DateTime<Utc>| {
@@ -214,7 +214,7 @@ fn rows(p: &Pipeline, run: &RunRecord<'_>) -> Result<RecordBatch> {
         time(run.started),
         time(run.finished),
         Arc::new(Float64Array::from(vec![duration; n])),
-        same_text(outcome(run)),
+        same_text(outcome),
         Arc::new(StringArray::from(vec![error.as_deref(); n])),
         same_text(env!("CARGO_PKG_VERSION")),
         same_text(&fingerprint),

@@ -239,3 +239,109 @@ fn run_quiet_prints_only_the_failures() {
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
 }
+
+/// A batch left open by a failing gold model is `open` in the runs table with no
+/// counts; the run that completes it records them once, so the sums are bronze's.
+#[test]
+fn a_batch_left_open_is_counted_once_by_the_run_that_completes_it() {
+    let broken =
+        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
+            .unwrap()
+            .replace(
+                "COUNT(*)                                                   AS reading_count",
+                "CAST(MIN(meter_id) AS INT)                                 AS reading_count",
+            );
+    let w = Workdir::with_config(&broken);
+    w.add_sample(SAMPLE);
+    let r = w.medallion(&["run", "--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["outcome"], "stopped", "{doc:#}");
+    let rows = w
+        .query("SELECT status, outcome, rows_read, rejected, silver_inserted FROM _medallion.runs");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(text(&rows[0]["status"]), "open");
+    assert_eq!(text(&rows[0]["outcome"]), "stopped");
+    assert_eq!(
+        n(&rows[0]["rows_read"]) + n(&rows[0]["rejected"]) + n(&rows[0]["silver_inserted"]),
+        0
+    );
+
+    w.set_config(
+        &std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
+            .unwrap(),
+    );
+    w.run_expect(0);
+    let sums = w.query(
+        "SELECT CAST(SUM(rows_read) AS BIGINT) AS rd, CAST(SUM(rejected) AS BIGINT) AS rej FROM _medallion.runs",
+    );
+    assert_eq!(n(&sums[0]["rd"]), w.count("FROM bronze.readings"));
+    assert_eq!(n(&sums[0]["rej"]), w.count("FROM rejected.readings"));
+    let last = serde_json::from_str::<Value>(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(last["last_run"]["outcome"], "ok", "{last:#}");
+    assert_eq!(n(&last["last_run"]["files_loaded"]), 1, "{last:#}");
+}
+
+/// A recovered batch whose file changed fails that file, and its new version loads in
+/// the same run: the last run counts it loaded, not failed.
+#[test]
+fn a_file_that_fails_and_then_loads_in_one_run_counts_as_loaded() {
+    let w = Workdir::sample_config();
+    w.add_sample(SAMPLE);
+    let r = w.medallion_failing_at(&["run"], "after_data_files");
+    assert_ne!(r.code, 0, "{r:?}");
+    let changed = std::fs::read_to_string(w.raw().join(SAMPLE))
+        .unwrap()
+        .replace("C0", "C1");
+    w.write_raw(SAMPLE, &changed);
+    w.run_expect(0);
+    let doc: Value = serde_json::from_str(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    let last = &doc["last_run"];
+    assert_eq!(last["outcome"], "ok", "{doc:#}");
+    assert_eq!(n(&last["files_loaded"]), 1, "{doc:#}");
+    assert_eq!(n(&last["files_failed"]), 0, "{doc:#}");
+    assert!(
+        doc["files"]["failed"].as_array().unwrap().is_empty(),
+        "{doc:#}"
+    );
+}
+
+/// A duplicate whose name later loads new content is no longer listed as a duplicate.
+#[test]
+fn a_duplicate_name_that_loads_new_content_is_not_a_duplicate_any_more() {
+    let w = Workdir::sample_config();
+    w.add_sample(SAMPLE);
+    w.write_raw_bytes(COPY, &std::fs::read(w.raw().join(SAMPLE)).unwrap());
+    w.run_expect(0);
+    let doc: Value = serde_json::from_str(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(
+        doc["files"]["duplicates"].as_array().unwrap().len(),
+        1,
+        "{doc:#}"
+    );
+    let changed = std::fs::read_to_string(w.raw().join(SAMPLE))
+        .unwrap()
+        .replace("C0", "C1");
+    w.write_raw(COPY, &changed);
+    w.run_expect(0);
+    let doc: Value = serde_json::from_str(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    assert!(
+        doc["files"]["duplicates"].as_array().unwrap().is_empty(),
+        "{doc:#}"
+    );
+    assert_eq!(n(&doc["files"]["loaded"]), 2, "{doc:#}");
+}
+
+/// A command asked for JSON that fails still prints one JSON document.
+#[test]
+fn a_failing_json_command_prints_an_error_document() {
+    let w = Workdir::sample_config();
+    let r = w.medallion(&["history", "gold.daily_usage", "--json"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(doc["exit_code"], 2);
+    assert!(
+        text(&doc["error"]).contains("does not exist yet"),
+        "{doc:#}"
+    );
+}

@@ -108,7 +108,7 @@ fn the_report_renders_in_chromium_with_the_lakehouse_numbers() {
     let marks = bars(&dom);
     assert!(!marks.is_empty(), "{dom:.2000}");
     for m in &marks {
-        let want = m.value * m.scale;
+        let want = m.value.abs() * m.scale;
         assert!(
             (m.rendered_height - want).abs() < 0.01,
             "{m:?}: drawn {}, want {want}",
@@ -213,4 +213,47 @@ fn the_report_before_any_run_says_there_is_nothing_yet() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.starts_with("<!doctype html>"), "{r:?}");
     assert!(r.stdout.contains("No run recorded yet."), "{r:?}");
+}
+
+/// Delta deletes commits past the log retention (30 days by default): the runs those
+/// versions served are left out of the rows-per-zone chart, the report still renders.
+#[test]
+fn the_report_survives_a_log_cleaned_up_by_delta() {
+    let w = Workdir::sample_config();
+    let header = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+    for day in 1..=12 {
+        let row = format!(
+            "C000001,M00000001,2026-02-{day:02}T00:00:00Z,2026-02-{day:02}T01:00:00Z,1.000,actual\n"
+        );
+        w.write_raw(
+            &format!("readings_2026-02-{day:02}.csv"),
+            &format!("{header}{row}"),
+        );
+        w.run_expect(0);
+    }
+    // What log cleanup leaves: the newest checkpoint and the commits after it.
+    let log = w.table_path("bronze/readings/_delta_log");
+    let names: Vec<String> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let checkpoint: u64 = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".checkpoint.parquet"))
+        .map(|v| v.parse().unwrap())
+        .max()
+        .unwrap_or_else(|| panic!("no checkpoint in {names:?}"));
+    assert!(checkpoint >= 5, "{names:?}");
+    for v in 0..checkpoint {
+        std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
+    }
+    let r = w.medallion(&["report", "--out", "-"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let points = regex::Regex::new(r#"<circle class="point"[^>]*data-series="bronze.readings" data-label="[^"]*" data-value="([^"]+)""#).unwrap();
+    let values: Vec<f64> = points
+        .captures_iter(&r.stdout)
+        .map(|c| c[1].parse().unwrap())
+        .collect();
+    assert!(!values.is_empty() && values.len() < 12, "{values:?}");
+    assert_eq!(values.last(), Some(&12.0), "{values:?}");
 }
