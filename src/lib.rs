@@ -3,6 +3,7 @@
 //! The pipeline is usable without the CLI: [`config::load`] a configuration, then
 //! [`run::run`] it; [`commands`] holds the read side (query, history, status).
 
+pub mod cells;
 pub mod cli;
 pub mod commands;
 pub mod config;

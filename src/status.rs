@@ -10,14 +10,13 @@
 //! `status --json` document.
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
-use deltalake::arrow::datatypes::{DataType, TimeUnit};
 use deltalake::datafusion::prelude::SessionContext;
 use serde::Serialize;
 
+use crate::cells::{micros, text};
 use crate::commands::tables;
 use crate::config::Pipeline;
-use crate::error::{MedallionError, Result};
+use crate::error::Result;
 use crate::ingest::{self, ledger};
 use crate::storage::{self, Lakehouse};
 
@@ -182,7 +181,7 @@ async fn failed_files(ctx: &SessionContext) -> Result<Vec<FailedFile>> {
         storage::sql_batches(ctx, &newest_when("failed"), "read the failed files").await?;
     let mut out = Vec::new();
     for b in &batches {
-        let (file, batch, at, message) = (text(b, 0)?, text(b, 1)?, times(b, 2)?, text(b, 3)?);
+        let (file, batch, at, message) = (text(b, 0)?, text(b, 1)?, micros(b, 2)?, text(b, 3)?);
         for i in 0..b.num_rows() {
             out.push(FailedFile {
                 file: file.value(i).to_string(),
@@ -214,24 +213,4 @@ async fn duplicate_files(
         }
     }
     Ok(out)
-}
-
-/// Column `i` as text.
-fn text(b: &RecordBatch, i: usize) -> Result<StringArray> {
-    let c = deltalake::arrow::compute::cast(b.column(i), &DataType::Utf8)
-        .map_err(MedallionError::arrow("read the ledger"))?;
-    Ok(c.as_string::<i32>().clone())
-}
-
-/// Column `i` as microsecond timestamps.
-fn times(b: &RecordBatch, i: usize) -> Result<TimestampMicrosecondArray> {
-    let c = deltalake::arrow::compute::cast(
-        b.column(i),
-        &DataType::Timestamp(TimeUnit::Microsecond, None),
-    )
-    .map_err(MedallionError::arrow("read the ledger"))?;
-    c.as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .cloned()
-        .ok_or_else(|| MedallionError::Internal("a timestamp cast gave another type".into()))
 }

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
+use deltalake::arrow::array::Array;
+use deltalake::arrow::datatypes::DataType;
 
 use super::svg::{Bar, Lines};
+use crate::cells::{doubles, micros, text};
 use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
 use crate::runs::RUNS_TABLE;
@@ -121,12 +122,8 @@ async fn recent_runs(lake: &Lakehouse) -> Result<Vec<RunRow>> {
     );
     let mut out: Vec<(String, RunRow)> = Vec::new();
     for b in storage::sql_batches(&ctx, &sql, "read the runs").await? {
-        let (ids, rules) = (text(&b, 0)?, text(&b, 2)?);
-        let finished = cast(&b, 1, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-        let finished = finished.as_primitive::<TimestampMicrosecondType>();
-        let secs: Vec<_> = (3..8)
-            .map(|i| cast(&b, i, &DataType::Float64))
-            .collect::<Result<_>>()?;
+        let (ids, rules, finished) = (text(&b, 0)?, text(&b, 2)?, micros(&b, 1)?);
+        let secs: Vec<_> = (3..8).map(|i| doubles(&b, i)).collect::<Result<_>>()?;
         for i in 0..b.num_rows() {
             let id = ids.value(i).to_string();
             if out.last().is_none_or(|(last, _)| *last != id) {
@@ -148,7 +145,7 @@ async fn recent_runs(lake: &Lakehouse) -> Result<Vec<RunRow>> {
                 *run.rejected.entry(rule).or_default() += n;
             }
             for (s, column) in run.stages.iter_mut().zip(&secs) {
-                *s += column.as_primitive::<Float64Type>().value(i);
+                *s += column.value(i);
             }
         }
     }
@@ -252,8 +249,7 @@ async fn gold_daily(
     );
     let mut bars = Vec::new();
     for b in storage::sql_batches(&ctx, &sql, "sum gold per day").await? {
-        let (days, values) = (text(&b, 0)?, cast(&b, 1, &DataType::Float64)?);
-        let values = values.as_primitive::<Float64Type>();
+        let (days, values) = (text(&b, 0)?, doubles(&b, 1)?);
         for i in 0..b.num_rows() {
             let v = if values.is_valid(i) {
                 values.value(i)
@@ -267,13 +263,4 @@ async fn gold_daily(
         }
     }
     Ok(Ok((day, measure, bars)))
-}
-
-fn cast(b: &RecordBatch, i: usize, to: &DataType) -> Result<deltalake::arrow::array::ArrayRef> {
-    deltalake::arrow::compute::cast(b.column(i), to)
-        .map_err(MedallionError::arrow("read report data"))
-}
-
-fn text(b: &RecordBatch, i: usize) -> Result<deltalake::arrow::array::StringArray> {
-    Ok(cast(b, i, &DataType::Utf8)?.as_string::<i32>().clone())
 }

@@ -2,11 +2,11 @@
 //! took, its outcome, and its files and rows. Read for `status`.
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use deltalake::arrow::array::{Array, RecordBatch};
 use serde::Serialize;
 
 use super::RUNS_TABLE;
+use crate::cells;
 use crate::error::{MedallionError, Result};
 use crate::storage::{self, Lakehouse};
 
@@ -86,31 +86,20 @@ pub async fn last_run(lake: &Lakehouse) -> Result<Option<LastRun>> {
 }
 
 fn from_row(b: &RecordBatch) -> Result<LastRun> {
-    let cast = |i: usize, to: &DataType| {
-        deltalake::arrow::compute::cast(b.column(i), to)
-            .map_err(MedallionError::arrow("read the last run"))
-    };
     let text = |i: usize| -> Result<Option<String>> {
-        let c = cast(i, &DataType::Utf8)?;
-        let s = c.as_string::<i32>();
+        let s = cells::text(b, i)?;
         Ok(s.is_valid(0).then(|| s.value(0).to_string()))
     };
-    let int = |i: usize| -> Result<u64> {
-        let c = cast(i, &DataType::Int64)?;
-        Ok(c.as_primitive::<Int64Type>().value(0).max(0) as u64)
-    };
+    let int = |i: usize| -> Result<u64> { Ok(cells::ints(b, i)?.value(0).max(0) as u64) };
     let time = |i: usize| -> Result<DateTime<Utc>> {
-        let c = cast(i, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-        let micros = c.as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
-        DateTime::from_timestamp_micros(micros.value(0))
+        DateTime::from_timestamp_micros(cells::micros(b, i)?.value(0))
             .ok_or_else(|| MedallionError::Internal("a run time out of range".into()))
     };
-    let duration = cast(3, &DataType::Float64)?;
     Ok(LastRun {
         run_id: text(0)?.unwrap_or_default(),
         started_at: time(1)?,
         finished_at: time(2)?,
-        duration_s: duration.as_primitive::<Float64Type>().value(0),
+        duration_s: cells::doubles(b, 3)?.value(0),
         outcome: text(4)?.unwrap_or_default(),
         error: text(5)?,
         files_loaded: int(6)?,

@@ -68,16 +68,6 @@ fn file_counts(w: &Workdir) -> BTreeMap<&'static str, usize> {
         .collect()
 }
 
-fn newest_version(w: &Workdir, table: &str) -> i64 {
-    let h = w.medallion(&["history", table]);
-    h.stdout
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{h:?}"))
-}
-
 fn optimize(w: &Workdir, args: &[&str]) -> String {
     let mut all = vec!["optimize"];
     all.extend(args);
@@ -100,7 +90,7 @@ fn optimize_keeps_rows_and_time_travel(w: &Workdir, args: &[&str]) -> String {
     let files_before = file_counts(w);
     let versions: BTreeMap<&str, i64> = TABLES
         .iter()
-        .map(|(t, _)| (*t, newest_version(w, t)))
+        .map(|(t, _)| (*t, w.newest_version(t)))
         .collect();
     let out = optimize(w, args);
     assert_eq!(contents(w), before, "optimize changes no row:\n{out}");
@@ -112,7 +102,7 @@ fn optimize_keeps_rows_and_time_travel(w: &Workdir, args: &[&str]) -> String {
         if files_before[table] > 1 {
             assert_eq!(files, 1, "{table} is one file now (small data):\n{out}");
             assert!(
-                newest_version(w, table) > versions[table],
+                w.newest_version(table) > versions[table],
                 "{table}: a new version"
             );
         }
@@ -236,13 +226,13 @@ fn zorder_orders_silver_by_its_key_and_gold_by_a_configured_list() {
     assert!(line(&out, "bronze.readings").contains("compacted"), "{out}");
 
     // Nothing written since: not rewritten again.
-    let version = newest_version(&w, "silver.readings");
+    let version = w.newest_version("silver.readings");
     let again = optimize(&w, &["silver.readings", "--zorder"]);
     assert!(
         line(&again, "silver.readings").contains("already Z-ordered"),
         "{again}"
     );
-    assert_eq!(newest_version(&w, "silver.readings"), version);
+    assert_eq!(w.newest_version("silver.readings"), version);
 
     // Bronze has no Z-order columns; an unknown table is named as such.
     let r = w.medallion(&["optimize", "bronze.readings", "--zorder"]);

@@ -175,7 +175,7 @@ pub fn sample_end_to_end(w: &Workdir) {
     );
 
     // Time travel: the previous gold version is the state after the first file.
-    let version = history_latest_version(w, "gold.daily_usage");
+    let version = w.newest_version("gold.daily_usage");
     let before = w.query_as_of(
         "SELECT CAST(SUM(total_kwh) AS VARCHAR) AS s FROM gold.daily_usage",
         Some(&(version - 1).to_string()),
@@ -199,17 +199,6 @@ pub fn sample_end_to_end(w: &Workdir) {
         s.stdout.contains("files loaded: 2") && s.stdout.contains("files pending: 0"),
         "{s:?}"
     );
-}
-
-fn history_latest_version(w: &Workdir, table: &str) -> i64 {
-    let h = w.medallion(&["history", table]);
-    assert_eq!(h.code, 0, "{h:?}");
-    h.stdout
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no version in {h:?}"))
 }
 
 #[test]

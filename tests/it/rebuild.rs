@@ -21,16 +21,6 @@ fn with_new_rule(cfg: &str) -> String {
     )
 }
 
-fn newest_version(w: &Workdir, table: &str) -> i64 {
-    let h = w.medallion(&["history", table]);
-    h.stdout
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{h:?}"))
-}
-
 /// Every invariant after a rebuild: per batch (its latest counts) rows read = bronze =
 /// silver-accepted + rejected; silver holds one row per key, none of them rejected;
 /// gold equals its SQL over silver.
@@ -71,7 +61,7 @@ fn a_new_rule_moves_rows_to_rejected_and_dry_run_writes_nothing() {
     w.run_expect(0);
     let silver_before = w.count("FROM silver.readings");
     let rejected_before = w.count("FROM rejected.readings");
-    let silver_v = newest_version(&w, "silver.readings");
+    let silver_v = w.newest_version("silver.readings");
     let strict = with_new_rule(&sample_config());
     std::fs::write(w.root.join("config.yaml"), &strict).unwrap();
 
@@ -79,7 +69,7 @@ fn a_new_rule_moves_rows_to_rejected_and_dry_run_writes_nothing() {
     assert_eq!(dry.code, 0, "{dry:?}");
     assert!(dry.stdout.contains("nothing was written"), "{dry:?}");
     assert_eq!(
-        newest_version(&w, "silver.readings"),
+        w.newest_version("silver.readings"),
         silver_v,
         "a dry run writes nothing"
     );
@@ -105,7 +95,7 @@ fn a_new_rule_moves_rows_to_rejected_and_dry_run_writes_nothing() {
         "{r:?}"
     );
     assert_eq!(
-        newest_version(&w, "silver.readings"),
+        w.newest_version("silver.readings"),
         silver_v + 1,
         "one overwrite version"
     );

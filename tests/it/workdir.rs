@@ -164,6 +164,15 @@ impl Workdir {
         r
     }
 
+    /// The newest version of `table` (`zone.name`), from `history --json`.
+    pub fn newest_version(&self, table: &str) -> i64 {
+        let h = self.medallion(&["history", table, "--json"]);
+        let doc: Value = serde_json::from_str(&h.stdout).unwrap_or_else(|e| panic!("{e}: {h:?}"));
+        doc["commits"][0]["version"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no version in {h:?}"))
+    }
+
     /// Rows of a query as JSON objects.
     pub fn query(&self, sql: &str) -> Vec<serde_json::Map<String, Value>> {
         self.query_as_of(sql, None)
