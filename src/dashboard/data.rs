@@ -195,10 +195,15 @@ async fn zone_rows(p: &Pipeline, lake: &Lakehouse, runs: &[RunRow]) -> Result<Li
                     continue;
                 }
             };
-            if !counts.contains_key(&v) {
-                counts.insert(v, rows_at(lake, &relative, &name, v).await);
-            }
-            values.push(counts[&v]);
+            let rows = match counts.get(&v) {
+                Some(rows) => *rows,
+                None => {
+                    let rows = rows_at(lake, &relative, &name, v).await;
+                    counts.insert(v, rows);
+                    rows
+                }
+            };
+            values.push(rows);
         }
         series.push((name, values));
     }

@@ -74,7 +74,7 @@ pub fn render(config: &str, status: &Status, data: &Data, generated: &str) -> St
                 let what = format!("SUM({measure}) per {day}");
                 section(&mut h, &format!("gold.{}: daily totals", g.model), &what);
                 let id = format!("gold-{}", g.model);
-                h.push_str(&svg::bars(&id, &[measure.clone()], bars, ""));
+                h.push_str(&svg::bars(&id, std::slice::from_ref(measure), bars, ""));
             }
             Ok(_) => {}
             Err(why) => {

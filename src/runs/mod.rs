@@ -173,7 +173,7 @@ fn batch_measures(
         .iter()
         .map(|(m, g)| (m.clone(), (g.inserted + g.updated + g.deleted).into()))
         .collect();
-    (b.silver.clone(), gold.into(), b.stages)
+    (b.silver, gold.into(), b.stages)
 }
 
 fn rows(p: &Pipeline, run: &RunRecord<'_>) -> Result<RecordBatch> {
