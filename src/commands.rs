@@ -104,15 +104,16 @@ async fn register_qualified(
     storage::register(ctx, sql_name, table).await
 }
 
-/// Commits of one table, newest first.
-pub async fn history(p: &Pipeline, name: &str) -> Result<Vec<HistoryEntry>> {
+/// Commits of one table, newest first, with the table's SQL name (`zone.table`).
+pub async fn history(p: &Pipeline, name: &str) -> Result<(String, Vec<HistoryEntry>)> {
     let (sql_name, relative) = resolve_table(p, name)?;
     let lake = Lakehouse::new(p.lakehouse.clone());
     let table = lake
         .open(&relative)
         .await?
         .ok_or_else(|| MedallionError::Usage(format!("table {sql_name} does not exist yet")))?;
-    storage::history(&table, &sql_name, None).await
+    let entries = storage::history(&table, &sql_name, None).await?;
+    Ok((sql_name, entries))
 }
 
 /// Vacuum every table; returns (table, files deleted or that would be).

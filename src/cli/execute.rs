@@ -185,8 +185,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::History { table, json } => {
             let pipeline = load(&cli.config).await?;
-            let (name, _) = commands::resolve_table(&pipeline, &table)?;
-            let entries = commands::history(&pipeline, &table).await?;
+            let (name, entries) = commands::history(&pipeline, &table).await?;
             if json {
                 outln!(
                     "{:#}",

@@ -24,6 +24,19 @@ fn loaded() -> (Workdir, Value) {
     (w, doc)
 }
 
+/// `status --json`, parsed.
+fn status_json(w: &Workdir) -> Value {
+    let r = w.medallion(&["status", "--json"]);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+}
+
+/// The sample's rows with other customer ids: new content, new keys.
+fn other_customers(w: &Workdir) -> String {
+    std::fs::read_to_string(w.raw().join(SAMPLE))
+        .unwrap()
+        .replace("C0", "C1")
+}
+
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
@@ -100,12 +113,7 @@ fn run_json_and_the_runs_table_hold_every_file_with_exact_counts() {
         w.count("FROM (SELECT DISTINCT run_id FROM _medallion.runs) r"),
         2
     );
-    w.write_raw(
-        BROKEN,
-        &std::fs::read_to_string(w.raw().join(SAMPLE))
-            .unwrap()
-            .replace("C0", "C1"),
-    );
+    w.write_raw(BROKEN, &other_customers(&w));
     w.run_expect(0);
     let r = w.medallion(&["run", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -277,7 +285,7 @@ fn a_batch_left_open_is_counted_once_by_the_run_that_completes_it() {
     );
     assert_eq!(n(&sums[0]["rd"]), w.count("FROM bronze.readings"));
     assert_eq!(n(&sums[0]["rej"]), w.count("FROM rejected.readings"));
-    let last = serde_json::from_str::<Value>(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    let last = status_json(&w);
     assert_eq!(last["last_run"]["outcome"], "ok", "{last:#}");
     assert_eq!(n(&last["last_run"]["files_loaded"]), 1, "{last:#}");
 }
@@ -290,12 +298,10 @@ fn a_file_that_fails_and_then_loads_in_one_run_counts_as_loaded() {
     w.add_sample(SAMPLE);
     let r = w.medallion_failing_at(&["run"], "after_data_files");
     assert_ne!(r.code, 0, "{r:?}");
-    let changed = std::fs::read_to_string(w.raw().join(SAMPLE))
-        .unwrap()
-        .replace("C0", "C1");
+    let changed = other_customers(&w);
     w.write_raw(SAMPLE, &changed);
     w.run_expect(0);
-    let doc: Value = serde_json::from_str(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    let doc = status_json(&w);
     let last = &doc["last_run"];
     assert_eq!(last["outcome"], "ok", "{doc:#}");
     assert_eq!(n(&last["files_loaded"]), 1, "{doc:#}");
@@ -313,18 +319,16 @@ fn a_duplicate_name_that_loads_new_content_is_not_a_duplicate_any_more() {
     w.add_sample(SAMPLE);
     w.write_raw_bytes(COPY, &std::fs::read(w.raw().join(SAMPLE)).unwrap());
     w.run_expect(0);
-    let doc: Value = serde_json::from_str(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    let doc = status_json(&w);
     assert_eq!(
         doc["files"]["duplicates"].as_array().unwrap().len(),
         1,
         "{doc:#}"
     );
-    let changed = std::fs::read_to_string(w.raw().join(SAMPLE))
-        .unwrap()
-        .replace("C0", "C1");
+    let changed = other_customers(&w);
     w.write_raw(COPY, &changed);
     w.run_expect(0);
-    let doc: Value = serde_json::from_str(&w.medallion(&["status", "--json"]).stdout).unwrap();
+    let doc = status_json(&w);
     assert!(
         doc["files"]["duplicates"].as_array().unwrap().is_empty(),
         "{doc:#}"
