@@ -15,9 +15,13 @@ use crate::storage::{self, HistoryEntry, Lakehouse, TimeTravel};
 
 /// Every table of the lakehouse: (SQL name `zone.table`, path under the root).
 pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
-    let t = p.source.tables();
-    let mut out: Vec<(String, String)> = [t.bronze, t.silver, t.rejected]
-        .into_iter()
+    let mut out: Vec<(String, String)> = p
+        .sources
+        .iter()
+        .flat_map(|s| {
+            let t = s.tables();
+            [t.bronze, t.silver, t.rejected]
+        })
         .map(|rel| (rel.replace('/', "."), rel))
         .collect();
     out.extend(

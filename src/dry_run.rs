@@ -56,18 +56,59 @@ pub struct Example {
     pub content: String,
 }
 
-/// Check every file; a file's problems are its own, so every file is checked.
-pub async fn check_files(p: Arc<Pipeline>, paths: &[PathBuf]) -> Result<Vec<FileCheck>> {
-    let validator = Arc::new(Validator::new(p.clone())?);
+/// Check every file against the rules of `source`, or else of the source whose
+/// pattern matches the file's name (the only source, when there is one); a file's
+/// problems are its own, so every file is checked.
+pub async fn check_files(
+    p: Arc<Pipeline>,
+    paths: &[PathBuf],
+    source: Option<&str>,
+) -> Result<Vec<FileCheck>> {
+    if let Some(name) = source.filter(|n| !p.sources.iter().any(|s| s.name == *n)) {
+        return Err(MedallionError::Usage(format!("unknown source \"{name}\"")));
+    }
+    let mut validators: HashMap<String, (Arc<Pipeline>, Arc<Validator>)> = HashMap::new();
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        let (p, v, path) = (p.clone(), validator.clone(), path.clone());
+        let Some(name) = source_of(&p, path, source) else {
+            out.push(FileCheck {
+                file: path.display().to_string(),
+                error: Some(
+                    "no source's pattern matches the file's name: name one with --source".into(),
+                ),
+                ..FileCheck::default()
+            });
+            continue;
+        };
+        if !validators.contains_key(&name) {
+            let focused = Arc::new(p.for_source(&name).unwrap_or_else(|| (*p).clone()));
+            let v = Arc::new(Validator::new(focused.clone())?);
+            validators.insert(name.clone(), (focused, v));
+        }
+        let (p, v) = validators[&name].clone();
+        let path = path.clone();
         let check = tokio::task::spawn_blocking(move || check_file(&p, &v, &path))
             .await
             .map_err(|e| MedallionError::Internal(format!("checking a file stopped: {e}")))?;
         out.push(check);
     }
     Ok(out)
+}
+
+/// The source a file is checked against.
+fn source_of(p: &Pipeline, path: &Path, chosen: Option<&str>) -> Option<String> {
+    if let Some(name) = chosen {
+        return Some(name.to_string());
+    }
+    if p.single_source() {
+        return Some(p.source.name.clone());
+    }
+    let name = path.file_name()?.to_string_lossy();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    p.sources
+        .iter()
+        .find(|s| s.pattern.matches(name))
+        .map(|s| s.name.clone())
 }
 
 fn check_file(p: &Pipeline, validator: &Validator, path: &Path) -> FileCheck {

@@ -94,17 +94,18 @@ fn targets(p: &Pipeline, opts: &OptimizeOptions) -> Result<Vec<Target>> {
         Some(name) => vec![resolve_table(p, name)?],
         None => tables(p),
     };
-    let silver = p.source.tables().silver;
     let mut out = Vec::new();
     for (sql, relative) in chosen {
-        let zorder_by = if relative == silver {
-            Some(&p.silver_zorder_by)
-        } else {
-            p.gold
+        let zorder_by = match p.sources.iter().find(|s| s.tables().silver == relative) {
+            Some(source) => Some(&source.zorder_by),
+            None => p
+                .gold
                 .iter()
                 .find(|m| m.table() == relative)
-                .map(|m| &m.zorder_by)
-        };
+                .map(|m| &m.zorder_by),
+        }
+        // An append source without `zorder_by` has no key to order by.
+        .filter(|columns| !columns.is_empty());
         let layout = match zorder_by {
             Some(columns) if opts.zorder => Ok(Layout::ZOrder(columns.clone())),
             None if opts.zorder && opts.table.is_some() => {
@@ -131,19 +132,22 @@ pub async fn optimize(p: &Pipeline, opts: &OptimizeOptions) -> Result<OptimizeRe
     }
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
     let result = async {
-        let state = ledger::state(&lake).await?;
-        if let Some(open) = state.unfinished.first() {
-            return Err(MedallionError::Busy(format!(
-                "batch {} ({}) is open: run `medallion run` to complete it, then optimize",
-                open.seq, open.file
-            )));
-        }
-        if state.open_rebuild.is_some() {
-            return Err(MedallionError::Busy(
-                "a rebuild is open: run `medallion run` or `medallion rebuild` to complete \
-                 it, then optimize"
-                    .into(),
-            ));
+        for source in &p.sources {
+            let state = ledger::state(&lake, &source.name).await?;
+            if let Some(open) = state.unfinished.first() {
+                return Err(MedallionError::Busy(format!(
+                    "batch {} ({}) of source {} is open: run `medallion run` to complete it, \
+                     then optimize",
+                    open.seq, open.file, source.name
+                )));
+            }
+            if state.open_rebuild.is_some() {
+                return Err(MedallionError::Busy(format!(
+                    "a rebuild of source {} is open: run `medallion run` or `medallion \
+                     rebuild` to complete it, then optimize",
+                    source.name
+                )));
+            }
         }
         optimize_tables(&lake, targets, opts, Some(&lease)).await
     }

@@ -78,6 +78,27 @@ pub fn affected_keys_plan(
     ))
 }
 
+/// The silver tables a model's plan reads, by source name: `silver.<name>`, and
+/// `silver` for the only source, given as `single`.
+pub fn silver_sources(plan: &LogicalPlan, single: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let r = &scan.table_name;
+            let name = match (r.schema(), r.table()) {
+                (Some("silver"), table) => Some(table.to_string()),
+                (None, "silver") => single.map(str::to_string),
+                _ => None,
+            };
+            if let Some(name) = name.filter(|n| !out.contains(n)) {
+                out.push(name);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
 enum Shape {
     /// Keys are computed by `key_exprs` (one per model key) over `input`'s rows.
     ByKeys {
@@ -163,7 +184,9 @@ fn shape(plan: &LogicalPlan, keys: &[String], silver_key: &[String]) -> Result<S
                     _ => None,
                 })
                 .collect();
-            let unique = silver_key.iter().all(|k| selected.contains(k))
+            // An append source has no key: its rows are unique only under a DISTINCT.
+            let unique = (!silver_key.is_empty()
+                && silver_key.iter().all(|k| selected.contains(k)))
                 || (distinct_on_spine(plan) && keys.len() == plan.schema().fields().len());
             if !unique {
                 return Err(format!(
@@ -299,7 +322,9 @@ fn needs_full(plan: &LogicalPlan) -> Option<String> {
     }
     if scans > 1 {
         return Some(
-            "it reads silver more than once (a self-join, a set operation or a subquery)".into(),
+            "it reads silver tables more than once (a join of sources, a self-join, a set \
+             operation or a subquery)"
+                .into(),
         );
     }
     if scans == 0 {

@@ -111,6 +111,9 @@ pub fn rejected_schema(columns: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The ledger column naming the source a row belongs to.
+pub const LEDGER_SOURCE: &str = "source";
+
 /// The file ledger: one row per processed file.
 pub fn ledger_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -127,6 +130,8 @@ pub fn ledger_schema() -> SchemaRef {
         Field::new("message", DataType::Utf8, true),
         Field::new("table_versions", DataType::Utf8, true),
         Field::new("processed_at", utc_timestamp_type(), false),
+        // Added after the others (a ledger from before sources gains it at the end).
+        Field::new(LEDGER_SOURCE, DataType::Utf8, true),
     ]))
 }
 
@@ -139,6 +144,11 @@ pub fn gold_schema(model_schema: &Schema) -> SchemaRef {
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// A single-quoted SQL string literal (`it's` → `'it''s'`).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// A double-quoted SQL identifier, as DataFusion reads it (`a"b` → `"a""b"`).

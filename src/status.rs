@@ -61,6 +61,15 @@ pub struct Files {
     pub duplicates: Vec<DuplicateFile>,
 }
 
+/// One source's landing zone.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    /// `upsert`, `append` or `snapshot`.
+    pub mode: &'static str,
+    pub files: Files,
+}
+
 /// A gold table the next run rebuilds, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct StaleGold {
@@ -73,7 +82,10 @@ pub struct StaleGold {
 pub struct Status {
     pub lakehouse: String,
     pub tables: Vec<TableStatus>,
+    /// Every source's landing-zone files together.
     pub files: Files,
+    /// Each source's own.
+    pub sources: Vec<SourceStatus>,
     pub last_run: Option<crate::runs::LastRun>,
     pub stale_gold: Vec<StaleGold>,
     /// Gold tables whose model is no longer in the configuration (left alone).
@@ -109,7 +121,23 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
         };
         out.push(t);
     }
-    let files = files(p, &lake).await?;
+    let mut files = Files::default();
+    let mut sources = Vec::new();
+    for source in &p.sources {
+        let Some(focused) = p.for_source(&source.name) else {
+            continue;
+        };
+        let own = source_files(&focused, &lake).await?;
+        files.loaded += own.loaded;
+        files.pending.extend(own.pending.iter().cloned());
+        files.failed.extend(own.failed.iter().cloned());
+        files.duplicates.extend(own.duplicates.iter().cloned());
+        sources.push(SourceStatus {
+            name: source.name.clone(),
+            mode: crate::config::mode_name(source.mode),
+            files: own,
+        });
+    }
     let configured: Vec<String> = p.gold.iter().map(|m| m.name.clone()).collect();
     let orphaned_gold = lake
         .tables_in("gold")
@@ -130,15 +158,16 @@ pub async fn status(p: &Pipeline) -> Result<Status> {
         lakehouse: p.lakehouse.url.to_string(),
         tables: out,
         files,
+        sources,
         last_run: crate::runs::last_run(&lake).await?,
         stale_gold,
         orphaned_gold,
     })
 }
 
-/// The landing zone against the ledger.
-async fn files(p: &Pipeline, lake: &Lakehouse) -> Result<Files> {
-    let state = ledger::state(lake).await?;
+/// The focused source's landing zone against its ledger rows.
+async fn source_files(p: &Pipeline, lake: &Lakehouse) -> Result<Files> {
+    let state = ledger::state(lake, &p.source.name).await?;
     let mut out = Files::default();
     let landing = ingest::discover(p).await?;
     let names: std::collections::HashSet<String> = landing.iter().map(|f| f.name.clone()).collect();
@@ -157,28 +186,30 @@ async fn files(p: &Pipeline, lake: &Lakehouse) -> Result<Files> {
     };
     let ctx = storage::session();
     storage::register(&ctx, "ledger", &table).await?;
-    out.failed = failed_files(&ctx).await?;
+    let of_source = ledger::rows_of(&table, &p.source.name)?;
+    out.failed = failed_files(&ctx, &of_source).await?;
     out.failed.retain(|f| names.contains(&f.file));
-    out.duplicates = duplicate_files(&ctx, &state).await?;
+    out.duplicates = duplicate_files(&ctx, &of_source, &state).await?;
     out.duplicates.retain(|f| names.contains(&f.file));
     Ok(out)
 }
 
 /// Each file name's newest final ledger row (of any batch) when its status is
-/// `status`: `file, _batch_id, processed_at, message, sha256`.
-fn newest_when(status: &str) -> String {
+/// `status`, among the rows `of_source` selects: `file, _batch_id, processed_at,
+/// message, sha256`.
+fn newest_when(status: &str, of_source: &str) -> String {
     format!(
         "SELECT file, _batch_id, processed_at, message, sha256 FROM ( \
          SELECT *, ROW_NUMBER() OVER (PARTITION BY file ORDER BY processed_at DESC, seq DESC) AS newest \
-         FROM ledger WHERE status IN ('loaded', 'failed', 'duplicate', 'unchanged')) \
+         FROM ledger WHERE {of_source} AND status IN ('loaded', 'failed', 'duplicate', 'unchanged')) \
          WHERE newest = 1 AND status = '{status}' ORDER BY file"
     )
 }
 
 /// Files whose newest attempt failed.
-async fn failed_files(ctx: &SessionContext) -> Result<Vec<FailedFile>> {
-    let batches =
-        storage::sql_batches(ctx, &newest_when("failed"), "read the failed files").await?;
+async fn failed_files(ctx: &SessionContext, of_source: &str) -> Result<Vec<FailedFile>> {
+    let sql = newest_when("failed", of_source);
+    let batches = storage::sql_batches(ctx, &sql, "read the failed files").await?;
     let mut out = Vec::new();
     for b in &batches {
         let (file, batch, at, message) = (text(b, 0)?, text(b, 1)?, micros(b, 2)?, text(b, 3)?);
@@ -198,10 +229,11 @@ async fn failed_files(ctx: &SessionContext) -> Result<Vec<FailedFile>> {
 /// loaded under (a name whose new content loaded since is not one).
 async fn duplicate_files(
     ctx: &SessionContext,
+    of_source: &str,
     state: &ledger::LedgerState,
 ) -> Result<Vec<DuplicateFile>> {
-    let batches =
-        storage::sql_batches(ctx, &newest_when("duplicate"), "read the duplicates").await?;
+    let sql = newest_when("duplicate", of_source);
+    let batches = storage::sql_batches(ctx, &sql, "read the duplicates").await?;
     let mut out = Vec::new();
     for b in &batches {
         let (file, sha) = (text(b, 0)?, text(b, 4)?);

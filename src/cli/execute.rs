@@ -92,9 +92,13 @@ async fn run(cli: Cli) -> Result<i32> {
             print_inference(&inf, &opts);
             Ok(0)
         }
-        Command::Validate { files, json } if !files.is_empty() || json => {
+        Command::Validate {
+            files,
+            source,
+            json,
+        } if !files.is_empty() || json => {
             let pipeline = load(&cli.config).await?;
-            let checks = crate::dry_run::check_files(pipeline, &files).await?;
+            let checks = crate::dry_run::check_files(pipeline, &files, source.as_deref()).await?;
             if json {
                 let doc = serde_json::json!({
                     "config": cli.config.display().to_string(),
@@ -115,13 +119,26 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Validate { .. } => {
             let pipeline = load(&cli.config).await?;
             outln!(
-                "{}: ok ({} columns, {} row rules, {} gold models; lakehouse {})",
+                "{}: ok ({} sources, {} gold models; lakehouse {})",
                 cli.config.display(),
-                pipeline.source.columns.len(),
-                pipeline.source.row_rules.len(),
+                pipeline.sources.len(),
                 pipeline.gold.len(),
                 pipeline.lakehouse.url
             );
+            for s in &pipeline.sources {
+                outln!(
+                    "  source {} ({}{}): {} columns, {} row rules",
+                    s.name,
+                    crate::config::mode_name(s.mode),
+                    if s.key.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", key [{}]", s.key.join(", "))
+                    },
+                    s.columns.len(),
+                    s.row_rules.len()
+                );
+            }
             for model in &pipeline.gold {
                 outln!(
                     "  gold.{} [{}]: {}",
@@ -152,6 +169,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Run {
+            sources,
             lease_wait,
             lease_ttl,
             json,
@@ -161,6 +179,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let opts = crate::run::RunOptions {
                 lease_ttl: std::time::Duration::from_secs(lease_ttl),
                 lease_wait: std::time::Duration::from_secs(lease_wait),
+                sources,
             };
             if !json && !quiet {
                 crate::progress::install(crate::progress::Mode::for_stderr());
@@ -198,10 +217,22 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Rebuild {
             target,
+            source,
             dry_run,
             lease_wait,
         } => {
             let pipeline = load(&cli.config).await?;
+            let pipeline = match source {
+                Some(name) => std::sync::Arc::new(pipeline.for_source(&name).ok_or_else(|| {
+                    crate::MedallionError::Usage(format!("unknown source \"{name}\""))
+                })?),
+                None if !pipeline.single_source() && !target.starts_with("gold.") => {
+                    return Err(crate::MedallionError::Usage(
+                        "there are several sources: name the one to rebuild with --source".into(),
+                    ));
+                }
+                None => pipeline,
+            };
             let target = crate::run::rebuild::Target::parse(&target, &pipeline)?;
             let opts = crate::run::RunOptions {
                 lease_wait: std::time::Duration::from_secs(lease_wait),

@@ -63,6 +63,9 @@ pub enum Command {
     /// others still load). With no new files it does nothing and says so. One run
     /// ingests at a time: others wait for its lease (see --lease-wait).
     Run {
+        /// Ingest only this source (repeat for several); by default every source.
+        #[arg(long = "source", value_name = "NAME")]
+        sources: Vec<String>,
         /// Seconds to wait while another run holds the ingest lease.
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         lease_wait: u64,
@@ -134,6 +137,10 @@ pub enum Command {
         /// Files to dry-run (local paths).
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Check the files against this source's rules (by default the source whose
+        /// pattern matches each file's name).
+        #[arg(long = "source", value_name = "NAME")]
+        source: Option<String>,
         /// Print one JSON document: {"config", "files": [{"file", "rows_read",
         /// "accepted", "rejected", "rejected_by_rule", "warnings", "examples", "error"}]}.
         #[arg(long)]
@@ -182,6 +189,10 @@ pub enum Command {
         /// silver | all | gold.<model>
         #[arg(default_value = "all", value_name = "TARGET")]
         target: String,
+        /// The source whose silver and rejected tables to rebuild (needed for silver
+        /// and all when there are several sources).
+        #[arg(long = "source", value_name = "NAME")]
+        source: Option<String>,
         /// Write nothing; print how many rows would move between silver and rejected, per rule.
         #[arg(long)]
         dry_run: bool,

@@ -160,8 +160,10 @@ fn valid_rule_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// Check row rules (at `place[i]`) as boolean SQL over the typed columns `fields`.
 pub(super) fn validate_row_rules(
     rules: &[RowRuleConfig],
+    place: &str,
     fields: Vec<(String, DataType)>,
     errs: &mut Vec<ConfigError>,
 ) -> Vec<RowRule> {
@@ -177,7 +179,7 @@ pub(super) fn validate_row_rules(
     let ctx = SessionContext::new();
     let mut out = Vec::new();
     for (i, r) in rules.iter().enumerate() {
-        let place = format!("source.row_rules[{i}]");
+        let place = format!("{place}[{i}]");
         if !valid_rule_name(&r.name) {
             errs.push(ConfigError::new(
                 format!("{place}.name"),

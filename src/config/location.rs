@@ -39,22 +39,27 @@ pub(super) fn lakehouse(
 /// lakehouse's options; a leading `/` is relative too, as it always was).
 pub(super) fn raw_zone(
     src: &SourceConfig,
+    place: &str,
     lakehouse: Option<&Location>,
     errs: &mut Vec<ConfigError>,
 ) -> Option<Location> {
-    let options = options(&src.storage_options, "source.storage_options", errs);
+    let (options_place, raw_place) = (
+        format!("{place}.storage_options"),
+        format!("{place}.raw_dir"),
+    );
+    let options = options(&src.storage_options, &options_place, errs);
     let text = non_empty(
-        interpolate(&src.raw_dir, "source.raw_dir", errs)?,
-        "source.raw_dir",
+        interpolate(&src.raw_dir, &raw_place, errs)?,
+        &raw_place,
         errs,
     )?;
     if text.contains("://") {
-        let url = uri(&text, "source.raw_dir", errs)?;
+        let url = uri(&text, &raw_place, errs)?;
         return Some(Location::new(url, options?));
     }
     if !src.storage_options.is_empty() {
         errs.push(ConfigError::new(
-            "source.storage_options",
+            options_place,
             "only for a raw_dir of its own (a URI); a raw_dir inside the lakehouse is \
              reached with the lakehouse's storage_options",
         ));
@@ -63,7 +68,7 @@ pub(super) fn raw_zone(
     match lakehouse?.join(text.trim_matches('/')) {
         Ok(location) => Some(location),
         Err(e) => {
-            errs.push(ConfigError::new("source.raw_dir", e.to_string()));
+            errs.push(ConfigError::new(raw_place, e.to_string()));
             None
         }
     }

@@ -6,6 +6,7 @@
 mod columns;
 mod location;
 mod model;
+mod sources;
 mod spec;
 mod validate;
 
@@ -13,6 +14,7 @@ use std::path::Path;
 
 pub use crate::error::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use sources::mode_name;
 pub use spec::{
     BatchBounds, ColumnCheck, ColumnRule, ColumnSpec, CsvSpec, GoldModel, Pipeline, RowRule,
     SourceSpec, SourceTables, gold_table,

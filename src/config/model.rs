@@ -14,10 +14,15 @@ pub struct ConfigFile {
     /// Options for the lakehouse's store (endpoint, region, credentials as `${VAR}`).
     #[serde(default)]
     pub storage_options: std::collections::BTreeMap<String, String>,
-    /// The CSV source: where files land, how to read them, what the columns mean.
-    pub source: SourceConfig,
-    /// How silver is kept.
-    pub silver: SilverConfig,
+    /// The one CSV source, in the shorthand form (with `silver:`); or use `sources:`.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
+    /// How the shorthand source's silver is kept.
+    #[serde(default)]
+    pub silver: Option<SilverConfig>,
+    /// The sources of the lakehouse, each with its own landing zone, rules, key and mode.
+    #[serde(default)]
+    pub sources: Option<Vec<SourceConfig>>,
     /// Business aggregates kept current with MERGE.
     #[serde(default)]
     pub gold: Vec<GoldModelConfig>,
@@ -73,6 +78,40 @@ pub struct SourceConfig {
     /// Rules over the typed row, as SQL boolean expressions.
     #[serde(default)]
     pub row_rules: Vec<RowRuleConfig>,
+    /// Natural key of silver (in the shorthand form: `silver.key`); none for `append`.
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
+    /// How accepted rows reach silver: `upsert` (default), `append` or `snapshot`.
+    #[serde(default)]
+    pub mode: SourceMode,
+    /// `upsert`: a row replaces its key's current row only if this column is not lower.
+    #[serde(default)]
+    pub sequence_by: Option<String>,
+    /// `upsert`: SQL predicate over the typed row; a matching row deletes its key.
+    #[serde(default)]
+    pub delete_when: Option<String>,
+    /// `snapshot`: accept a file with no data rows (it empties silver).
+    #[serde(default)]
+    pub allow_empty_snapshot: bool,
+    /// Rows per silver MERGE (in the shorthand form: `silver.batch_rows`).
+    #[serde(default)]
+    pub batch_rows: Option<u64>,
+    /// Columns `medallion optimize --zorder` orders silver by (default: the key).
+    #[serde(default)]
+    pub zorder_by: Option<Vec<String>>,
+}
+
+/// How a source's accepted rows reach its silver table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// A later row of a key replaces it (the last line of a key wins within a batch).
+    #[default]
+    Upsert,
+    /// An event log without a key: every accepted row is appended.
+    Append,
+    /// Each file is the complete current state: silver becomes it.
+    Snapshot,
 }
 
 /// CSV dialect options.
@@ -256,6 +295,6 @@ fn default_batch_files() -> usize {
 fn default_batch_bytes() -> bytesize::ByteSize {
     bytesize::ByteSize::gib(1)
 }
-fn default_silver_batch_rows() -> u64 {
+pub(super) fn default_silver_batch_rows() -> u64 {
     1 << 18
 }

@@ -8,7 +8,7 @@ use deltalake::datafusion::logical_expr::Expr;
 use crate::schema;
 use crate::storage::Location;
 
-use super::model::RuleAction;
+use super::model::{RuleAction, SourceMode};
 pub use medallion_csv::ColumnCheck;
 use medallion_csv::{Dialect, Value, ValueParser};
 
@@ -17,13 +17,11 @@ use medallion_csv::{Dialect, Value, ValueParser};
 pub struct Pipeline {
     /// Root of the lakehouse, as a directory URL (ends with `/`), and its store options.
     pub lakehouse: Location,
+    /// Every source, in configuration order.
+    pub sources: Vec<SourceSpec>,
+    /// The source this value ingests: the first one, or the one [`Pipeline::for_source`]
+    /// chose. Everything that concerns all sources reads `sources`.
     pub source: SourceSpec,
-    /// Natural key of silver.
-    pub silver_key: Vec<String>,
-    /// Rows per silver MERGE.
-    pub silver_batch_rows: u64,
-    /// Columns `optimize --zorder` orders silver by: `silver.zorder_by`, else the key.
-    pub silver_zorder_by: Vec<String>,
     pub gold: Vec<GoldModel>,
     /// How many new files one batch takes.
     pub batches: BatchBounds,
@@ -47,6 +45,19 @@ pub struct SourceSpec {
     pub csv: CsvSpec,
     pub columns: Vec<ColumnSpec>,
     pub row_rules: Vec<RowRule>,
+    /// Natural key of silver (empty for an `append` source).
+    pub key: Vec<String>,
+    pub mode: SourceMode,
+    /// `upsert`: a row replaces the current one only if this column is not lower.
+    pub sequence_by: Option<String>,
+    /// `upsert`: rows matching this predicate delete their key.
+    pub delete_when: Option<RowRule>,
+    /// `snapshot`: a file with no data rows is accepted (it empties silver).
+    pub allow_empty_snapshot: bool,
+    /// Rows per silver MERGE.
+    pub batch_rows: u64,
+    /// Columns `optimize --zorder` orders silver by: `zorder_by`, else the key.
+    pub zorder_by: Vec<String>,
 }
 
 /// A checked CSV dialect.
@@ -104,12 +115,19 @@ pub struct GoldModel {
     /// Hash of the normalised SQL, the keys and the output schema: a gold table built
     /// under another fingerprint is rebuilt.
     pub fingerprint: String,
+    /// The sources whose silver tables the model reads.
+    pub sources: Vec<String>,
 }
 
 impl GoldModel {
     /// Its table: `gold/<name>`.
     pub fn table(&self) -> String {
         gold_table(&self.name)
+    }
+
+    /// Whether the model reads source `name`'s silver table.
+    pub fn reads(&self, source: &str) -> bool {
+        self.sources.iter().any(|s| s == source)
     }
 }
 
@@ -165,37 +183,65 @@ impl SourceSpec {
 }
 
 impl Pipeline {
+    /// This pipeline focused on source `name` (what `run` ingests for it).
+    pub fn for_source(&self, name: &str) -> Option<Pipeline> {
+        let source = self.sources.iter().find(|s| s.name == name)?.clone();
+        Some(Pipeline {
+            source,
+            ..self.clone()
+        })
+    }
+
+    /// Whether there is exactly one source (its silver is also `silver` in gold SQL).
+    pub fn single_source(&self) -> bool {
+        self.sources.len() == 1
+    }
+
     /// A digest of everything in the configuration that decides what a run does, and of
     /// the medallion version: locations, dialect, columns, rules, key and models. Storage
     /// options are left out (they are credentials, and reach the same data).
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        let s = &self.source;
-        let rules: Vec<_> = s
-            .row_rules
-            .iter()
-            .map(|r| (&r.name, &r.sql, r.action))
-            .collect();
+        let sources: Vec<String> = self.sources.iter().map(SourceSpec::digest_text).collect();
         let gold: Vec<_> = self
             .gold
             .iter()
             .map(|m| (&m.name, &m.keys, &m.fingerprint, &m.maintenance))
             .collect();
         let text = format!(
-            "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
+            "{}|{}|{:?}|{:?}",
             env!("CARGO_PKG_VERSION"),
             self.lakehouse.url,
-            s.name,
-            s.raw_zone.url,
-            s.pattern.as_str(),
-            s.timezone,
-            s.csv,
-            s.columns,
-            rules,
-            self.silver_key,
-            self.silver_batch_rows,
+            sources,
             gold,
         );
         hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+}
+
+impl SourceSpec {
+    /// What of the source decides what a run does, as text for [`Pipeline::fingerprint`].
+    fn digest_text(&self) -> String {
+        let rules: Vec<_> = self
+            .row_rules
+            .iter()
+            .chain(&self.delete_when)
+            .map(|r| (&r.name, &r.sql, r.action))
+            .collect();
+        format!(
+            "{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}",
+            self.name,
+            self.raw_zone.url,
+            self.pattern.as_str(),
+            self.timezone,
+            self.csv,
+            self.columns,
+            rules,
+            self.key,
+            self.mode,
+            self.sequence_by,
+            self.allow_empty_snapshot,
+            self.batch_rows,
+        )
     }
 }

@@ -29,7 +29,7 @@ fn sample_config_loads() {
     let p = load(SAMPLE).unwrap();
     assert_eq!(p.source.name, "readings");
     assert_eq!(p.source.columns.len(), 6);
-    assert_eq!(p.silver_key, ["customer_id", "meter_id", "start_time"]);
+    assert_eq!(p.source.key, ["customer_id", "meter_id", "start_time"]);
     assert_eq!(p.gold.len(), 1);
     assert_eq!(p.gold[0].keys, ["customer_id", "usage_date"]);
     assert_eq!(
@@ -102,7 +102,7 @@ fn shape_errors_name_their_place() {
         "{errs:#?}"
     );
     let errs = errors("lakehouse: x\n");
-    assert!(errs[0].contains("missing field `source`"), "{errs:#?}");
+    assert!(errs[0].starts_with("sources: no source"), "{errs:#?}");
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn location_problems_are_config_errors() {
 #[test]
 fn zorder_columns_default_to_the_keys_and_unknown_ones_are_reported_together() {
     let p = load(SAMPLE).unwrap();
-    assert_eq!(p.silver_zorder_by, p.silver_key);
+    assert_eq!(p.source.zorder_by, p.source.key);
     assert_eq!(p.gold[0].zorder_by, ["customer_id", "usage_date"]);
 
     let configured = SAMPLE
@@ -234,7 +234,7 @@ fn zorder_columns_default_to_the_keys_and_unknown_ones_are_reported_together() {
             "    keys: [customer_id, usage_date]\n    zorder_by: [usage_date]\n",
         );
     let p = load(&configured).unwrap();
-    assert_eq!(p.silver_zorder_by, ["meter_id", "start_time"]);
+    assert_eq!(p.source.zorder_by, ["meter_id", "start_time"]);
     assert_eq!(p.gold[0].zorder_by, ["usage_date"]);
 
     let errs = errors(

@@ -7,13 +7,11 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono_tz::Tz;
-use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 
 use super::ConfigError;
-use super::columns::{validate_column, validate_row_rules};
 use super::model::*;
 use super::spec::*;
 use super::{first_line, valid_name};
@@ -21,8 +19,22 @@ use super::{first_line, valid_name};
 pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
     let mut errs = Vec::new();
     let lakehouse = super::location::lakehouse(file, base, &mut errs);
-    let source = validate_source(&file.source, lakehouse.as_ref(), &mut errs);
-
+    let entries = super::sources::entries(file, &mut errs);
+    let mut names = HashSet::new();
+    for e in &entries {
+        if !names.insert(e.config.name.as_str()) {
+            errs.push(ConfigError::new(
+                format!("{}.name", e.place),
+                format!("duplicate source \"{}\"", e.config.name),
+            ));
+        }
+    }
+    // Reported with the gold models' problems, whatever happens to those.
+    let mut deferred = Vec::new();
+    let sources: Vec<Option<SourceSpec>> = entries
+        .iter()
+        .map(|e| super::sources::validate_source(e, lakehouse.as_ref(), &mut errs, &mut deferred))
+        .collect();
     if file.batches.max_files == 0 {
         errs.push(ConfigError::new("batches.max_files", "must be at least 1"));
     }
@@ -32,211 +44,41 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
             "must be at least 1 byte",
         ));
     }
-    if file.silver.batch_rows == 0 {
-        errs.push(ConfigError::new("silver.batch_rows", "must be at least 1"));
-    }
-    if file.silver.key.is_empty() {
-        errs.push(ConfigError::new(
-            "silver.key",
-            "at least one key column is required",
-        ));
-    }
-    for (i, k) in file.silver.key.iter().enumerate() {
-        match file.source.columns.iter().find(|c| &c.name == k) {
-            None => errs.push(ConfigError::new(
-                format!("silver.key[{i}]"),
-                format!("unknown column \"{k}\""),
-            )),
-            Some(c) if !c.required => errs.push(ConfigError::new(
-                format!("silver.key[{i}]"),
-                format!(
-                    "key column \"{k}\" must be `required: true` (a missing key cannot be upserted)"
-                ),
-            )),
-            Some(_) => {}
-        }
-    }
-
-    // Reported with the gold models' problems, whatever happens to those.
-    let mut zorder_errs = Vec::new();
-    let silver_zorder_by = zorder_columns(
-        file.silver.zorder_by.as_deref(),
-        &file.silver.key,
-        "silver.zorder_by",
-        |c| file.source.columns.iter().any(|col| col.name == c),
-        &mut zorder_errs,
-    );
-
-    let mut pipeline = match (lakehouse, source) {
-        (Some(lakehouse), Some(source)) if errs.is_empty() => Pipeline {
-            lakehouse,
-            source,
-            silver_key: file.silver.key.clone(),
-            silver_batch_rows: file.silver.batch_rows,
-            silver_zorder_by,
-            gold: Vec::new(),
-            batches: BatchBounds {
-                max_files: file.batches.max_files,
-                max_bytes: file.batches.max_bytes.as_u64(),
-            },
-        },
-        _ => {
-            // Gold SQL can only be planned against a valid silver schema.
-            errs.extend(zorder_errs);
-            return Err(errs);
-        }
+    // Gold SQL can only be planned against valid silver schemas.
+    let sources: Option<Vec<SourceSpec>> = sources.into_iter().collect();
+    let (Some(lakehouse), Some(sources)) = (lakehouse, sources) else {
+        errs.extend(deferred);
+        return Err(errs);
     };
-    let silver = pipeline.source.silver_schema();
-    pipeline.gold = validate_gold(&file.gold, silver, &file.silver.key, &mut errs).await;
-    errs.extend(zorder_errs);
-    if errs.is_empty() {
-        Ok(pipeline)
-    } else {
-        Err(errs)
+    if !errs.is_empty() || sources.is_empty() {
+        errs.extend(deferred);
+        return Err(errs);
     }
-}
-
-fn validate_source(
-    src: &SourceConfig,
-    lakehouse: Option<&crate::storage::Location>,
-    errs: &mut Vec<ConfigError>,
-) -> Option<SourceSpec> {
-    let start = errs.len();
-    let raw_zone = super::location::raw_zone(src, lakehouse, errs);
-    if !valid_name(&src.name) {
-        errs.push(ConfigError::new(
-            "source.name",
-            "must be a SQL identifier: letters, digits, _ (not starting with a digit)",
-        ));
+    let gold = validate_gold(&file.gold, &sources, &mut errs).await;
+    errs.extend(deferred);
+    if !errs.is_empty() {
+        return Err(errs);
     }
-    let pattern = glob::Pattern::new(&src.pattern)
-        .map_err(|e| {
-            errs.push(ConfigError::new(
-                "source.pattern",
-                format!("invalid glob: {e}"),
-            ))
-        })
-        .ok();
-    let timezone: Option<Tz> = src
-        .timezone
-        .parse()
-        .map_err(|_| {
-            errs.push(ConfigError::new(
-                "source.timezone",
-                format!("unknown timezone \"{}\"", src.timezone),
-            ))
-        })
-        .ok();
-    let csv = validate_csv(&src.csv, errs);
-    if src.columns.is_empty() {
-        errs.push(ConfigError::new(
-            "source.columns",
-            "at least one column is required",
-        ));
-    }
-    let tz = timezone.unwrap_or(Tz::UTC);
-    let mut seen = HashSet::new();
-    let mut columns = Vec::new();
-    for (i, c) in src.columns.iter().enumerate() {
-        let place = format!("source.columns[{i}]");
-        if !seen.insert(c.name.as_str()) {
-            errs.push(ConfigError::new(
-                format!("{place}.name"),
-                format!("duplicate column \"{}\"", c.name),
-            ));
-        }
-        if let Some(col) = validate_column(c, &place, tz, errs) {
-            columns.push(col);
-        }
-    }
-    // Columns whose own definition failed take type Null, so that row rules are still
-    // checked (and only report their own problems).
-    let typed: Vec<(String, DataType)> = src
-        .columns
-        .iter()
-        .map(|c| {
-            let ty = columns
-                .iter()
-                .find(|s| s.name == c.name)
-                .map_or(DataType::Null, |s| crate::schema::arrow_type(s.parser.ty));
-            (c.name.clone(), ty)
-        })
-        .collect();
-    let row_rules = validate_row_rules(&src.row_rules, typed, errs);
-    if errs.len() > start {
-        return None;
-    }
-    Some(SourceSpec {
-        name: src.name.clone(),
-        raw_zone: raw_zone?,
-        pattern: pattern?,
-        timezone: tz,
-        csv: csv?,
-        columns,
-        row_rules,
+    Ok(Pipeline {
+        lakehouse,
+        source: sources[0].clone(),
+        sources,
+        gold,
+        batches: BatchBounds {
+            max_files: file.batches.max_files,
+            max_bytes: file.batches.max_bytes.as_u64(),
+        },
     })
 }
 
-fn one_byte(text: &str, place: &str, errs: &mut Vec<ConfigError>) -> Option<u8> {
-    match text.as_bytes() {
-        [b] => Some(*b),
-        _ => {
-            errs.push(ConfigError::new(
-                place,
-                format!("must be exactly one byte, got {text:?}"),
-            ));
-            None
-        }
-    }
-}
-
-fn validate_csv(csv: &CsvConfig, errs: &mut Vec<ConfigError>) -> Option<CsvSpec> {
-    let delimiter = one_byte(&csv.delimiter, "source.csv.delimiter", errs);
-    let quote = one_byte(&csv.quote, "source.csv.quote", errs);
-    let positive = |v: usize, key: &str, errs: &mut Vec<ConfigError>| {
-        if v == 0 {
-            errs.push(ConfigError::new(
-                format!("source.csv.{key}"),
-                "must be at least 1",
-            ));
-        }
-    };
-    positive(csv.max_record_bytes, "max_record_bytes", errs);
-    positive(csv.max_record_lines, "max_record_lines", errs);
-    positive(csv.max_field_bytes, "max_field_bytes", errs);
-    Some(CsvSpec {
-        dialect: medallion_csv::Dialect {
-            delimiter: delimiter?,
-            quote: quote?,
-            max_record_bytes: csv.max_record_bytes,
-            max_record_lines: csv.max_record_lines,
-            max_field_bytes: csv.max_field_bytes,
-        },
-        header: csv.header,
-        trim: csv.trim,
-        null_values: csv
-            .null_values
-            .iter()
-            .map(|v| v.trim().to_string())
-            .collect(),
-    })
-}
 async fn validate_gold(
     models: &[GoldModelConfig],
-    silver: SchemaRef,
-    silver_key: &[String],
+    sources: &[SourceSpec],
     errs: &mut Vec<ConfigError>,
 ) -> Vec<GoldModel> {
     // The session the models run in at ingest time, so they mean the same here.
     let ctx = crate::storage::session();
-    let empty = match MemTable::try_new(silver.clone(), vec![vec![]]) {
-        Ok(t) => t,
-        Err(e) => {
-            errs.push(ConfigError::new("gold", e.to_string()));
-            return Vec::new();
-        }
-    };
-    if let Err(e) = ctx.register_table("silver", Arc::new(empty)) {
+    if let Err(e) = register_empty_silver(&ctx, sources) {
         errs.push(ConfigError::new("gold", e.to_string()));
         return Vec::new();
     }
@@ -286,6 +128,16 @@ async fn validate_gold(
         if !keys_ok {
             continue;
         }
+        let single = (sources.len() == 1).then(|| sources[0].name.as_str());
+        let model_sources = crate::plan::silver_sources(df.logical_plan(), single);
+        // A selection's rows are unique by its source's key (none for an append source).
+        let silver_key: &[String] = match model_sources.as_slice() {
+            [one] => sources
+                .iter()
+                .find(|s| &s.name == one)
+                .map_or(&[], |s| s.key.as_slice()),
+            _ => &[],
+        };
         let maintenance = match crate::plan::maintenance(df.logical_plan(), &m.keys, silver_key) {
             Ok(mode) => mode,
             Err(reason) => {
@@ -309,14 +161,28 @@ async fn validate_gold(
             schema,
             maintenance,
             fingerprint,
+            sources: model_sources,
         });
     }
     out
 }
 
+/// Register every source's silver layout, empty, as the models see it at run time:
+/// `silver.<name>`, and also `silver` when there is one source.
+fn register_empty_silver(
+    ctx: &SessionContext,
+    sources: &[SourceSpec],
+) -> deltalake::datafusion::error::Result<()> {
+    for s in sources {
+        let empty = Arc::new(MemTable::try_new(s.silver_schema(), vec![vec![]])?);
+        crate::storage::register_silver_provider(ctx, &s.name, empty, sources.len() == 1)?;
+    }
+    Ok(())
+}
+
 /// The Z-order columns of a table: the configured list (at `place`), each a known,
 /// distinct column, or else `default` (its keys).
-fn zorder_columns(
+pub(super) fn zorder_columns(
     configured: Option<&[String]>,
     default: &[String],
     place: &str,

@@ -159,8 +159,14 @@ const HISTORY_READ: usize = 1000;
 /// point the log no longer reaches (Delta deletes commits past the log retention, 30
 /// days by default) is left out, not an error.
 async fn zone_rows(p: &Pipeline, lake: &Lakehouse, runs: &[RunRow]) -> Result<Lines> {
-    let t = p.source.tables();
-    let mut tables = vec![t.bronze, t.silver, t.rejected];
+    let mut tables: Vec<String> = p
+        .sources
+        .iter()
+        .flat_map(|s| {
+            let t = s.tables();
+            [t.bronze, t.silver, t.rejected]
+        })
+        .collect();
     tables.extend(p.gold.iter().map(|m| m.table()));
     let mut series = Vec::new();
     for relative in tables {

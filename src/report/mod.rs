@@ -189,6 +189,18 @@ impl RunReport {
             .chain(&self.unreadable)
     }
 
+    /// Add what a run of another source did.
+    pub fn absorb(&mut self, other: RunReport) {
+        self.rebuild_completed |= other.rebuild_completed;
+        self.rebuilt.extend(other.rebuilt);
+        self.batches.extend(other.batches);
+        self.unreadable.extend(other.unreadable);
+        self.already_loaded += other.already_loaded;
+        self.duplicates.extend(other.duplicates);
+        self.unstable.extend(other.unstable);
+        self.stopped_at = self.stopped_at.take().or(other.stopped_at);
+    }
+
     /// Whether the run did anything: a batch, an unreadable file, a duplicate skipped,
     /// a gold model rebuilt or a rebuild completed.
     pub fn did_something(&self) -> bool {

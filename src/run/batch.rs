@@ -14,7 +14,7 @@
 
 use deltalake::arrow::record_batch::RecordBatch;
 
-use crate::config::Pipeline;
+use crate::config::{Pipeline, SourceMode};
 use crate::error::{MedallionError, Result};
 use crate::ingest::lease::Lease;
 use crate::report::{BatchReport, FileReport};
@@ -70,7 +70,7 @@ pub async fn source_tables(
             FileSize::Upsert,
             &[(
                 super::evolve::SILVER_KEY_PROPERTY,
-                &super::evolve::silver_key_value(p),
+                &super::evolve::silver_key_value(&p.source),
             )],
         )
         .await?;
@@ -269,10 +269,15 @@ async fn upsert_silver(
     let mut affected: Vec<Vec<RecordBatch>> = vec![Vec::new(); p.gold.len()];
     let mut touched = false;
     let name = p.source.tables().silver;
-    if !stage.done {
+    if !stage.done && p.source.mode == SourceMode::Append {
+        silver = append_silver(p, lease, silver, &mut staged, &stage, &mut affected, br).await?;
+        lake.keep(&name, &silver);
+        touched = true;
+        failpoint("after_silver_commit");
+    } else if !stage.done {
         let ctx = storage::session();
         let mut t = std::time::Instant::now();
-        while let Some((slice, last)) = staged.next_slice(p.silver_batch_rows)? {
+        while let Some((slice, last)) = staged.next_slice(p.source.batch_rows)? {
             let rows = silver::dedupe_batch(p, slice)?;
             tracing::debug!(ms = lap(&mut t), "slice read back and deduplicated");
             let replaced = silver::replaced_rows(p, &silver, &rows).await?;
@@ -313,6 +318,46 @@ async fn upsert_silver(
     Ok(Some((silver, affected)))
 }
 
+/// Append every staged row to an append source's silver in one commit (so an
+/// interrupted attempt never appended any), collecting the gold keys they affect.
+async fn append_silver(
+    p: &Pipeline,
+    lease: &Lease,
+    mut silver: deltalake::DeltaTable,
+    staged: &mut silver::StagedRows,
+    stage: &SilverStage<'_>,
+    affected: &mut [Vec<RecordBatch>],
+    br: &mut BatchReport,
+) -> Result<deltalake::DeltaTable> {
+    let name = p.source.tables().silver;
+    let mut writer = AppendWriter::new(&silver, &name)?;
+    while let Some((slice, _)) = staged.next_slice(p.source.batch_rows)? {
+        if !stage.full {
+            let per_model = gold::affected_keys(p, slice.clone()).await?;
+            for (keys, more) in affected.iter_mut().zip(per_model) {
+                keys.extend(more);
+            }
+        }
+        for b in slice {
+            writer.write(b).await?;
+        }
+    }
+    let rows = writer.rows();
+    lease.check()?;
+    let props = storage::commit_info(
+        "silver_append",
+        serde_json::json!({ "batch_id": stage.lineage.batch_id, "source_file": stage.lineage.source_file, "rows": rows }),
+    );
+    let committed = writer
+        .commit(&mut silver, props, Some((APP_SILVER, stage.seq)))
+        .await?;
+    if let storage::Committed::Wrote(_) = committed {
+        br.silver.inserted += rows;
+    }
+    br.silver.version = committed.version().or(br.silver.version);
+    Ok(silver)
+}
+
 /// Refresh every gold model whose stage is not done yet: for the keys each model was
 /// `affected` in, or fully (`None`).
 async fn refresh_gold(
@@ -327,7 +372,10 @@ async fn refresh_gold(
     let mut affected = affected.map(Vec::into_iter);
     for model in &p.gold {
         let keys = affected.as_mut().and_then(Iterator::next);
-        let app = gold_app(&model.name);
+        if !model.reads(&p.source.name) {
+            continue;
+        }
+        let app = gold_app(&model.name, &p.source.name);
         let relative = model.table();
         if let Some(t) = lake.open(&relative).await?
             && storage::stage_done(&t, &app, &relative, seq).await?

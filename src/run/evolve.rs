@@ -10,7 +10,7 @@
 
 use deltalake::arrow::datatypes::{Field, SchemaRef};
 
-use crate::config::Pipeline;
+use crate::config::{Pipeline, SourceSpec};
 use crate::error::{MedallionError, Result};
 use crate::storage::{self, Lakehouse};
 
@@ -18,8 +18,8 @@ use crate::storage::{self, Lakehouse};
 pub const SILVER_KEY_PROPERTY: &str = "medallion.silver.key";
 
 /// The configured silver key, as stored in [`SILVER_KEY_PROPERTY`].
-pub fn silver_key_value(p: &Pipeline) -> String {
-    serde_json::Value::from(p.silver_key.clone()).to_string()
+pub fn silver_key_value(s: &SourceSpec) -> String {
+    serde_json::Value::from(s.key.clone()).to_string()
 }
 
 /// What the existing tables need before this configuration can write to them.
@@ -27,13 +27,18 @@ pub fn silver_key_value(p: &Pipeline) -> String {
 pub struct SchemaPlan {
     /// (table, columns to add), for tables that lack configured columns.
     pub additions: Vec<(String, Vec<Field>)>,
-    /// Silver exists without a recorded key (made by an older medallion): record it.
-    pub record_silver_key: bool,
+    /// Sources whose silver exists without a recorded key (made by an older
+    /// medallion): record it.
+    pub record_silver_key: Vec<String>,
+    /// The ledger predates sources: its rows are labelled with this one's name.
+    pub label_ledger: Option<String>,
 }
 
 impl SchemaPlan {
     pub fn is_empty(&self) -> bool {
-        self.additions.is_empty() && !self.record_silver_key
+        self.additions.is_empty()
+            && self.record_silver_key.is_empty()
+            && self.label_ledger.is_none()
     }
 }
 
@@ -42,37 +47,14 @@ impl SchemaPlan {
 /// rebuild writes silver and rejected anew, in the configured layout) only bronze is
 /// compared.
 pub async fn check(lake: &Lakehouse, p: &Pipeline, silver_replaced: bool) -> Result<SchemaPlan> {
-    let tables = p.source.tables();
     let mut plan = SchemaPlan::default();
     let mut problems = Vec::new();
-    let mut compared = vec![(&tables.bronze, p.source.bronze_schema())];
-    if !silver_replaced {
-        compared.push((&tables.silver, p.source.silver_schema()));
-        compared.push((&tables.rejected, p.source.rejected_schema()));
+    for source in &p.sources {
+        // A rebuild replaces the silver and rejected tables of the source it runs for.
+        let replaced = silver_replaced && source.name == p.source.name;
+        check_source(lake, source, replaced, &mut plan, &mut problems).await?;
     }
-    for (relative, wanted) in compared {
-        let Some(table) = lake.open(relative).await? else {
-            continue;
-        };
-        let current = storage::arrow_schema(&table, relative)?;
-        let added = compare(p, relative, &current, &wanted, &mut problems);
-        if !added.is_empty() {
-            plan.additions.push((relative.clone(), added));
-        }
-        if *relative == tables.silver {
-            match storage::table_property(&table, relative, SILVER_KEY_PROPERTY)? {
-                Some(key) if key != silver_key_value(p) => problems.push(format!(
-                    "{relative}: its key is {key} but the configuration's silver.key is {}; \
-                     silver holds one row per key, so the key cannot change in place: restore \
-                     the old key, or rebuild silver from bronze under the new one \
-                     (`medallion rebuild silver`)",
-                    silver_key_value(p)
-                )),
-                Some(_) => {}
-                None => plan.record_silver_key = true,
-            }
-        }
-    }
+    plan.label_ledger = crate::ingest::ledger::unlabelled_source(lake, p, &mut problems).await?;
     if problems.is_empty() {
         Ok(plan)
     } else {
@@ -80,9 +62,49 @@ pub async fn check(lake: &Lakehouse, p: &Pipeline, silver_replaced: bool) -> Res
     }
 }
 
+async fn check_source(
+    lake: &Lakehouse,
+    source: &SourceSpec,
+    silver_replaced: bool,
+    plan: &mut SchemaPlan,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let tables = source.tables();
+    let mut compared = vec![(&tables.bronze, source.bronze_schema())];
+    if !silver_replaced {
+        compared.push((&tables.silver, source.silver_schema()));
+        compared.push((&tables.rejected, source.rejected_schema()));
+    }
+    for (relative, wanted) in compared {
+        let Some(table) = lake.open(relative).await? else {
+            continue;
+        };
+        let current = storage::arrow_schema(&table, relative)?;
+        let added = compare(source, relative, &current, &wanted, problems);
+        if !added.is_empty() {
+            plan.additions.push((relative.clone(), added));
+        }
+        if *relative == tables.silver {
+            match storage::table_property(&table, relative, SILVER_KEY_PROPERTY)? {
+                Some(key) if key != silver_key_value(source) => problems.push(format!(
+                    "{relative}: its key is {key} but the configuration's key of source {} is \
+                     {}; silver holds one row per key, so the key cannot change in place: \
+                     restore the old key, or rebuild silver from bronze under the new one \
+                     (`medallion rebuild silver`)",
+                    source.name,
+                    silver_key_value(source)
+                )),
+                Some(_) => {}
+                None => plan.record_silver_key.push(source.name.clone()),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The configured columns the table lacks; incompatible columns go to `problems`.
 fn compare(
-    p: &Pipeline,
+    source: &SourceSpec,
     relative: &str,
     current: &SchemaRef,
     wanted: &SchemaRef,
@@ -101,7 +123,7 @@ fn compare(
             )),
             Ok(_) => {}
             Err(_) => {
-                let column = p.source.columns.iter().find(|c| c.name == *field.name());
+                let column = source.columns.iter().find(|c| c.name == *field.name());
                 if let Some(c) = column
                     && c.required
                     && c.default.is_none()
@@ -133,16 +155,23 @@ pub async fn apply(lake: &Lakehouse, p: &Pipeline, plan: &SchemaPlan) -> Result<
             );
         }
     }
-    if plan.record_silver_key {
-        let relative = p.source.tables().silver;
+    for source in p
+        .sources
+        .iter()
+        .filter(|s| plan.record_silver_key.contains(&s.name))
+    {
+        let relative = source.tables().silver;
         if let Some(table) = lake.open(&relative).await? {
             storage::set_properties(
                 table,
                 &relative,
-                &[(SILVER_KEY_PROPERTY, &silver_key_value(p))],
+                &[(SILVER_KEY_PROPERTY, &silver_key_value(source))],
             )
             .await?;
         }
+    }
+    if let Some(source) = &plan.label_ledger {
+        crate::ingest::ledger::label_rows(lake, source).await?;
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ impl<'a> Batches<'a> {
     /// Claim a batch read ahead, wait for its read, commit it.
     async fn finish(&mut self, ahead: Ahead, state: &mut LedgerState) -> Result<bool> {
         self.lease.check()?;
-        ledger::record_all(self.lake, &ahead.claims).await?;
+        ledger::record_all(self.lake, &self.p.source.name, &ahead.claims).await?;
         tracing::debug!(files = ahead.hashes.len(), "claimed");
         let started = Instant::now();
         let task = ahead
@@ -225,7 +225,7 @@ impl<'a> Batches<'a> {
         failpoint("before_ledger_final");
         let ledger_started = Instant::now();
         crate::progress::stage(Some("ledger"));
-        ledger::record_all(self.lake, &finals).await?;
+        ledger::record_all(self.lake, &self.p.source.name, &finals).await?;
         crate::progress::stage(None);
         br.stages.ledger = ledger_started.elapsed();
         for m in batch.members.iter().filter(|m| m.report.loaded()) {

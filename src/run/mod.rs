@@ -43,13 +43,15 @@ use crate::runs;
 use crate::storage::Lakehouse;
 use crate::zones::gold::rebuild as model_rebuild;
 
-/// How a run coordinates with other runs.
-#[derive(Debug, Clone, Copy)]
+/// How a run coordinates with other runs, and which sources it ingests.
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// How long the ingest lease lasts without renewal (a killed run blocks others at most this long).
     pub lease_ttl: Duration,
     /// How long to wait for another run's lease before giving up.
     pub lease_wait: Duration,
+    /// The sources to ingest, by name (`run --source`); empty: every source.
+    pub sources: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +59,7 @@ impl Default for RunOptions {
         RunOptions {
             lease_ttl: Duration::from_secs(30),
             lease_wait: Duration::from_secs(300),
+            sources: Vec::new(),
         }
     }
 }
@@ -76,23 +79,36 @@ pub(crate) fn failpoint(name: &str) {
     }
 }
 
-/// Ingest every file of the raw zone not loaded yet (after finishing interrupted batches).
+/// Ingest every file of the chosen sources' landing zones not loaded yet (after
+/// finishing interrupted batches), source after source in configuration order.
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
-    if let Some(files) = settled::still_settled(&lake, &p).await {
+    let mut report = RunReport::default();
+    let mut pending = Vec::new();
+    for source in chosen(&p, &opts.sources)? {
+        match settled::still_settled(&lake, &source).await {
+            Some(files) => report.already_loaded += files,
+            None => pending.push(source),
+        }
+    }
+    if pending.is_empty() {
         tracing::debug!("nothing to do: the settled mark holds");
-        return Ok(RunReport {
-            already_loaded: files,
-            ..RunReport::default()
-        });
+        return Ok(report);
     }
     // Read before anything else: a writer that starts after this commits a later
     // lease version (see `settled`).
     let released = ingest::lease::released_version(&lake).await?;
-    let schema_plan = evolve::check(&lake, &p, false).await?;
-    if schema_plan.is_empty()
-        && let Some(report) = nothing_to_do(&lake, &p, released).await?
-    {
+    if evolve::check(&lake, &p, false).await?.is_empty() {
+        let mut work = Vec::new();
+        for source in pending {
+            match nothing_to_do(&lake, &source, released).await? {
+                Some(files) => report.already_loaded += files,
+                None => work.push(source),
+            }
+        }
+        pending = work;
+    }
+    if pending.is_empty() {
         return Ok(report);
     }
     tracing::debug!("checked for work");
@@ -101,10 +117,15 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let started = chrono::Utc::now();
     // Planned again under the lease: another run may have evolved the tables meanwhile.
     let evolved = async { evolve::apply(&lake, &p, &evolve::check(&lake, &p, false).await?).await };
-    let (report, result) = match evolved.await {
-        Ok(()) => run_holding_lease(&lake, &p, &lease).await,
-        Err(e) => (RunReport::default(), Err(e)),
-    };
+    let mut result = evolved.await;
+    for source in &pending {
+        if result.is_err() {
+            break;
+        }
+        let (done, outcome) = run_holding_lease(&lake, source, &lease).await;
+        report.absorb(done);
+        result = outcome;
+    }
     if result.is_ok() {
         compact_small_files(&lake, &p, &lease).await;
     }
@@ -125,17 +146,36 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     result.map(|()| report)
 }
 
+/// The pipeline focused on each chosen source (every source when `names` is empty).
+fn chosen(p: &Pipeline, names: &[String]) -> Result<Vec<Arc<Pipeline>>> {
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !p.sources.iter().any(|s| &s.name == *n))
+    {
+        let known: Vec<&str> = p.sources.iter().map(|s| s.name.as_str()).collect();
+        return Err(crate::MedallionError::Usage(format!(
+            "unknown source \"{unknown}\" (known: {})",
+            known.join(", ")
+        )));
+    }
+    Ok(p.sources
+        .iter()
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .filter_map(|s| p.for_source(&s.name).map(Arc::new))
+        .collect())
+}
+
 /// Compact the tables a run leaves with many small files (a feed of small files
 /// would otherwise make every later read and MERGE slower). A failure only costs speed.
 async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
-    let tables = p.source.tables();
     let mut names = vec![
         ledger::LEDGER_TABLE.to_string(),
         runs::RUNS_TABLE.to_string(),
-        tables.bronze,
-        tables.rejected,
-        tables.silver,
     ];
+    for s in &p.sources {
+        let tables = s.tables();
+        names.extend([tables.bronze, tables.rejected, tables.silver]);
+    }
     names.extend(p.gold.iter().map(|m| m.table()));
     for name in names {
         if lease.check().is_err() {
@@ -161,9 +201,9 @@ async fn nothing_to_do(
     lake: &Lakehouse,
     p: &Pipeline,
     released: Option<i64>,
-) -> Result<Option<RunReport>> {
+) -> Result<Option<usize>> {
     let files = ingest::discover(p).await?;
-    let state = ledger::state(lake).await?;
+    let state = ledger::state(lake, &p.source.name).await?;
     if !state.unfinished.is_empty()
         || state.open_rebuild.is_some()
         || !files.iter().all(|f| state.unchanged_since_settled(f))
@@ -176,10 +216,7 @@ async fn nothing_to_do(
     if let Some(version) = released {
         settled::remember(lake, p, &files, version).await;
     }
-    Ok(Some(RunReport {
-        already_loaded: files.len(),
-        ..RunReport::default()
-    }))
+    Ok(Some(files.len()))
 }
 
 /// What comes before any batch: a rebuild a killed process left part-way is completed,
@@ -218,7 +255,7 @@ async fn run_holding_lease(
 ) -> (RunReport, Result<()>) {
     let start = async {
         let files = ingest::discover(p).await?;
-        let state = ledger::state(lake).await?;
+        let state = ledger::state(lake, &p.source.name).await?;
         Ok((files, state, execute::Batches::new(lake, p, lease)?))
     };
     let (files, state, mut run) = match start.await {
@@ -241,7 +278,7 @@ async fn run_batches(
     run: &mut execute::Batches<'_>,
 ) -> Result<()> {
     if before_batches(lake, p, lease, &state, &mut run.report).await? {
-        state = ledger::state(lake).await?;
+        state = ledger::state(lake, &p.source.name).await?;
     }
     let new: Vec<&ingest::RawFile> = files
         .iter()
@@ -363,7 +400,12 @@ async fn run_batches(
     }
     if run.drain(&mut state).await? && !noted.is_empty() {
         let (batch_id, seq) = (uuid::Uuid::now_v7().to_string(), state.next_seq);
-        ledger::record_all(lake, &execute::in_batch(noted, &batch_id, seq)).await?;
+        ledger::record_all(
+            lake,
+            &p.source.name,
+            &execute::in_batch(noted, &batch_id, seq),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! When a run finds nothing to do the long way (every listed raw file settled in the
 //! ledger, no open batch or rebuild, no schema change, no stale gold model) while no
-//! run holds the ingest lease, it remembers that in `_medallion/settled.json`: the
+//! run holds the ingest lease, it remembers that in `_medallion/settled/<source>.json`: the
 //! configuration's fingerprint, a digest of the landing zone's listing, and the lease
 //! table's version. A later run with the same configuration, the same listing and no
 //! lease commit after that version has nothing to do either, and says so without
@@ -25,8 +25,10 @@ use crate::ingest::RawFile;
 use crate::ingest::lease::LEASE_TABLE;
 use crate::storage::Lakehouse;
 
-/// Where the mark is, relative to the lakehouse root.
-pub const SETTLED_MARK: &str = "_medallion/settled.json";
+/// Where source `name`'s mark is, relative to the lakehouse root.
+pub fn settled_mark(source: &str) -> String {
+    format!("_medallion/settled/{source}.json")
+}
 const FORMAT: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -66,7 +68,7 @@ pub async fn still_settled(lake: &Lakehouse, p: &Pipeline) -> Option<usize> {
 }
 
 async fn check(lake: &Lakehouse, p: &Pipeline) -> Result<Option<usize>> {
-    let Some(bytes) = lake.read_small(SETTLED_MARK).await? else {
+    let Some(bytes) = lake.read_small(&settled_mark(&p.source.name)).await? else {
         return Ok(None);
     };
     let Ok(mark) = serde_json::from_slice::<Mark>(&bytes) else {
@@ -96,7 +98,7 @@ pub async fn remember(lake: &Lakehouse, p: &Pipeline, files: &[RawFile], lease_v
         written_at: chrono::Utc::now().to_rfc3339(),
     };
     let written = match serde_json::to_vec_pretty(&mark) {
-        Ok(bytes) => lake.write_small(SETTLED_MARK, bytes).await,
+        Ok(bytes) => lake.write_small(&settled_mark(&p.source.name), bytes).await,
         Err(e) => Err(crate::error::MedallionError::Internal(e.to_string())),
     };
     if let Err(e) = written {

@@ -8,6 +8,8 @@ pub const APP_SILVER: &str = "medallion/silver";
 /// The commit info stage of a batch's bronze commit.
 pub const STAGE_BRONZE: &str = "bronze_append";
 
-pub fn gold_app(model: &str) -> String {
-    format!("medallion/gold/{model}")
+/// A gold model's transaction for the batches of `source` (each source has its own
+/// batch sequence, and a model may read several sources).
+pub fn gold_app(model: &str, source: &str) -> String {
+    format!("medallion/gold/{model}/{source}")
 }

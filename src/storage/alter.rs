@@ -33,6 +33,26 @@ pub async fn add_columns(table: DeltaTable, name: &str, fields: &[Field]) -> Res
         .map_err(err())
 }
 
+/// Replace every row of the table with `batches`, whose layout adds columns to the
+/// table's, in one commit (schema and rows change together, so no reader sees one
+/// without the other). For small internal tables only: it holds them in memory.
+pub async fn rewrite_with_columns(
+    table: DeltaTable,
+    name: &str,
+    batches: Vec<deltalake::arrow::record_batch::RecordBatch>,
+    props: deltalake::kernel::transaction::CommitProperties,
+) -> Result<DeltaTable> {
+    use deltalake::operations::write::SchemaMode;
+    use deltalake::protocol::SaveMode;
+    table
+        .write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Merge)
+        .with_commit_properties(props)
+        .await
+        .map_err(MedallionError::delta("rewrite with new columns", name))
+}
+
 /// Set medallion's table properties (`medallion.*` keys) in one commit.
 pub async fn set_properties(
     table: DeltaTable,

@@ -31,7 +31,7 @@ use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{DeltaTable, DeltaTableError};
 
-pub use alter::{add_columns, set_properties};
+pub use alter::{add_columns, rewrite_with_columns, set_properties};
 pub use compact::compact_if_fragmented;
 pub use lakehouse::Lakehouse;
 pub use location::{Location, StorageOptions};
@@ -221,6 +221,28 @@ pub async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> R
         .map_err(MedallionError::sql(format!("scan {name}")))?;
     ctx.register_table(name, provider)
         .map_err(MedallionError::sql(format!("register {name}")))?;
+    Ok(())
+}
+
+/// Register `provider` as source `name`'s silver table, `silver.<name>` (the schema
+/// `silver` is created when missing), and also as `silver` when `also_bare` (a
+/// lakehouse with one source). The gold models read silver under these names.
+pub fn register_silver_provider(
+    ctx: &SessionContext,
+    name: &str,
+    provider: Arc<dyn deltalake::datafusion::catalog::TableProvider>,
+    also_bare: bool,
+) -> deltalake::datafusion::error::Result<()> {
+    use deltalake::datafusion::catalog::MemorySchemaProvider;
+    if let Some(catalog) = ctx.catalog("datafusion")
+        && catalog.schema("silver").is_none()
+    {
+        catalog.register_schema("silver", Arc::new(MemorySchemaProvider::new()))?;
+    }
+    ctx.register_table(format!("silver.{name}"), provider.clone())?;
+    if also_bare {
+        ctx.register_table("silver", provider)?;
+    }
     Ok(())
 }
 

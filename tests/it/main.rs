@@ -22,5 +22,6 @@ mod remote;
 mod report;
 mod rules;
 mod settled;
+mod sources;
 mod stores;
 mod workdir;

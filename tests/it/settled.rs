@@ -1,4 +1,4 @@
-//! A run with nothing to do answers from the settled mark (`_medallion/settled.json`),
+//! A run with nothing to do answers from the settled mark (`_medallion/settled/<source>.json`),
 //! and never once anything changed since it was written: a new file, a changed file,
 //! another configuration, another writer (a rebuild killed part-way). A run killed
 //! before it released the lease does not keep later runs off the mark once its lease
@@ -8,7 +8,7 @@ use crate::workdir::{Run, Workdir, assert_batch_counts_and_unique_keys, sample_m
 
 const FILE1: &str = "readings_2026-01-01.csv";
 const FILE2: &str = "readings_2026-01-04_corrections.csv";
-const MARK: &str = "_medallion/settled.json";
+const MARK: &str = "_medallion/settled/readings.json";
 /// What `run` logs (at debug level) when it answers from the mark.
 const FROM_MARK: &str = "nothing to do: the settled mark holds";
 

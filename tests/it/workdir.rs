@@ -232,14 +232,20 @@ impl Workdir {
 /// wins over the `loaded` row): rows read = bronze rows = silver-accepted + rejected,
 /// and the ledger's rejected count is the rejected table's; silver holds one row per key.
 pub fn assert_batch_counts_and_unique_keys(w: &Workdir) {
-    let per_batch = w.query(
+    assert_source_counts(w, "readings", &["customer_id", "meter_id", "start_time"]);
+}
+
+/// [`assert_batch_counts_and_unique_keys`] for source `source` with silver key `key`
+/// (none: an append source, whose silver may repeat rows).
+pub fn assert_source_counts(w: &Workdir, source: &str, key: &[&str]) {
+    let per_batch = w.query(&format!(
         "SELECT l._batch_id AS b, l.rows_read AS rd, l.silver_accepted AS acc, l.rejected AS rej_l, \
-         (SELECT COUNT(*) FROM bronze.readings x WHERE x._batch_id = l._batch_id AND x._source_file = l.file) AS bronze, \
-         (SELECT COUNT(*) FROM rejected.readings r WHERE r._batch_id = l._batch_id AND r._source_file = l.file) AS rej \
-         FROM _medallion.files l WHERE l.status IN ('loaded', 'recounted') AND l.processed_at = \
+         (SELECT COUNT(*) FROM bronze.{source} x WHERE x._batch_id = l._batch_id AND x._source_file = l.file) AS bronze, \
+         (SELECT COUNT(*) FROM rejected.{source} r WHERE r._batch_id = l._batch_id AND r._source_file = l.file) AS rej \
+         FROM _medallion.files l WHERE l.source = '{source}' AND l.status IN ('loaded', 'recounted') AND l.processed_at = \
          (SELECT MAX(x.processed_at) FROM _medallion.files x WHERE x._batch_id = l._batch_id \
           AND x.file = l.file AND x.status IN ('loaded', 'recounted'))",
-    );
+    ));
     assert!(!per_batch.is_empty(), "no loaded batch");
     for b in &per_batch {
         let n = |k: &str| text(&b[k]).parse::<u64>().unwrap();
@@ -255,10 +261,14 @@ pub fn assert_batch_counts_and_unique_keys(w: &Workdir) {
             "bronze = accepted + rejected: {b:?}"
         );
     }
-    let dupes = w.count(
-        "FROM (SELECT customer_id, meter_id, start_time FROM silver.readings GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d",
-    );
-    assert_eq!(dupes, 0, "silver holds one row per natural key");
+    if key.is_empty() {
+        return;
+    }
+    let key = key.join(", ");
+    let dupes = w.count(&format!(
+        "FROM (SELECT {key} FROM silver.{source} GROUP BY {key} HAVING COUNT(*) > 1) d",
+    ));
+    assert_eq!(dupes, 0, "silver.{source} holds one row per natural key");
 }
 
 /// A tool the test command installs: the path in `env_var` (set by `scripts/test.sh`),

@@ -13,7 +13,12 @@
 //! Its final commit writes a `loaded` or `failed` row per file, each with the file's
 //! own counts. Claims without final rows are a batch left part-way by a crash, which
 //! the next run completes with the same batch id and `seq`.
+//!
+//! Every row carries its source: file identity, `seq` and the ledger's application
+//! transactions are per source, so sources load independently. A ledger from before
+//! sources is labelled once with the source it was written for ([`label_rows`]).
 
+mod label;
 mod state;
 
 use std::sync::Arc;
@@ -24,7 +29,8 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::DataType;
 
-pub use state::{LedgerState, state};
+pub use label::{label_rows, unlabelled_source};
+pub use state::{LedgerState, rows_of, state};
 
 use super::Fingerprint;
 use crate::error::{MedallionError, Result};
@@ -34,8 +40,10 @@ use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 /// Table path of the ledger.
 pub const LEDGER_TABLE: &str = "_medallion/files";
 
-/// The ledger's transaction for the `recounted` rows of a rebuild.
-pub const APP_RECOUNT: &str = "medallion/ledger/recount";
+/// The ledger's transaction for the `recounted` rows of a rebuild of `source`.
+pub fn app_recount(source: &str) -> String {
+    format!("medallion/ledger/recount/{source}")
+}
 
 /// What happened to a file attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +115,8 @@ impl LedgerEntry {
     }
 }
 
-/// Ledger rows as one batch.
-fn rows(entries: &[LedgerEntry]) -> Result<RecordBatch> {
+/// Ledger rows of `source` as one batch.
+fn rows(source: &str, entries: &[LedgerEntry]) -> Result<RecordBatch> {
     let now = Utc::now().timestamp_micros();
     let col = |f: fn(&LedgerEntry) -> Option<&str>| {
         Arc::new(StringArray::from(entries.iter().map(f).collect::<Vec<_>>()))
@@ -142,39 +150,45 @@ fn rows(entries: &[LedgerEntry]) -> Result<RecordBatch> {
             Arc::new(
                 TimestampMicrosecondArray::from(vec![now; entries.len()]).with_timezone("UTC"),
             ),
+            Arc::new(StringArray::from(vec![source; entries.len()])),
         ],
     )
     .map_err(MedallionError::arrow("build ledger rows"))
 }
 
-/// Append the `recounted` rows of rebuild `seq` in one commit (once per rebuild; the
-/// commit carries the transaction even when there are no rows).
-pub async fn record_recounts(lake: &Lakehouse, entries: &[LedgerEntry], seq: i64) -> Result<()> {
+/// Append the `recounted` rows of `source`'s rebuild `seq` in one commit (once per
+/// rebuild; the commit carries the transaction even when there are no rows).
+pub async fn record_recounts(
+    lake: &Lakehouse,
+    source: &str,
+    entries: &[LedgerEntry],
+    seq: i64,
+) -> Result<()> {
     let mut table = lake
         .open_or_create(LEDGER_TABLE, &schema::ledger_schema(), FileSize::Append)
         .await?;
     let mut writer = AppendWriter::new(&table, LEDGER_TABLE)?;
-    writer.write(rows(entries)?).await?;
+    writer.write(rows(source, entries)?).await?;
     let props = storage::commit_info(
         "ledger",
-        serde_json::json!({ "rows": entries.len(), "status": "recounted", "seq": seq }),
+        serde_json::json!({ "rows": entries.len(), "status": "recounted", "seq": seq, "source": source }),
     );
     writer
-        .commit(&mut table, props, Some((APP_RECOUNT, seq)))
+        .commit(&mut table, props, Some((&app_recount(source), seq)))
         .await?;
     Ok(())
 }
 
-/// Append one entry to the ledger.
-pub async fn record(lake: &Lakehouse, e: &LedgerEntry) -> Result<()> {
-    record_all(lake, std::slice::from_ref(e)).await
+/// Append one entry of `source` to the ledger.
+pub async fn record(lake: &Lakehouse, source: &str, e: &LedgerEntry) -> Result<()> {
+    record_all(lake, source, std::slice::from_ref(e)).await
 }
 
 /// Append the rows of one batch to the ledger in one commit: its claims (with any
 /// `duplicate` or `unchanged` rows found while it was assembled), or its final rows.
 /// Every entry carries the same batch id and `seq`; the first one's status says which
 /// of the two commits this is.
-pub async fn record_all(lake: &Lakehouse, entries: &[LedgerEntry]) -> Result<()> {
+pub async fn record_all(lake: &Lakehouse, source: &str, entries: &[LedgerEntry]) -> Result<()> {
     let Some(e) = entries.first() else {
         return Ok(());
     };
@@ -187,33 +201,34 @@ pub async fn record_all(lake: &Lakehouse, entries: &[LedgerEntry]) -> Result<()>
         .open_or_create(LEDGER_TABLE, &schema::ledger_schema(), FileSize::Append)
         .await?;
     let mut writer = AppendWriter::new(&table, LEDGER_TABLE)?;
-    writer.write(rows(entries)?).await?;
+    writer.write(rows(source, entries)?).await?;
     let source_file = match entries {
         [one] => serde_json::Value::from(one.file.as_str()),
         _ => serde_json::Value::Null,
     };
     let props = storage::commit_info(
         "ledger",
-        serde_json::json!({ "batch_id": e.batch_id, "source_file": source_file, "rows": entries.len(), "status": e.status.as_str(), "seq": e.seq }),
+        serde_json::json!({ "batch_id": e.batch_id, "source_file": source_file, "rows": entries.len(), "status": e.status.as_str(), "seq": e.seq, "source": source }),
     );
     // Claim and final rows are each written once per batch sequence number.
     let claim = matches!(e.status, FileStatus::Claimed | FileStatus::RebuildStarted);
-    let app = if claim {
-        "medallion/ledger/claim"
-    } else {
-        "medallion/ledger/final"
-    };
-    let committed = writer.commit(&mut table, props, Some((app, e.seq))).await?;
+    let app = format!(
+        "medallion/ledger/{}/{source}",
+        if claim { "claim" } else { "final" }
+    );
+    let committed = writer
+        .commit(&mut table, props, Some((&app, e.seq)))
+        .await?;
     lake.keep(LEDGER_TABLE, &table);
     // A row fixes which batch owns `seq` (claims) or ends it (final rows): when the
     // transaction was already at `seq`, it must have been this batch's own (ambiguous)
     // commit, not another run's; else this run was overtaken and must stop.
     if matches!(committed, storage::Committed::AlreadyThere(_)) {
-        let owner = row_owner(&table, e.seq, claim).await?;
+        let owner = row_owner(&table, source, e.seq, claim).await?;
         if owner.as_deref() != Some(e.batch_id.as_str()) {
             return Err(MedallionError::Fenced {
                 table: LEDGER_TABLE.to_string(),
-                app: app.to_string(),
+                app,
                 seq: e.seq,
                 found: e.seq,
             });
@@ -222,8 +237,22 @@ pub async fn record_all(lake: &Lakehouse, entries: &[LedgerEntry]) -> Result<()>
     Ok(())
 }
 
+/// SQL: the ledger row belongs to `source`.
+pub(crate) fn of_source(source: &str) -> String {
+    format!(
+        "{} = {}",
+        schema::LEDGER_SOURCE,
+        schema::quote_literal(source)
+    )
+}
+
 /// The batch id of the claim (`claim`) or of the final row at `seq`, if any.
-async fn row_owner(table: &deltalake::DeltaTable, seq: i64, claim: bool) -> Result<Option<String>> {
+async fn row_owner(
+    table: &deltalake::DeltaTable,
+    source: &str,
+    seq: i64,
+    claim: bool,
+) -> Result<Option<String>> {
     let ctx = storage::session();
     storage::register(&ctx, "ledger", table).await?;
     let statuses = if claim {
@@ -231,8 +260,10 @@ async fn row_owner(table: &deltalake::DeltaTable, seq: i64, claim: bool) -> Resu
     } else {
         "NOT IN ('claimed', 'rebuild_started', 'recounted')"
     };
-    let sql =
-        format!("SELECT _batch_id FROM ledger WHERE seq = {seq} AND status {statuses} LIMIT 1");
+    let sql = format!(
+        "SELECT _batch_id FROM ledger WHERE {} AND seq = {seq} AND status {statuses} LIMIT 1",
+        of_source(source)
+    );
     let batches = storage::sql_batches(&ctx, &sql, "read the file ledger").await?;
     let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
@@ -266,17 +297,26 @@ mod tests {
             (FileStatus::Loaded, "batch-a", 1),
             (FileStatus::Unchanged, "batch-c", 2),
         ] {
-            record(&lake, &entry(status, batch, seq)).await.unwrap();
+            record(&lake, "s", &entry(status, batch, seq))
+                .await
+                .unwrap();
             // The same row again (an ambiguous commit retried): accepted, not written twice.
-            record(&lake, &entry(status, batch, seq)).await.unwrap();
+            record(&lake, "s", &entry(status, batch, seq))
+                .await
+                .unwrap();
             // Another batch at the same seq: this run was overtaken.
-            let other = record(&lake, &entry(status, "batch-b", seq)).await;
+            let other = record(&lake, "s", &entry(status, "batch-b", seq)).await;
             assert!(
                 matches!(other, Err(MedallionError::Fenced { .. })),
                 "{status:?}: {other:?}"
             );
         }
-        let state = state(&lake).await.unwrap();
+        // Another source's batches are its own: the same seq is not taken there.
+        record(&lake, "t", &entry(FileStatus::Claimed, "batch-t", 1))
+            .await
+            .unwrap();
+        assert_eq!(state(&lake, "t").await.unwrap().next_seq, 2);
+        let state = state(&lake, "s").await.unwrap();
         assert_eq!(state.next_seq, 3);
         assert!(state.unfinished.is_empty());
         assert_eq!(state.settled.len(), 1);

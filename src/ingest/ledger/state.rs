@@ -72,8 +72,22 @@ impl LedgerState {
     }
 }
 
-/// Read the ledger.
-pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
+/// SQL: the ledger row is `source`'s (every row of a ledger from before sources,
+/// which has no other source's rows).
+pub fn rows_of(table: &deltalake::DeltaTable, source: &str) -> Result<String> {
+    let labelled = storage::arrow_schema(table, LEDGER_TABLE)?
+        .field_with_name(crate::schema::LEDGER_SOURCE)
+        .is_ok();
+    Ok(if labelled {
+        super::of_source(source)
+    } else {
+        "TRUE".to_string()
+    })
+}
+
+/// Read `source`'s rows of the ledger (all of them in a ledger from before sources,
+/// which has no other source's rows).
+pub async fn state(lake: &Lakehouse, source: &str) -> Result<LedgerState> {
     let mut state = LedgerState {
         next_seq: 1,
         ..LedgerState::default()
@@ -83,8 +97,12 @@ pub async fn state(lake: &Lakehouse) -> Result<LedgerState> {
     };
     let ctx = storage::session();
     storage::register(&ctx, "ledger", &table).await?;
-    let sql = "SELECT file, sha256, status, _batch_id, seq, size, modified FROM ledger ORDER BY seq, processed_at";
-    let batches = storage::sql_batches(&ctx, sql, "read the file ledger").await?;
+    let sql = format!(
+        "SELECT file, sha256, status, _batch_id, seq, size, modified FROM ledger WHERE {} \
+         ORDER BY seq, processed_at",
+        rows_of(&table, source)?
+    );
+    let batches = storage::sql_batches(&ctx, &sql, "read the file ledger").await?;
     let mut finished = HashSet::new();
     let mut claims = Vec::new();
     let mut rebuilds = Vec::new();

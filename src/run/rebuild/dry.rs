@@ -17,7 +17,7 @@ pub(super) async fn dry(
     p: &Arc<Pipeline>,
     target: &Target,
 ) -> Result<RebuildReport> {
-    let state = ledger::state(lake).await?;
+    let state = ledger::state(lake, &p.source.name).await?;
     if let Some(open) = state.unfinished.first() {
         return Err(MedallionError::Busy(format!(
             "batch {} ({}) is open: run `medallion run` to complete it first",

@@ -34,8 +34,6 @@ use crate::zones::silver::Validator;
 
 /// The application transaction of every table a rebuild writes.
 const APP_REBUILD: &str = "medallion/rebuild";
-/// The ledger's transaction for a rebuild's `recounted` rows.
-const APP_RECOUNT: &str = ledger::APP_RECOUNT;
 
 /// What to rebuild.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +115,7 @@ pub async fn rebuild(
     let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
     let result = async {
         evolve::apply(&lake, &p, &evolve::check(&lake, &p, rewrites_silver).await?).await?;
-        let state = ledger::state(&lake).await?;
+        let state = ledger::state(&lake, &p.source.name).await?;
         if let Some(open) = state.unfinished.first() {
             return Err(MedallionError::Busy(format!(
                 "batch {} ({}) is open: run `medallion run` to complete it, then rebuild",
@@ -135,7 +133,7 @@ pub async fn rebuild(
             source: p.source.name.clone(),
             ..RebuildReport::default()
         };
-        let state = ledger::state(&lake).await?;
+        let state = ledger::state(&lake, &p.source.name).await?;
         execute(&lake, &p, &lease, None, &target, &state, &mut report).await?;
         Ok(report)
     }
@@ -165,6 +163,7 @@ pub async fn resume_or_close(
         Some(_) => {
             finish(
                 lake,
+                p,
                 open,
                 "closed unfinished: its model left the configuration",
             )
@@ -179,7 +178,7 @@ pub async fn resume_or_close(
         // The new claim first: a process killed between the two rows still leaves a
         // rebuild open (the latest claim), never none.
         let claim = start(lake, p, &target, state).await?;
-        finish(lake, open, "superseded: the configuration changed").await?;
+        finish(lake, p, open, "superseded: the configuration changed").await?;
         claim
     };
     report.resumed = true;
@@ -193,7 +192,7 @@ fn fingerprint(p: &Pipeline) -> String {
     use sha2::Digest;
     let text = format!(
         "{:?}|{:?}|{:?}|{:?}",
-        p.source.columns, p.source.row_rules, p.source.csv, p.silver_key
+        p.source.columns, p.source.row_rules, p.source.csv, p.source.key
     );
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
@@ -216,15 +215,15 @@ async fn start(
         state.next_seq,
     );
     claim.status = FileStatus::RebuildStarted;
-    ledger::record(lake, &claim).await?;
+    ledger::record(lake, &p.source.name, &claim).await?;
     Ok(claim)
 }
 
-async fn finish(lake: &Lakehouse, claim: &LedgerEntry, message: &str) -> Result<()> {
+async fn finish(lake: &Lakehouse, p: &Pipeline, claim: &LedgerEntry, message: &str) -> Result<()> {
     let mut done = claim.clone();
     done.status = FileStatus::RebuildDone;
     done.message = Some(message.to_string());
-    ledger::record(lake, &done).await
+    ledger::record(lake, &p.source.name, &done).await
 }
 
 /// Write every table of the rebuild not written yet, then close it. A new rebuild
@@ -251,9 +250,13 @@ async fn execute(
                 pending(&rejected, &tables.rejected, c.seq).await?,
                 match lake.open(ledger::LEDGER_TABLE).await? {
                     Some(t) => {
-                        storage::txn_version(&t, APP_RECOUNT, ledger::LEDGER_TABLE)
-                            .await?
-                            .unwrap_or(0)
+                        storage::txn_version(
+                            &t,
+                            &ledger::app_recount(&p.source.name),
+                            ledger::LEDGER_TABLE,
+                        )
+                        .await?
+                        .unwrap_or(0)
                             < c.seq
                     }
                     None => true,
@@ -293,7 +296,13 @@ async fn execute(
                 failpoint("after_rebuild_rejected");
             }
             if recount_pending {
-                ledger::record_recounts(lake, &recounts(state, &prepared.out, &c), c.seq).await?;
+                ledger::record_recounts(
+                    lake,
+                    &p.source.name,
+                    &recounts(state, &prepared.out, &c),
+                    c.seq,
+                )
+                .await?;
                 failpoint("after_rebuild_recount");
             }
             report.silver = Some(prepared.out);
@@ -324,7 +333,7 @@ async fn execute(
         failpoint("after_rebuild_gold");
     }
     lease.check()?;
-    finish(lake, &claim, "rebuilt").await
+    finish(lake, p, &claim, "rebuilt").await
 }
 
 /// Whether the rebuild at `seq` has still to write `table`.

@@ -151,7 +151,7 @@ pub async fn recompute(
         .map_err(MedallionError::sql("rebuild: stage accepted rows"))?;
     }
     if silver_table.is_none() && staged_rows > 0 {
-        let keys: Vec<String> = p.silver_key.iter().map(|k| format!("\"{k}\"")).collect();
+        let keys: Vec<String> = p.source.key.iter().map(|k| format!("\"{k}\"")).collect();
         let sql = format!(
             "SELECT COUNT(*) FROM (SELECT DISTINCT {} FROM __staged) __k",
             keys.join(", ")
@@ -171,7 +171,7 @@ pub async fn recompute(
                 &p.source.silver_schema(),
                 &[(
                     super::super::evolve::SILVER_KEY_PROPERTY,
-                    &super::super::evolve::silver_key_value(p),
+                    &super::super::evolve::silver_key_value(&p.source),
                 )],
             )?;
             if staged_rows > 0 {
@@ -210,7 +210,7 @@ fn last_per_key_sql(p: &Pipeline) -> String {
         .iter()
         .map(|f| q(f.name()))
         .collect();
-    let keys: Vec<String> = p.silver_key.iter().map(|k| q(k)).collect();
+    let keys: Vec<String> = p.source.key.iter().map(|k| q(k)).collect();
     format!(
         "SELECT {} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY __seq DESC, {SOURCE_FILE} DESC, {SOURCE_LINE} DESC) AS __rn \
          FROM __staged) __s WHERE __rn = 1",
@@ -226,10 +226,6 @@ fn batches_in_order(seqs: &HashMap<String, i64>) -> Vec<(&str, i64)> {
     batches
 }
 
-fn quoted_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// The rejected rows of one batch before the rebuild: (`_source_file`, `_source_line`,
 /// reasons).
 async fn old_rejections(
@@ -238,7 +234,7 @@ async fn old_rejections(
 ) -> Result<Vec<RecordBatch>> {
     let sql = format!(
         "SELECT {SOURCE_FILE}, {SOURCE_LINE}, {REJECTION_REASONS} FROM __rejected WHERE {BATCH_ID} = {}",
-        quoted_literal(batch_id)
+        crate::schema::quote_literal(batch_id)
     );
     storage::sql_batches(ctx, &sql, "rebuild: read the earlier rejections").await
 }
@@ -260,7 +256,7 @@ async fn batch_rows(
     let sql = format!(
         "SELECT {} FROM __bronze WHERE {BATCH_ID} = {}",
         columns.join(", "),
-        quoted_literal(batch_id)
+        crate::schema::quote_literal(batch_id)
     );
     let step = || MedallionError::sql("rebuild: read bronze");
     ctx.sql(&sql)

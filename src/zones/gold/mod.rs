@@ -75,7 +75,7 @@ pub async fn refresh(
     let (table, created) = open_or_create(lake, model).await?;
     let incremental = !created && model.maintenance == Maintenance::ByKeys;
     let ctx = storage::session();
-    register_silver(&ctx, p, silver).await?;
+    register_silver(&ctx, lake, p, Some(silver)).await?;
     let (rows, full) = match affected {
         Some(keys) if incremental => (incremental::recompute(&ctx, model, keys).await?, false),
         _ => (full::changes(&ctx, model, &table).await?, true),
@@ -131,22 +131,44 @@ async fn merge_changes(
     Ok(changes)
 }
 
-/// Register `silver` in `ctx` as the models see it: the configured columns, in the
-/// configured order (the table may also keep columns no longer configured), so that a
-/// model means at run time what it meant when the configuration was checked.
-async fn register_silver(ctx: &SessionContext, p: &Pipeline, silver: &DeltaTable) -> Result<()> {
+/// Register every source's silver table in `ctx` as the models see it (`silver.<name>`,
+/// and `silver` when there is one source): the configured columns, in the configured
+/// order (a table may also keep columns no longer configured), so that a model means
+/// at run time what it meant when the configuration was checked. `current` is the
+/// focused source's silver, as just committed; the others are read as they are now
+/// (a source without a silver table yet reads as empty).
+pub(crate) async fn register_silver(
+    ctx: &SessionContext,
+    lake: &Lakehouse,
+    p: &Pipeline,
+    current: Option<&DeltaTable>,
+) -> Result<()> {
     let err = || MedallionError::sql("register silver for the gold models");
-    storage::register(ctx, "__silver_table", silver).await?;
-    let columns = schema::column_names(&p.source.silver_schema());
-    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let view = ctx
-        .table("__silver_table")
-        .await
-        .map_err(err())?
-        .select_columns(&columns)
-        .map_err(err())?;
-    ctx.register_table("silver", view.into_view())
-        .map_err(err())?;
+    for source in &p.sources {
+        let relative = source.tables().silver;
+        let opened;
+        let table = match current.filter(|_| source.name == p.source.name) {
+            Some(t) => Some(t),
+            None => {
+                opened = lake.open(&relative).await?;
+                opened.as_ref()
+            }
+        };
+        let schema = source.silver_schema();
+        let view: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match table {
+            Some(t) => {
+                let scan = format!("__scan_{}", source.name);
+                storage::register(ctx, &scan, t).await?;
+                let columns = schema::column_names(&schema);
+                let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+                let df = ctx.table(scan.as_str()).await.map_err(err())?;
+                df.select_columns(&columns).map_err(err())?.into_view()
+            }
+            None => Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(err())?),
+        };
+        storage::register_silver_provider(ctx, &source.name, view, p.single_source())
+            .map_err(err())?;
+    }
     Ok(())
 }
 
@@ -204,11 +226,13 @@ pub async fn affected_keys(
     let ctx = storage::session();
     let err = || MedallionError::sql("rows touched by the batch");
     let touched = MemTable::try_new(p.source.silver_schema(), vec![touched]).map_err(err())?;
-    ctx.register_table("silver", Arc::new(touched))
+    storage::register_silver_provider(&ctx, &p.source.name, Arc::new(touched), p.single_source())
         .map_err(err())?;
     let mut out = Vec::with_capacity(p.gold.len());
     for model in &p.gold {
-        if model.maintenance != Maintenance::ByKeys {
+        // Models of other sources are not refreshed for this one; models of several
+        // sources are recomputed in full.
+        if model.maintenance != Maintenance::ByKeys || model.sources != [p.source.name.clone()] {
             out.push(Vec::new());
             continue;
         }
@@ -217,7 +241,7 @@ pub async fn affected_keys(
         let plan = crate::plan::affected_keys_plan(
             df.logical_plan(),
             &model.keys,
-            &p.silver_key,
+            &p.source.key,
             &key_schema(model)?,
         )
         .map_err(step())?

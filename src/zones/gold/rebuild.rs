@@ -63,14 +63,21 @@ pub async fn stale_models<'p>(
     lake: &Lakehouse,
     p: &'p Pipeline,
 ) -> Result<Vec<(&'p GoldModel, Reason)>> {
-    let silver = p.source.tables().silver;
     // A silver table only just created (version 0, no rows yet) has nothing to build from.
-    let silver_exists = lake
-        .open(&silver)
-        .await?
-        .is_some_and(|t| t.version().unwrap_or(0) > 0);
+    let mut filled = Vec::new();
+    for source in &p.sources {
+        let silver = source.tables().silver;
+        if lake
+            .open(&silver)
+            .await?
+            .is_some_and(|t| t.version().unwrap_or(0) > 0)
+        {
+            filled.push(source.name.as_str());
+        }
+    }
     let mut out = Vec::new();
     for model in &p.gold {
+        let silver_exists = model.sources.iter().any(|s| filled.contains(&s.as_str()));
         if let Some(reason) = stale(lake, model, silver_exists).await? {
             out.push((model, reason));
         }
@@ -87,11 +94,6 @@ pub async fn rebuild(
     reason: Reason,
     txn: Option<(&str, i64)>,
 ) -> Result<(Option<i64>, u64)> {
-    let silver_path = p.source.tables().silver;
-    let silver = lake
-        .open(&silver_path)
-        .await?
-        .ok_or_else(|| MedallionError::Internal(format!("{silver_path} vanished")))?;
     let relative = model.table();
     let gold_schema = schema::gold_schema(&model.schema);
     let mut table = match lake.open(&relative).await? {
@@ -104,7 +106,7 @@ pub async fn rebuild(
         }
     };
     let ctx = storage::session();
-    super::register_silver(&ctx, p, &silver).await?;
+    super::register_silver(&ctx, lake, p, None).await?;
     let step = || MedallionError::sql(format!("rebuild gold model {}", model.name));
     let df = ctx.sql(model_sql(model)).await.map_err(step())?;
     let mut writer = AppendWriter::replacing(

@@ -33,7 +33,7 @@ use crate::zones::Lineage;
 
 /// Accepted rows of a batch, keeping the last line per natural key.
 pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    dedupe::last_line_per_key(&p.source.silver_schema(), &p.silver_key, &accepted)
+    dedupe::last_line_per_key(&p.source.silver_schema(), &p.source.key, &accepted)
 }
 
 /// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
@@ -52,9 +52,9 @@ pub async fn replaced_rows(
     let staged = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
     let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
     storage::register(&ctx, "__silver", silver).await?;
-    let keys: Vec<&str> = p.silver_key.iter().map(String::as_str).collect();
+    let keys: Vec<&str> = p.source.key.iter().map(String::as_str).collect();
     let silver_df = ctx.table("__silver").await.map_err(err())?;
-    let replaced = storage::within_key_bounds(silver_df, &batch, &p.silver_key).await?;
+    let replaced = storage::within_key_bounds(silver_df, &batch, &p.source.key).await?;
     // The batch's keys are the join's build side (the small one); silver streams by.
     // In the configured layout (the table may also keep columns no longer configured).
     let columns = schema::column_names(&p.source.silver_schema());
@@ -160,7 +160,7 @@ async fn merge_batch(
     let columns = schema::column_names(&silver_schema);
     let spec = UpsertSpec {
         table_name: &name,
-        keys: &p.silver_key,
+        keys: &p.source.key,
         columns: &columns,
         present_flag: None,
         delete_unmatched: false,
