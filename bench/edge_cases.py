@@ -133,7 +133,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--medallion", type=Path, required=True)
     p.add_argument("--workdir", type=Path)
-    p.add_argument("--config", type=Path, default=REPO / "config.yaml")
+    p.add_argument("--config", type=Path, default=REPO / "examples/readings.yaml")
     a = p.parse_args()
     import duckdb
     from deltalake import DeltaTable

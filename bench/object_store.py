@@ -93,7 +93,7 @@ def count_requests(lines):
 
 
 def config_text(lakehouse: str, raw_dir: str, options: str, raw_options: str) -> str:
-    base = (REPO / "config.yaml").read_text()
+    base = (REPO / "examples/readings.yaml").read_text()
     out = []
     for line in base.splitlines():
         if line.startswith("lakehouse:"):

@@ -54,7 +54,7 @@ def main():
     if not a.reuse:
         shutil.rmtree(work, ignore_errors=True)
         (work / "lakehouse" / "raw").mkdir(parents=True)
-        shutil.copy(REPO / "config.yaml", work / "config.yaml")
+        shutil.copy(REPO / "examples/readings.yaml", work / "config.yaml")
         subprocess.run(
             [binary, "generate", "--rows", str(a.files * a.rows), "--files", str(a.files),
              "--corrections", "0", "--out", str(work / "lakehouse" / "raw")],

@@ -122,7 +122,7 @@ def prepare(args) -> float | None:
         shutil.rmtree(args.workdir)
     raw = lake / "raw"
     raw.mkdir(parents=True)
-    config = (REPO / "config.yaml").read_text()
+    config = (REPO / "examples/readings.yaml").read_text()
     (args.workdir / "config.yaml").write_text(config + "\nbatches:\n  max_files: 1\n")
     generated = args.workdir / "generated"
     medallion(args, "generate", "--rows", str(args.rows), "--customers", str(args.customers),

@@ -888,7 +888,7 @@ def main(argv=None):
     p.add_argument("--drop-caches", action="store_true",
                    help="drop the page cache before each job (root); default: raw files are read once before, warm")
     p.add_argument("--keep", action="store_true", help="keep the jobs' output directories")
-    p.add_argument("--config", type=Path, default=REPO / "config.yaml", help="rules (default: the repo's config.yaml)")
+    p.add_argument("--config", type=Path, default=REPO / "examples/readings.yaml", help="rules (default: the repo's examples/readings.yaml)")
     p.add_argument("--results-dir", type=Path, default=HERE / "results")
     p.add_argument("--benchmarks-md", type=Path, default=REPO / "BENCHMARKS.md")
     p.add_argument("--chart", type=Path, help="default: <results-dir>/chart.png")

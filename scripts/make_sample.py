@@ -5,6 +5,8 @@ Writes (paths relative to the repository root):
 
   lakehouse/raw/readings_2026-01-01.csv              3 days of hourly readings + bad rows
   lakehouse/raw/readings_2026-01-04_corrections.csv  new readings, corrections, a duplicate, bad rows
+  lakehouse/raw/customers_2026-01-01.csv             customers snapshot 1 (one bad row)
+  lakehouse/raw/customers_2026-01-04.csv             customers snapshot 2: a move, a delete, a new id
   lakehouse/raw/SAMPLE.md                            human description, every bad row listed
   tests/fixtures/sample_expected.json                exact expected outcomes
 
@@ -14,8 +16,9 @@ arithmetic only (no floating point, no libm), no dependence on hash ordering, an
 
 The expected outcomes are NOT taken from the generator's intentions: after writing,
 the CSV files are read back and validated by an independent Python implementation of
-the rules in config.yaml (see `validate_file`). The generator's intentions (which
-rules each bad row should break, which rows warn) are then asserted against it.
+the rules in config.yaml (see `validate_file`, `validate_row`, `validate_customer_row`).
+The generator's intentions (which rules each bad row should break, which rows warn) are
+then asserted against it.
 
 Usage: python3 scripts/make_sample.py
 """
@@ -36,8 +39,11 @@ RAW_DIR = ROOT / "lakehouse" / "raw"
 FIXTURE = ROOT / "tests" / "fixtures" / "sample_expected.json"
 FILE1 = "readings_2026-01-01.csv"
 FILE2 = "readings_2026-01-04_corrections.csv"
+CUST_FILE1 = "customers_2026-01-01.csv"
+CUST_FILE2 = "customers_2026-01-04.csv"
 
 HEADER = ["customer_id", "meter_id", "start_time", "end_time", "usage_kwh", "reading_type"]
+CUST_HEADER = ["customer_id", "region", "tariff"]
 UTC = dt.timezone.utc
 HOUR = dt.timedelta(hours=1)
 DAY1 = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -485,6 +491,56 @@ def make_file2(rng, customers, by_meter, planted, spares):
 
 
 # ---------------------------------------------------------------------------
+# Customers reference feed: two full snapshots (no randomness)
+# ---------------------------------------------------------------------------
+
+# Region of c[0..11] in make_customers' order. c[11] first appears in the second snapshot.
+# In the first snapshot every region holds at least two of c[0..10].
+REGIONS = ["north", "west", "south", "east", "north", "south",
+           "west", "east", "north", "south", "east", "west"]
+MOVER, MOVED_TO = 3, "west"  # c[3] (three business meters) moves east -> west in snapshot 2
+NO_READINGS = ("C999001", "west")  # a customer without readings, first snapshot only
+BAD_CUSTOMER = {"text": "C12345,north,standard", "expect": ["customer_id_format"],
+                "what": "customer_id has 5 digits"}
+
+
+def tariff_of(kinds):
+    """The tariff follows the meters: business/farm -> business, heat pump or EV wallbox ->
+    time_of_use, otherwise standard."""
+    if "biz" in kinds or "farm" in kinds:
+        return "business"
+    if "heat" in kinds or "ev" in kinds:
+        return "time_of_use"
+    return "standard"
+
+
+def make_customer_snapshots(customers):
+    """-> (lines of snapshot 1, lines of snapshot 2), each [(text, kind, info)] sorted by
+    customer_id."""
+    def row(cid, region, tariff):
+        info = {"customer_id": cid, "region": region, "tariff": tariff}
+        return (",".join([cid, region, tariff]), "good", info)
+
+    def snapshot(n, regions):
+        return [row(c["id"], regions[i], tariff_of([m["kind"] for m in c["meters"]]))
+                for i, c in enumerate(customers[:n])]
+
+    first = snapshot(11, REGIONS)
+    first.append(row(NO_READINGS[0], NO_READINGS[1], tariff_of([])))
+    first.append((BAD_CUSTOMER["text"], "bad", BAD_CUSTOMER))
+    moved = list(REGIONS)
+    assert moved[MOVER] != MOVED_TO
+    moved[MOVER] = MOVED_TO
+    second = snapshot(12, moved)
+    for lines in (first, second):
+        lines.sort(key=lambda x: x[0].split(",")[0])
+    assert NO_READINGS[0] not in {c["id"] for c in customers}
+    for region in ("north", "south", "east", "west"):
+        assert REGIONS[:11].count(region) >= 2, region
+    return first, second
+
+
+# ---------------------------------------------------------------------------
 # Independent validator (mirrors config.yaml)
 # ---------------------------------------------------------------------------
 
@@ -531,10 +587,18 @@ def parse_decimal(s):
     return Decimal(s)
 
 
-def validate_row(fields):
-    """-> (typed dict, [(rule, column)] errors, [rule] warnings)"""
+CUSTOMER_COLUMNS = [
+    ("customer_id", "string", True, None, [("customer_id_format", "pattern", r"C\d{6}")]),
+    ("region", "string", True, None, []),
+    ("tariff", "string", True, None, []),
+]
+
+
+def check_columns(columns, fields):
+    """Column checks (null tokens, required, type, column rules).
+    -> (typed dict, [(rule, column)] errors)"""
     typed, errors = {}, []
-    for (name, typ, required, default, rules), raw in zip(COLUMNS, fields):
+    for (name, typ, required, default, rules), raw in zip(columns, fields):
         v = raw.strip()
         if v in NULLS:
             typed[name] = default
@@ -565,6 +629,12 @@ def validate_row(fields):
                 passed = val in arg
             if not passed:
                 errors.append((rname, name))
+    return typed, errors
+
+
+def validate_row(fields):
+    """-> (typed dict, [(rule, column)] errors, [rule] warnings)"""
+    typed, errors = check_columns(COLUMNS, fields)
     # Row rules: SQL over the typed values, NULL passes.
     s, e, u = typed["start_time"], typed["end_time"], typed["usage_kwh"]
     if s is not None and e is not None and not e > s:
@@ -575,15 +645,21 @@ def validate_row(fields):
     return typed, errors, warnings
 
 
-def validate_file(path):
+def validate_customer_row(fields):
+    """The customers source: column checks only, no row rules."""
+    typed, errors = check_columns(CUSTOMER_COLUMNS, fields)
+    return typed, errors, []
+
+
+def validate_file(path, columns=HEADER, validate=validate_row):
     text = path.read_text(encoding="utf-8")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=",", quotechar='"')
     header = next(reader)
-    assert [h.strip() for h in header] == HEADER, header
+    assert [h.strip() for h in header] == columns, header
     out = []
     for fields in reader:
-        assert len(fields) == len(HEADER), (reader.line_num, fields)
-        typed, errors, warnings = validate_row(fields)
+        assert len(fields) == len(columns), (reader.line_num, fields)
+        typed, errors, warnings = validate(fields)
         out.append({"line": reader.line_num, "typed": typed, "errors": errors,
                     "warnings": warnings})
     assert reader.line_num == text.count("\n"), "a record spans several lines"
@@ -651,6 +727,55 @@ def gold_daily_usage(silver):
             for (c, d), g in sorted(groups.items())]
 
 
+def summarize_snapshot(results):
+    """Per-file expectations of a snapshot file -> (summary, silver): silver is exactly the
+    file's accepted rows (last line wins on a repeated key)."""
+    accepted = [r for r in results if not r["errors"]]
+    rejected = [r for r in results if r["errors"]]
+    silver = {}
+    for r in accepted:
+        silver[r["typed"]["customer_id"]] = r["typed"]
+    return {
+        "rows": len(results),
+        "accepted": len(accepted),
+        "rejected": len(rejected),
+        "rejected_lines": {str(r["line"]): sorted({e[0] for e in r["errors"]})
+                           for r in rejected},
+    }, silver
+
+
+def customer_list(silver):
+    return [{"customer_id": k, "region": silver[k]["region"], "tariff": silver[k]["tariff"]}
+            for k in sorted(silver)]
+
+
+def snapshot_changes(before, after):
+    return {
+        "updated": sorted(k for k in after if k in before and
+                          (after[k]["region"], after[k]["tariff"]) !=
+                          (before[k]["region"], before[k]["tariff"])),
+        "inserted": sorted(k for k in after if k not in before),
+        "deleted": sorted(k for k in before if k not in after),
+    }
+
+
+def gold_regional_daily_usage(readings, customers):
+    """readings JOIN customers ON customer_id (inner), grouped by region and UTC date."""
+    groups = {}
+    for (cust, _meter, start), t in readings.items():
+        c = customers.get(cust)
+        if c is None:
+            continue
+        g = groups.setdefault((c["region"], start.date()), {
+            "total": Decimal("0.000"), "count": 0, "customers": set()})
+        g["total"] += t["usage_kwh"]
+        g["count"] += 1
+        g["customers"].add(cust)
+    return [{"region": r, "usage_date": d.isoformat(), "total_kwh": dec3(g["total"]),
+             "reading_count": g["count"], "customers": len(g["customers"])}
+            for (r, d), g in sorted(groups.items())]
+
+
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
@@ -689,6 +814,12 @@ def main():
     files = {FILE1: lines1, FILE2: lines2}
     for name, lines in files.items():
         write(RAW_DIR / name, ",".join(HEADER) + "\n" + "".join(t + "\n" for t, _, _ in lines))
+    # The customers feed takes nothing from rng: the readings above stay as they are.
+    cust1, cust2 = make_customer_snapshots(customers)
+    cust_files = {CUST_FILE1: cust1, CUST_FILE2: cust2}
+    for name, lines in cust_files.items():
+        write(RAW_DIR / name,
+              ",".join(CUST_HEADER) + "\n" + "".join(t + "\n" for t, _, _ in lines))
 
     # ---- Read back, validate independently, check against the intentions ----
     silver = {}
@@ -753,6 +884,41 @@ def main():
     dup_first = new_rows[10]
     dup_final = silver[(dup["customer"], dup["meter"], dup["start"])]
 
+    # ---- Customers: read back, validate, snapshot semantics, the joined model ----
+    cust_summary, cust_silver = {}, {}
+    for name, lines in cust_files.items():
+        results = validate_file(RAW_DIR / name, CUST_HEADER, validate_customer_row)
+        assert len(results) == len(lines)
+        for res, (_text, kind, info) in zip(results, lines):
+            got = sorted({e[0] for e in res["errors"]})
+            if kind == "bad":
+                assert got == info["expect"], (name, res["line"], got, info)
+            else:
+                assert got == [] and res["typed"] == info, (name, res["line"], res)
+            info["line"] = res["line"]
+        cust_summary[name], cust_silver[name] = summarize_snapshot(results)
+    c1, c2 = cust_summary[CUST_FILE1], cust_summary[CUST_FILE2]
+    assert (c1["rows"], c1["accepted"], c1["rejected"]) == (13, 12, 1)
+    assert (c2["rows"], c2["accepted"], c2["rejected"]) == (12, 12, 0)
+    cust_first, cust_final = cust_silver[CUST_FILE1], cust_silver[CUST_FILE2]
+    changes = snapshot_changes(cust_first, cust_final)
+    assert changes == {"updated": [customers[MOVER]["id"]], "inserted": [customers[11]["id"]],
+                       "deleted": [NO_READINGS[0]]}, changes
+    regional = gold_regional_daily_usage(silver, cust_final)
+    # Cross-check with daily_usage: every reading's customer is in the final snapshot, so
+    # the join keeps every reading, and each regional row is the sum of its customers' rows.
+    assert {k[0] for k in silver} <= set(cust_final)
+    by_region = {}
+    for g in gold:
+        k = (cust_final[g["customer_id"]]["region"], g["usage_date"])
+        e = by_region.setdefault(k, [Decimal("0.000"), 0, 0])
+        e[0] += Decimal(g["total_kwh"])
+        e[1] += g["reading_count"]
+        e[2] += 1
+    assert [(r["region"], r["usage_date"], r["total_kwh"], r["reading_count"], r["customers"])
+            for r in regional] == [(k[0], k[1], dec3(v[0]), v[1], v[2])
+                                   for k, v in sorted(by_region.items())]
+
     expected = {
         "_comment": "Generated by scripts/make_sample.py - do not edit by hand. "
                     "Line numbers are physical lines, the header is line 1. "
@@ -777,11 +943,28 @@ def main():
                           "usage_kwh_first": kwh(dup_first["wh"]),
                           "usage_kwh_final": dec3(dup_final["usage_kwh"])},
         "gold_daily_usage_after_all": gold,
+        "_comment_customers": "Customers reference feed (source customers, mode snapshot, key "
+                              "customer_id): each file is the complete customer list; "
+                              "silver.customers after a file is exactly its accepted rows. "
+                              "'customers_changes_second' compares silver after the second "
+                              "snapshot with silver after the first. "
+                              "'gold_regional_daily_usage_after_all' is gold "
+                              "regional_daily_usage over the final silver.readings inner-joined "
+                              "with the final silver.customers, grouped by region and the UTC "
+                              "date of start_time, sorted by region and usage_date.",
+        "customers_files": cust_summary,
+        "customers_after_first": customer_list(cust_first),
+        "customers_after_all": customer_list(cust_final),
+        "customers_changes_second": changes,
+        "gold_regional_daily_usage_rows_after_all": len(regional),
+        "gold_regional_daily_usage_after_all": regional,
     }
     write(FIXTURE, json.dumps(expected, indent=2, ensure_ascii=False) + "\n")
     write(RAW_DIR / "SAMPLE.md", sample_md(files, summary, customers, meters, good, planted,
-                                            corr, dup, dup_first, expected))
+                                            corr, dup, dup_first, expected, cust_files))
     print(f"wrote {RAW_DIR / FILE1} ({s1['rows']} rows), {RAW_DIR / FILE2} ({s2['rows']} rows),")
+    print(f"      {RAW_DIR / CUST_FILE1} ({c1['rows']} rows), "
+          f"{RAW_DIR / CUST_FILE2} ({c2['rows']} rows),")
     print(f"      {RAW_DIR / 'SAMPLE.md'}, {FIXTURE}")
 
 
@@ -794,7 +977,8 @@ def md_code(s):
     return "`` " + s + " ``" if "`" in s else "`" + s + "`"
 
 
-def sample_md(files, summary, customers, meters, good, planted, corr, dup, dup_first, exp):
+def sample_md(files, summary, customers, meters, good, planted, corr, dup, dup_first, exp,
+              cust_files):
     s1, s2 = summary[FILE1], summary[FILE2]
     styles = {}
     for r in good:
@@ -943,6 +1127,44 @@ def sample_md(files, summary, customers, meters, good, planted, corr, dup, dup_f
     w(f"- example gold row: {g['customer_id']} on {g['usage_date']}: total_kwh "
       f"{g['total_kwh']}, reading_count {g['reading_count']}, estimated_count "
       f"{g['estimated_count']}.")
+    w("")
+    w("## Customers (reference snapshots)")
+    w("")
+    w("The second source, `customers` (`" + ",".join(CUST_HEADER) + "`, ids only, rows sorted "
+      "by customer_id), arrives as full snapshots (mode `snapshot`, key customer_id, every "
+      "column required, customer_id checked by `customer_id_format`): each file is the "
+      "complete customer list, and after a file silver.customers is exactly its accepted "
+      "rows. The tariff follows the meters: `business` with business or farm meters, "
+      "`time_of_use` with a heat pump or an EV wallbox, otherwise `standard`.")
+    w("")
+    w("| file | data rows | accepted | rejected |")
+    w("|---|---:|---:|---:|")
+    for name in cust_files:
+        s = exp["customers_files"][name]
+        w(f"| `{name}` | {s['rows']} | {s['accepted']} | {s['rejected']} |")
+    w("")
+    first = {c["customer_id"]: c for c in exp["customers_after_first"]}
+    final = {c["customer_id"]: c for c in exp["customers_after_all"]}
+    w("| customer | region in `" + CUST_FILE1 + "` | region in `" + CUST_FILE2 + "` | tariff |")
+    w("|---|---|---|---|")
+    for cid in sorted(set(first) | set(final)):
+        c = final.get(cid) or first[cid]
+        w(f"| `{cid}` | {first[cid]['region'] if cid in first else '-'} | "
+          f"{final[cid]['region'] if cid in final else '-'} | {c['tariff']} |")
+    w("")
+    ch = exp["customers_changes_second"]
+    bad_cust = next(info for _t, kind, info in cust_files[CUST_FILE1] if kind == "bad")
+    (moved,), (new,), (gone,) = ch["updated"], ch["inserted"], ch["deleted"]
+    w(f"`{CUST_FILE2}` is the first list except: {moved} moves from {first[moved]['region']} "
+      f"to {final[moved]['region']}, {gone} (a customer without readings) is gone, and "
+      f"{new} is new ({final[new]['region']}); the bad row is not repeated. Line "
+      f"{bad_cust['line']} of `{CUST_FILE1}`, {md_code(bad_cust['text'])}, is rejected by "
+      f"`customer_id_format` ({bad_cust['what']}) and never reaches silver.")
+    w("")
+    w(f"Gold `regional_daily_usage` (silver.readings joined with silver.customers, grouped by "
+      f"region and the UTC date of start_time) after all four files: "
+      f"{exp['gold_regional_daily_usage_rows_after_all']} rows. Every customer with readings "
+      f"is in the final snapshot, so the inner join keeps every reading.")
     return "\n".join(out) + "\n"
 
 

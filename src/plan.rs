@@ -6,9 +6,12 @@
 //!   rows it touched, so only those are recomputed; filters above the aggregate
 //!   (`HAVING`) are fine, because the affected keys come from the grouping expressions
 //!   over the touched rows, not from the model's output.
+//!   A model that inner-joins silver tables of several sources is kept the same way:
+//!   the groups a change of one source affects come from its touched rows joined with
+//!   the other sources as they are (Δ(R ⋈ S) = ΔR ⋈ S).
 //! - [`Maintenance::Full`]: a row may depend on other keys' rows (window functions,
-//!   `ORDER BY … LIMIT`, set operations, self-joins, subqueries, global aggregates,
-//!   nested aggregates): the whole model is recomputed every batch.
+//!   `ORDER BY … LIMIT`, set operations, self-joins, subqueries, outer joins, global
+//!   aggregates, nested aggregates): the whole model is recomputed every batch.
 //! - Refused: models that can never equal a later recompute: functions that are not
 //!   immutable (`now()`, `random()`), and `LIMIT` without `ORDER BY`.
 
@@ -17,7 +20,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use deltalake::datafusion::common::{Column, DataFusionError};
+use deltalake::datafusion::common::{Column, DataFusionError, JoinType};
 use deltalake::datafusion::logical_expr::{
     Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Volatility, cast,
 };
@@ -286,24 +289,39 @@ fn sorted(plan: &LogicalPlan) -> bool {
     }
 }
 
-/// Why a model must be recomputed in full, judged over the whole plan.
+/// Why a model must be recomputed in full, judged over the whole plan. Inner joins of
+/// different silver tables stay incremental: when one source changes, the groups it
+/// affects are those of its touched rows joined with the other sources as they are
+/// (Δ(R ⋈ S) = ΔR ⋈ S).
 fn needs_full(plan: &LogicalPlan) -> Option<String> {
-    let (mut scans, mut windows, mut limits, mut unions, mut joins, mut aggregates) =
-        (0, 0, 0, 0, 0, 0);
+    let (mut windows, mut limits, mut unions, mut aggregates, mut subqueries) = (0, 0, 0, 0, 0);
+    let mut scanned: Vec<String> = Vec::new();
+    let mut repeated = None;
+    let mut outer = None;
     let mut other = None;
     let _ = plan.apply_with_subqueries(|node| {
         match node {
-            LogicalPlan::TableScan(_) => scans += 1,
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.to_string();
+                if scanned.contains(&name) {
+                    repeated.get_or_insert(name);
+                } else {
+                    scanned.push(name);
+                }
+            }
             LogicalPlan::Window(_) => windows += 1,
             LogicalPlan::Limit(_) => limits += 1,
             LogicalPlan::Union(_) => unions += 1,
-            LogicalPlan::Join(_) => joins += 1,
+            LogicalPlan::Join(join) if join.join_type != JoinType::Inner => {
+                outer.get_or_insert(join.join_type);
+            }
+            LogicalPlan::Join(_) => {}
             LogicalPlan::Aggregate(_) => aggregates += 1,
+            LogicalPlan::Subquery(_) => subqueries += 1,
             LogicalPlan::Projection(_)
             | LogicalPlan::Filter(_)
             | LogicalPlan::Sort(_)
             | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::Subquery(_)
             | LogicalPlan::Distinct(Distinct::All(_)) => {}
             other_node => {
                 other.get_or_insert_with(|| other_node.display().to_string());
@@ -320,18 +338,22 @@ fn needs_full(plan: &LogicalPlan) -> Option<String> {
     if unions > 0 {
         return Some("a set operation (UNION): a row may come from either side".into());
     }
-    if scans > 1 {
-        return Some(
-            "it reads silver tables more than once (a join of sources, a self-join, a set \
-             operation or a subquery)"
-                .into(),
-        );
+    if let Some(table) = repeated {
+        return Some(format!(
+            "it reads {table} more than once (a self-join, a set operation or a subquery)"
+        ));
     }
-    if scans == 0 {
+    if subqueries > 0 {
+        return Some("a subquery: a row may depend on rows of other keys".into());
+    }
+    if scanned.is_empty() {
         return Some("it does not read silver".into());
     }
-    if joins > 0 {
-        return Some("a join: a row may depend on rows of other keys".into());
+    if let Some(join) = outer {
+        return Some(format!(
+            "a {join} join: a row may depend on the absence of rows of other keys (only \
+             inner joins are kept incrementally)"
+        ));
     }
     if aggregates > 1 {
         return Some("nested aggregates: an outer group depends on inner groups".into());

@@ -251,22 +251,6 @@ fn validate_key_and_mode(entry: &SourceEntry, errs: &mut Vec<ConfigError>) -> Ve
     if mode != SourceMode::Snapshot && src.allow_empty_snapshot {
         only("allow_empty_snapshot", "snapshot", errs);
     }
-    // Parsed and checked, but not ingested yet: refused rather than half done.
-    let not_yet = |what: String, errs: &mut Vec<ConfigError>| {
-        errs.push(ConfigError::new(
-            what,
-            "is not supported by this version of medallion yet (upsert and append are)",
-        ));
-    };
-    if mode == SourceMode::Snapshot {
-        not_yet(format!("{place}.mode: snapshot"), errs);
-    }
-    if src.sequence_by.is_some() {
-        not_yet(format!("{place}.sequence_by"), errs);
-    }
-    if src.delete_when.is_some() {
-        not_yet(format!("{place}.delete_when"), errs);
-    }
     if mode == SourceMode::Append {
         if !key.is_empty() {
             errs.push(ConfigError::new(

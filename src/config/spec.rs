@@ -192,6 +192,18 @@ impl Pipeline {
         })
     }
 
+    /// The bounds of the focused source's batches: a snapshot source takes one file per
+    /// batch (each file is a complete state of its own).
+    pub fn batch_bounds(&self) -> BatchBounds {
+        match self.source.mode {
+            SourceMode::Snapshot => BatchBounds {
+                max_files: 1,
+                ..self.batches
+            },
+            _ => self.batches,
+        }
+    }
+
     /// Whether there is exactly one source (its silver is also `silver` in gold SQL).
     pub fn single_source(&self) -> bool {
         self.sources.len() == 1

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::*;
 
-const SAMPLE: &str = include_str!("../../config.yaml");
+const SAMPLE: &str = include_str!("../../examples/readings.yaml");
 
 fn load(text: &str) -> Result<Pipeline, Vec<ConfigError>> {
     let rt = tokio::runtime::Builder::new_current_thread()

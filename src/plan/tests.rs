@@ -20,6 +20,13 @@ async fn mode(sql: &str, keys: &[&str]) -> Result<Maintenance, String> {
     let ctx = SessionContext::new();
     let silver = MemTable::try_new(schema, vec![vec![]]).unwrap();
     ctx.register_table("silver", Arc::new(silver)).unwrap();
+    let customers = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, true),
+    ]));
+    let customers = MemTable::try_new(customers, vec![vec![]]).unwrap();
+    ctx.register_table("customers", Arc::new(customers))
+        .unwrap();
     let df = ctx.sql(sql).await.unwrap();
     let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     let silver_key = ["customer_id", "meter_id", "start_time"].map(String::from);
@@ -64,6 +71,30 @@ async fn grouped_aggregates_are_maintained_by_keys() {
         };
         assert_eq!(mode(sql, keys).await, Ok(Maintenance::ByKeys), "{sql}");
     }
+}
+
+#[tokio::test]
+async fn inner_joins_of_sources_are_maintained_by_keys_and_other_joins_in_full() {
+    let joined = "SELECT c.region, CAST(s.start_time AS DATE) AS d, SUM(s.usage_kwh) AS kwh \
+                  FROM silver s JOIN customers c ON s.customer_id = c.customer_id \
+                  GROUP BY c.region, CAST(s.start_time AS DATE)";
+    assert_eq!(
+        mode(joined, &["region", "d"]).await,
+        Ok(Maintenance::ByKeys)
+    );
+    full(
+        mode(&joined.replace(" JOIN ", " LEFT JOIN "), &["region", "d"]).await,
+        "Left join",
+    );
+    full(
+        mode(
+            "SELECT customer_id, SUM(usage_kwh) AS kwh FROM silver WHERE customer_id IN \
+              (SELECT customer_id FROM customers) GROUP BY customer_id",
+            &["customer_id"],
+        )
+        .await,
+        "subquery",
+    );
 }
 
 #[tokio::test]

@@ -22,9 +22,16 @@ fn counts(f: &mut fmt::Formatter<'_>, b: &BatchReport, totals: &FileReport) -> f
         totals.bronze_rows,
         version(b.bronze_version)
     )?;
+    let mut more = String::new();
+    if b.silver.deleted > 0 {
+        more.push_str(&format!(", {} deleted", b.silver.deleted));
+    }
+    if b.superseded > 0 {
+        more.push_str(&format!(", {} superseded by newer rows", b.superseded));
+    }
     writeln!(
         f,
-        "  silver           {} accepted: {} inserted, {} updated ({})",
+        "  silver           {} accepted: {} inserted, {} updated{more} ({})",
         totals.silver_accepted,
         b.silver.inserted,
         b.silver.updated,

@@ -44,6 +44,7 @@ fn batch(b: &BatchReport) -> Value {
         "bronze_version": b.bronze_version,
         "rejected_version": b.rejected_version,
         "silver": upsert(&b.silver),
+        "superseded": b.superseded,
         "gold": gold,
         "files": b.files.iter().map(file).collect::<Vec<_>>(),
     })

@@ -80,6 +80,9 @@ pub struct BatchReport {
     /// Its files, in name order (the order they apply in).
     pub files: Vec<FileReport>,
     pub silver: UpsertMetrics,
+    /// Accepted rows not written to silver because it holds a newer version of their
+    /// key (`sequence_by`); they stay in bronze.
+    pub superseded: u64,
     pub gold: Vec<(String, UpsertMetrics)>,
     /// This completes a batch that an earlier run left part-way.
     pub recovered: bool,

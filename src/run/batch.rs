@@ -143,6 +143,7 @@ pub async fn prepare(
             staging: &mut prepared.staging,
         };
         prepared.bronze_w = read::read_files(p, validator, batch, sinks).await?;
+        refuse_empty_snapshots(p, batch);
     }
     if let Some(w) = prepared.bronze_w.as_mut() {
         w.stage().await?;
@@ -150,6 +151,28 @@ pub async fn prepare(
     prepared.rejected_w.stage().await?;
     prepared.read_time = started.elapsed();
     Ok(prepared)
+}
+
+/// A snapshot file without an accepted row would empty silver: it fails (and is tried
+/// again next run) unless the source has `allow_empty_snapshot: true`. Its batch holds
+/// only it, so nothing of it is committed.
+fn refuse_empty_snapshots(p: &Pipeline, batch: &mut Batch) {
+    if p.source.mode != SourceMode::Snapshot || p.source.allow_empty_snapshot {
+        return;
+    }
+    for i in 0..batch.members.len() {
+        let r = &batch.members[i].report;
+        if r.loaded() && r.silver_accepted == 0 {
+            let message = format!(
+                "snapshot with no accepted row ({} read, {} rejected): it would delete every \
+                 row of {}; refused (set `allow_empty_snapshot: true` to accept it)",
+                r.rows_read,
+                r.rejected,
+                p.source.tables().silver
+            );
+            batch.fail(i, message);
+        }
+    }
 }
 
 /// Commit a prepared batch: bronze, then rejected, each once for the whole batch; then
@@ -239,13 +262,13 @@ pub async fn commit(
 }
 
 /// How the silver stage of a batch runs.
-struct SilverStage<'a> {
+pub(super) struct SilverStage<'a> {
     /// Committed by an earlier attempt.
-    done: bool,
+    pub done: bool,
     /// Gold is recomputed in full (so no affected keys are collected).
-    full: bool,
-    lineage: &'a Lineage,
-    seq: i64,
+    pub full: bool,
+    pub lineage: &'a Lineage,
+    pub seq: i64,
 }
 
 /// Upsert the staged rows into silver, in slices of bounded size read back from the
@@ -269,8 +292,33 @@ async fn upsert_silver(
     let mut affected: Vec<Vec<RecordBatch>> = vec![Vec::new(); p.gold.len()];
     let mut touched = false;
     let name = p.source.tables().silver;
-    if !stage.done && p.source.mode == SourceMode::Append {
-        silver = append_silver(p, lease, silver, &mut staged, &stage, &mut affected, br).await?;
+    if !stage.done && p.source.mode != SourceMode::Upsert {
+        silver = match p.source.mode {
+            SourceMode::Append => {
+                super::modes::append(
+                    (lake, lease),
+                    p,
+                    silver,
+                    &mut staged,
+                    &stage,
+                    &mut affected,
+                    br,
+                )
+                .await?
+            }
+            _ => {
+                super::modes::snapshot(
+                    (lake, lease),
+                    p,
+                    silver,
+                    &mut staged,
+                    &stage,
+                    &mut affected,
+                    br,
+                )
+                .await?
+            }
+        };
         lake.keep(&name, &silver);
         touched = true;
         failpoint("after_silver_commit");
@@ -281,9 +329,11 @@ async fn upsert_silver(
             let rows = silver::dedupe_batch(p, slice)?;
             tracing::debug!(ms = lap(&mut t), "slice read back and deduplicated");
             let replaced = silver::replaced_rows(p, &silver, &rows).await?;
+            let (rows, superseded) = silver::sequence::not_superseded(p, rows, &replaced).await?;
+            br.superseded += superseded;
             if !stage.full {
                 let touched = rows.iter().chain(&replaced).cloned().collect();
-                let per_model = gold::affected_keys(p, touched).await?;
+                let per_model = gold::affected_keys(lake, p, touched).await?;
                 for (keys, more) in affected.iter_mut().zip(per_model) {
                     keys.extend(more);
                 }
@@ -304,6 +354,7 @@ async fn upsert_silver(
             touched = true;
             br.silver.inserted += m.inserted;
             br.silver.updated += m.updated;
+            br.silver.deleted += m.deleted;
             br.silver.version = m.version.or(br.silver.version);
         }
         if touched {
@@ -316,46 +367,6 @@ async fn upsert_silver(
     }
     tracing::debug!(batch = %stage.lineage.batch_id, ms = br.stages.silver.as_millis() as u64, "silver upserted");
     Ok(Some((silver, affected)))
-}
-
-/// Append every staged row to an append source's silver in one commit (so an
-/// interrupted attempt never appended any), collecting the gold keys they affect.
-async fn append_silver(
-    p: &Pipeline,
-    lease: &Lease,
-    mut silver: deltalake::DeltaTable,
-    staged: &mut silver::StagedRows,
-    stage: &SilverStage<'_>,
-    affected: &mut [Vec<RecordBatch>],
-    br: &mut BatchReport,
-) -> Result<deltalake::DeltaTable> {
-    let name = p.source.tables().silver;
-    let mut writer = AppendWriter::new(&silver, &name)?;
-    while let Some((slice, _)) = staged.next_slice(p.source.batch_rows)? {
-        if !stage.full {
-            let per_model = gold::affected_keys(p, slice.clone()).await?;
-            for (keys, more) in affected.iter_mut().zip(per_model) {
-                keys.extend(more);
-            }
-        }
-        for b in slice {
-            writer.write(b).await?;
-        }
-    }
-    let rows = writer.rows();
-    lease.check()?;
-    let props = storage::commit_info(
-        "silver_append",
-        serde_json::json!({ "batch_id": stage.lineage.batch_id, "source_file": stage.lineage.source_file, "rows": rows }),
-    );
-    let committed = writer
-        .commit(&mut silver, props, Some((APP_SILVER, stage.seq)))
-        .await?;
-    if let storage::Committed::Wrote(_) = committed {
-        br.silver.inserted += rows;
-    }
-    br.silver.version = committed.version().or(br.silver.version);
-    Ok(silver)
 }
 
 /// Refresh every gold model whose stage is not done yet: for the keys each model was

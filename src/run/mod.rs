@@ -24,6 +24,7 @@ mod batch;
 pub mod evolve;
 mod execute;
 mod hold;
+mod modes;
 mod read;
 pub mod rebuild;
 mod replay;
@@ -341,7 +342,7 @@ async fn run_batches(
         }
         // Content already in a batch not loaded yet: this file waits for its outcome.
         let waits = gathering.holds(&print.sha256);
-        if waits || !gathering.fits(&file, p.batches) {
+        if waits || !gathering.fits(&file, p.batch_bounds()) {
             let batch = std::mem::take(&mut gathering).into_batch(state.next_seq);
             state.next_seq += 1;
             if !run
@@ -373,7 +374,10 @@ async fn run_batches(
             crate::progress::file_done(file.size);
             continue;
         }
-        if let Some(original) = state.loaded.get(&print.sha256) {
+        // A snapshot is a state, not an event: the same state again under a new name
+        // (a customer moved back) must be applied again.
+        let repeats = p.source.mode != crate::config::SourceMode::Snapshot;
+        if let Some(original) = state.loaded.get(&print.sha256).filter(|_| repeats) {
             crate::progress::file_done(file.size);
             let mut entry = LedgerEntry::claim(print.clone(), file.name.clone(), String::new(), 0);
             entry.status = FileStatus::Duplicate;

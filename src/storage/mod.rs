@@ -239,8 +239,12 @@ pub fn register_silver_provider(
     {
         catalog.register_schema("silver", Arc::new(MemorySchemaProvider::new()))?;
     }
-    ctx.register_table(format!("silver.{name}"), provider.clone())?;
+    // Registered again (the focused source's touched rows over its table): replaced.
+    let qualified = format!("silver.{name}");
+    ctx.deregister_table(qualified.as_str())?;
+    ctx.register_table(qualified, provider.clone())?;
     if also_bare {
+        ctx.deregister_table("silver")?;
         ctx.register_table("silver", provider)?;
     }
     Ok(())

@@ -26,12 +26,13 @@ fn every_command_has_help() {
 
 #[test]
 fn invalid_config_lists_every_problem_and_writes_nothing() {
-    let cfg =
-        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap()
-            .replace("type: decimal(12,3)", "type: decmal(12,3)")
-            .replace("    header: true\n", "    header: true\n    headr: true\n")
-            .replace("timezone: UTC", "timezone: Nowhere/Land");
+    let cfg = std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap()
+    .replace("type: decimal(12,3)", "type: decmal(12,3)")
+    .replace("    header: true\n", "    header: true\n    headr: true\n")
+    .replace("timezone: UTC", "timezone: Nowhere/Land");
     let w = Workdir::with_config(&cfg);
     w.add_sample("readings_2026-01-01.csv");
     let r = w.medallion(&["run"]);

@@ -15,7 +15,7 @@ fn recovery_under_a_changed_rule_loses_no_row() {
     let rejected_before = w.count("FROM rejected.readings");
 
     // A stricter rule arrives before the batch is completed.
-    let cfg = std::fs::read_to_string(std::path::Path::new(REPO).join("config.yaml"))
+    let cfg = std::fs::read_to_string(std::path::Path::new(REPO).join("examples/readings.yaml"))
         .unwrap()
         .replace(
             "  row_rules:\n",
@@ -52,7 +52,7 @@ fn recovery_under_a_changed_rule_loses_no_row() {
 }
 
 fn sample_config() -> String {
-    std::fs::read_to_string(std::path::Path::new(REPO).join("config.yaml")).unwrap()
+    std::fs::read_to_string(std::path::Path::new(REPO).join("examples/readings.yaml")).unwrap()
 }
 
 /// The sample config with `column` (YAML lines) added after the `reading_type` column.

@@ -9,7 +9,7 @@ const GOOD: &str = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_t
 
 #[test]
 fn data_failures_exit_1_and_the_other_files_load() {
-    let cfg = std::fs::read_to_string(std::path::Path::new(REPO).join("config.yaml"))
+    let cfg = std::fs::read_to_string(std::path::Path::new(REPO).join("examples/readings.yaml"))
         .unwrap()
         .replace(
             "          min: 0\n          max: 500\n",

@@ -77,9 +77,10 @@ pub const MODELS: [(&str, &str, &str); 5] = [
 
 /// The sample configuration with `models` added to its gold section.
 pub fn config_with_models(models: &[(&str, &str, &str)]) -> String {
-    let mut cfg =
-        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap();
+    let mut cfg = std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap();
     for (name, keys, sql) in models {
         cfg.push_str(&format!(
             "  - name: {name}\n    keys: {keys}\n    sql: \"{sql}\"\n"
@@ -240,9 +241,10 @@ fn null_group_keys_are_updated_and_deleted_like_any_other() {
             "SELECT tariff, n, RANK() OVER (ORDER BY n DESC) AS r FROM (SELECT tariff, COUNT(*) AS n FROM silver GROUP BY tariff) t",
         ),
     ];
-    let base =
-        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap();
+    let base = std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap();
     let mut cfg = with_column(&base, TARIFF);
     for (name, keys, sql) in models {
         cfg.push_str(&format!(

@@ -185,7 +185,7 @@ fn readers_read_evolved_and_rebuilt_tables() {
     let w = Workdir::sample_config();
     w.add_sample("readings_2026-01-01.csv");
     w.run_expect(0);
-    let base = std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap();
+    let base = std::fs::read_to_string(Path::new(REPO).join("examples/readings.yaml")).unwrap();
     std::fs::write(w.root.join("config.yaml"), with_column(&base, TARIFF)).unwrap();
     w.write_raw(
         "t1.csv",

@@ -252,13 +252,14 @@ fn run_quiet_prints_only_the_failures() {
 /// counts; the run that completes it records them once, so the sums are bronze's.
 #[test]
 fn a_batch_left_open_is_counted_once_by_the_run_that_completes_it() {
-    let broken =
-        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap()
-            .replace(
-                "COUNT(*)                                                   AS reading_count",
-                "CAST(MIN(meter_id) AS INT)                                 AS reading_count",
-            );
+    let broken = std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "COUNT(*)                                                   AS reading_count",
+        "CAST(MIN(meter_id) AS INT)                                 AS reading_count",
+    );
     let w = Workdir::with_config(&broken);
     w.add_sample(SAMPLE);
     let r = w.medallion(&["run", "--json"]);
@@ -276,8 +277,10 @@ fn a_batch_left_open_is_counted_once_by_the_run_that_completes_it() {
     );
 
     w.set_config(
-        &std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+        )
+        .unwrap(),
     );
     w.run_expect(0);
     let sums = w.query(

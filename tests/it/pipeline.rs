@@ -205,13 +205,14 @@ pub fn sample_end_to_end(w: &Workdir) {
 fn gold_deletes_keys_whose_rows_moved_away() {
     // Natural key without the customer: a correction can move a reading to another
     // customer, so the old customer's day disappears from gold and must be deleted.
-    let cfg =
-        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap()
-            .replace(
-                "key: [customer_id, meter_id, start_time]",
-                "key: [meter_id, start_time]",
-            );
+    let cfg = std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "key: [customer_id, meter_id, start_time]",
+        "key: [meter_id, start_time]",
+    );
     let w = Workdir::with_config(&cfg);
     let header = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
     w.write_raw(
@@ -291,13 +292,14 @@ pub fn time_travel_and_protocol_versions(w: &Workdir) {
 fn silver_upserts_in_bounded_slices() {
     // Slices of 100 rows: the sample becomes 22 upserts; every equality still holds and
     // a key repeated across slices keeps its last line.
-    let cfg =
-        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap()
-            .replace(
-                "  key: [customer_id, meter_id, start_time]\n",
-                "  key: [customer_id, meter_id, start_time]\n  batch_rows: 100\n",
-            );
+    let cfg = std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "  key: [customer_id, meter_id, start_time]\n",
+        "  key: [customer_id, meter_id, start_time]\n  batch_rows: 100\n",
+    );
     let exp = expected();
     let w = Workdir::with_config(&cfg);
     w.add_sample(FILE1);

@@ -11,7 +11,7 @@ const FILE1: &str = "readings_2026-01-01.csv";
 const FILE2: &str = "readings_2026-01-04_corrections.csv";
 
 fn sample_config() -> String {
-    std::fs::read_to_string(std::path::Path::new(REPO).join("config.yaml")).unwrap()
+    std::fs::read_to_string(std::path::Path::new(REPO).join("examples/readings.yaml")).unwrap()
 }
 
 fn with_new_rule(cfg: &str) -> String {

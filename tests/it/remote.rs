@@ -112,7 +112,8 @@ pub enum Landing {
 impl Workdir {
     /// The sample config with the lakehouse (and raw zone) on an emulator.
     pub fn on_store(kind: Kind, landing: Landing) -> Workdir {
-        let sample = std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap();
+        let sample =
+            std::fs::read_to_string(Path::new(REPO).join("examples/readings.yaml")).unwrap();
         Self::on_store_with(kind, landing, &sample)
     }
 

@@ -6,9 +6,10 @@ use crate::workdir::{Workdir, expected, text};
 const FILE1: &str = "readings_2026-01-01.csv";
 
 fn config_with_fail_rule() -> String {
-    let cfg =
-        std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("config.yaml"))
-            .unwrap();
+    let cfg = std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap();
     cfg.replace(
         "          min: 0\n          max: 500\n",
         "          min: 0\n          max: 500\n          action: fail\n",

@@ -10,7 +10,9 @@ const READINGS_KEY: [&str; 3] = ["customer_id", "meter_id", "start_time"];
 /// The sample's readings source, customers (a reference table upserted by customer)
 /// and meter events (an append source), with a model per source and one joining two.
 fn config() -> String {
-    let sample = std::fs::read_to_string(format!("{}/config.yaml", crate::workdir::REPO)).unwrap();
+    let sample =
+        std::fs::read_to_string(format!("{}/examples/readings.yaml", crate::workdir::REPO))
+            .unwrap();
     // The sample's source, indented as the first item of `sources:`.
     let start = sample.find("\nsource:\n").unwrap() + "\nsource:\n".len();
     let end = sample.find("\nsilver:\n").unwrap();

@@ -75,7 +75,9 @@ impl Workdir {
 
     /// The repository's config.yaml, with an empty raw zone.
     pub fn sample_config() -> Self {
-        Self::with_config(&std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap())
+        Self::with_config(
+            &std::fs::read_to_string(Path::new(REPO).join("examples/readings.yaml")).unwrap(),
+        )
     }
 
     /// Copy a bundled sample file into the raw zone.
@@ -309,7 +311,7 @@ pub fn expected() -> Value {
 
 /// The gold model SQL of the sample config.
 pub fn sample_model_sql() -> String {
-    let cfg = std::fs::read_to_string(Path::new(REPO).join("config.yaml")).unwrap();
+    let cfg = std::fs::read_to_string(Path::new(REPO).join("examples/readings.yaml")).unwrap();
     let start = cfg.find("SELECT customer_id").unwrap();
     cfg[start..].trim().to_string()
 }

@@ -215,24 +215,28 @@ fn key_schema(model: &GoldModel) -> Result<deltalake::arrow::datatypes::SchemaRe
     ))
 }
 
-/// For each model, the keys that the `touched` silver rows affect (a slice's
-/// deduplicated rows about to be upserted, plus the silver rows they replace): the
-/// model's grouping expressions evaluated over those rows. Empty for models that are
-/// recomputed in full.
+/// For each model, the keys that the `touched` silver rows of the focused source
+/// affect (a slice's deduplicated rows about to be upserted, plus the silver rows they
+/// replace): the model's grouping expressions evaluated over those rows, joined with
+/// the other sources' silver tables as they are (Δ(R ⋈ S) = ΔR ⋈ S). Empty for models
+/// that are recomputed in full or do not read the source.
 pub async fn affected_keys(
+    lake: &Lakehouse,
     p: &Pipeline,
     touched: Vec<RecordBatch>,
 ) -> Result<Vec<Vec<RecordBatch>>> {
     let ctx = storage::session();
     let err = || MedallionError::sql("rows touched by the batch");
+    let reads = |m: &GoldModel| m.maintenance == Maintenance::ByKeys && m.reads(&p.source.name);
+    if p.gold.iter().any(|m| reads(m) && m.sources.len() > 1) {
+        register_silver(&ctx, lake, p, None).await?;
+    }
     let touched = MemTable::try_new(p.source.silver_schema(), vec![touched]).map_err(err())?;
     storage::register_silver_provider(&ctx, &p.source.name, Arc::new(touched), p.single_source())
         .map_err(err())?;
     let mut out = Vec::with_capacity(p.gold.len());
     for model in &p.gold {
-        // Models of other sources are not refreshed for this one; models of several
-        // sources are recomputed in full.
-        if model.maintenance != Maintenance::ByKeys || model.sources != [p.source.name.clone()] {
+        if !reads(model) {
             out.push(Vec::new());
             continue;
         }

@@ -1,6 +1,7 @@
 //! Within one batch, the last row per natural key wins: rows come in the order the
 //! batch applies them (its files in name order, each file's lines in order), so a later
-//! line corrects an earlier one, and a later file an earlier file. Keys are compared in
+//! line corrects an earlier one, and a later file an earlier file. With a sequence
+//! column, the row with the highest sequence value wins, the last of equal ones. Keys are compared in
 //! Arrow's row format, so any key column types work; a batch without repeated keys
 //! comes back as it was, in one batch.
 
@@ -10,7 +11,7 @@ use deltalake::arrow::array::{ArrayRef, UInt32Array};
 use deltalake::arrow::compute::{concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 
 use crate::error::{MedallionError, Result};
 
@@ -21,6 +22,7 @@ use crate::error::{MedallionError, Result};
 pub fn last_line_per_key(
     schema: &SchemaRef,
     keys: &[String],
+    sequence_by: Option<&str>,
     batches: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
     let err = || MedallionError::arrow("dedupe accepted rows");
@@ -28,37 +30,74 @@ pub fn last_line_per_key(
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
-    let fields = key_columns(first, keys)?
-        .iter()
-        .map(|c| SortField::new(c.data_type().clone()))
-        .collect();
-    let converter = RowConverter::new(fields).map_err(err())?;
-    let rows = batches
-        .iter()
-        .map(|b| {
-            converter
-                .convert_columns(&key_columns(b, keys)?)
-                .map_err(err())
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let converter = converter_of(first, keys)?;
+    let rows = convert(&converter, &batches, keys)?;
+    let sequence = match sequence_by {
+        Some(column) => {
+            let column = [column.to_string()];
+            let converter = converter_of(first, &column)?;
+            Some(convert(&converter, &batches, &column)?)
+        }
+        None => None,
+    };
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut latest: HashMap<_, u32, _> =
+    // Per key: the winning row's position (and its sequence value).
+    let mut latest: HashMap<_, (u32, Option<OwnedRow>), _> =
         HashMap::with_capacity_and_hasher(total, foldhash::fast::RandomState::default());
     let mut position = 0u32;
-    for r in &rows {
-        for row in r.iter() {
-            latest.insert(row, position);
+    for (b, r) in rows.iter().enumerate() {
+        for (i, row) in r.iter().enumerate() {
+            let seq = sequence.as_ref().map(|s| s[b].row(i));
+            match latest.entry(row) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((position, seq.map(|s| s.owned())));
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let newer = match (seq, &o.get().1) {
+                        (Some(s), Some(kept)) => s >= kept.row(),
+                        _ => true,
+                    };
+                    if newer {
+                        o.insert((position, seq.map(|s| s.owned())));
+                    }
+                }
+            }
             position += 1;
         }
     }
     if latest.len() == total {
         return Ok(vec![concat_batches(schema, batches).map_err(err())?]);
     }
-    let mut keep: Vec<u32> = latest.into_values().collect();
+    let mut keep: Vec<u32> = latest.into_values().map(|(p, _)| p).collect();
     keep.sort_unstable();
     let all = concat_batches(schema, batches).map_err(err())?;
     let kept = take_record_batch(&all, &UInt32Array::from(keep)).map_err(err())?;
     Ok(vec![kept])
+}
+
+/// A row converter for `columns` of batches shaped like `first`.
+fn converter_of(first: &RecordBatch, columns: &[String]) -> Result<RowConverter> {
+    let fields = key_columns(first, columns)?
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    RowConverter::new(fields).map_err(MedallionError::arrow("dedupe accepted rows"))
+}
+
+/// `columns` of every batch in the row format (which compares as the values sort).
+fn convert(
+    converter: &RowConverter,
+    batches: &[&RecordBatch],
+    columns: &[String],
+) -> Result<Vec<Rows>> {
+    batches
+        .iter()
+        .map(|b| {
+            converter
+                .convert_columns(&key_columns(b, columns)?)
+                .map_err(MedallionError::arrow("dedupe accepted rows"))
+        })
+        .collect()
 }
 
 fn key_columns(batch: &RecordBatch, keys: &[String]) -> Result<Vec<ArrayRef>> {
@@ -110,7 +149,7 @@ mod tests {
         let keys = vec!["c".to_string(), "t".to_string()];
         let a = batch(&schema, &[("a", 1), ("b", 1), ("a", 2)], &[2, 3, 4]);
         let b = batch(&schema, &[("a", 1), ("c", 1)], &[5, 6]);
-        let out = last_line_per_key(&schema, &keys, &[a.clone(), b]).unwrap();
+        let out = last_line_per_key(&schema, &keys, None, &[a.clone(), b]).unwrap();
         assert_eq!(out.len(), 1);
         let lines: Vec<i64> = out[0]
             .column(2)
@@ -122,8 +161,35 @@ mod tests {
             vec![3, 4, 5, 6],
             "(a,1) keeps line 5, order by position"
         );
-        let same = last_line_per_key(&schema, &keys, std::slice::from_ref(&a)).unwrap();
+        let same = last_line_per_key(&schema, &keys, None, std::slice::from_ref(&a)).unwrap();
         assert_eq!(same, vec![a]);
-        assert!(last_line_per_key(&schema, &keys, &[]).unwrap().is_empty());
+        assert!(
+            last_line_per_key(&schema, &keys, None, &[])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn with_a_sequence_the_highest_value_wins_and_the_last_of_equal_ones() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("c", DataType::Utf8, false),
+            Field::new("t", DataType::Int64, false),
+            Field::new(SOURCE_LINE, DataType::Int64, false),
+        ]));
+        let keys = vec!["c".to_string()];
+        // Key a: t 5 (line 2), 3 (line 3, older: loses), 5 (line 4, equal: wins).
+        let a = batch(
+            &schema,
+            &[("a", 5), ("a", 3), ("a", 5), ("b", 1)],
+            &[2, 3, 4, 5],
+        );
+        let out = last_line_per_key(&schema, &keys, Some("t"), &[a]).unwrap();
+        let lines: Vec<i64> = out[0]
+            .column(2)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(lines, vec![4, 5]);
     }
 }

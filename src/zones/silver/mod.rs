@@ -11,6 +11,8 @@
 
 mod builders;
 mod dedupe;
+pub mod sequence;
+pub mod snapshot;
 mod staging;
 mod validate;
 
@@ -31,9 +33,16 @@ use crate::schema;
 use crate::storage::{self, AppendWriter, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
-/// Accepted rows of a batch, keeping the last line per natural key.
+/// Accepted rows of a batch, keeping the last line per natural key (with `sequence_by`,
+/// the line with the highest sequence value, the last of equal ones).
 pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    dedupe::last_line_per_key(&p.source.silver_schema(), &p.source.key, &accepted)
+    let sequence = p.source.sequence_by.as_deref();
+    dedupe::last_line_per_key(
+        &p.source.silver_schema(),
+        &p.source.key,
+        sequence,
+        &accepted,
+    )
 }
 
 /// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
@@ -84,7 +93,8 @@ pub async fn upsert_batch(
     txn: Option<(&str, i64)>,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
     if replaced.is_empty() {
-        append_batch(p, silver, rows, lineage, txn).await
+        let rows = sequence::present_only(p, rows).await?;
+        append_batch(p, silver, &rows, lineage, txn).await
     } else {
         merge_batch(ctx, p, silver, rows, lineage, txn).await
     }
@@ -157,12 +167,16 @@ async fn merge_batch(
     let source: DataFrame = ctx
         .read_table(Arc::new(staged))
         .map_err(MedallionError::sql("stage silver rows"))?;
+    let (source, present_flag) = match sequence::with_present(p, source.clone())? {
+        Some(flagged) => (flagged, Some(sequence::PRESENT)),
+        None => (source, None),
+    };
     let columns = schema::column_names(&silver_schema);
     let spec = UpsertSpec {
         table_name: &name,
         keys: &p.source.key,
         columns: &columns,
-        present_flag: None,
+        present_flag,
         delete_unmatched: false,
         null_safe_keys: false,
         txn,

@@ -1,0 +1,91 @@
+//! How each source mode writes a batch's accepted rows into silver (the `upsert` mode,
+//! in slices, is in `batch`): an `append` source appends them all in one commit; a
+//! `snapshot` source makes silver equal to the batch's one file. Each collects the gold
+//! keys the rows it touched affect, and commits with the batch's silver transaction.
+
+use deltalake::arrow::record_batch::RecordBatch;
+
+use crate::config::Pipeline;
+use crate::error::Result;
+use crate::ingest::lease::Lease;
+use crate::report::BatchReport;
+use crate::storage::{self, AppendWriter, Lakehouse};
+use crate::zones::gold;
+use crate::zones::silver;
+
+use super::batch::SilverStage;
+use super::tables::APP_SILVER;
+
+/// Append every staged row to an append source's silver in one commit (so an
+/// interrupted attempt never appended any), collecting the gold keys they affect.
+pub(super) async fn append(
+    (lake, lease): (&Lakehouse, &Lease),
+    p: &Pipeline,
+    mut silver: deltalake::DeltaTable,
+    staged: &mut silver::StagedRows,
+    stage: &SilverStage<'_>,
+    affected: &mut [Vec<RecordBatch>],
+    br: &mut BatchReport,
+) -> Result<deltalake::DeltaTable> {
+    let name = p.source.tables().silver;
+    let mut writer = AppendWriter::new(&silver, &name)?;
+    while let Some((slice, _)) = staged.next_slice(p.source.batch_rows)? {
+        if !stage.full {
+            let per_model = gold::affected_keys(lake, p, slice.clone()).await?;
+            for (keys, more) in affected.iter_mut().zip(per_model) {
+                keys.extend(more);
+            }
+        }
+        for b in slice {
+            writer.write(b).await?;
+        }
+    }
+    let rows = writer.rows();
+    lease.check()?;
+    let props = storage::commit_info(
+        "silver_append",
+        serde_json::json!({ "batch_id": stage.lineage.batch_id, "source_file": stage.lineage.source_file, "rows": rows }),
+    );
+    let committed = writer
+        .commit(&mut silver, props, Some((APP_SILVER, stage.seq)))
+        .await?;
+    if let storage::Committed::Wrote(_) = committed {
+        br.silver.inserted += rows;
+    }
+    br.silver.version = committed.version().or(br.silver.version);
+    Ok(silver)
+}
+
+/// Make an snapshot source's silver equal to the batch's file (a snapshot batch holds one
+/// file): its rows, the last line of a key winning, compared with silver so that only
+/// changed rows are written and missing keys deleted.
+pub(super) async fn snapshot(
+    (lake, lease): (&Lakehouse, &Lease),
+    p: &Pipeline,
+    silver: deltalake::DeltaTable,
+    staged: &mut silver::StagedRows,
+    stage: &SilverStage<'_>,
+    affected: &mut [Vec<RecordBatch>],
+    br: &mut BatchReport,
+) -> Result<deltalake::DeltaTable> {
+    let mut state = Vec::new();
+    while let Some((slice, _)) = staged.next_slice(p.source.batch_rows)? {
+        state.extend(slice);
+    }
+    let state = silver::dedupe_batch(p, state)?;
+    let changes = silver::snapshot::changes(p, &silver, state).await?;
+    if !stage.full && !changes.touched.is_empty() {
+        let per_model = gold::affected_keys(lake, p, changes.touched).await?;
+        for (keys, more) in affected.iter_mut().zip(per_model) {
+            keys.extend(more);
+        }
+    }
+    lease.check()?;
+    let txn = (APP_SILVER, stage.seq);
+    let (silver, m) = silver::snapshot::apply(p, silver, changes.rows, stage.lineage, txn).await?;
+    br.silver.inserted += m.inserted;
+    br.silver.updated += m.updated;
+    br.silver.deleted += m.deleted;
+    br.silver.version = m.version.or(br.silver.version);
+    Ok(silver)
+}
