@@ -31,10 +31,12 @@ pub fn tables(p: &Pipeline) -> Vec<(String, String)> {
     );
     out.push(("_medallion.files".into(), ledger::LEDGER_TABLE.into()));
     out.push(("_medallion.runs".into(), crate::runs::RUNS_TABLE.into()));
-    out.push((
-        "_medallion.lease".into(),
-        crate::ingest::lease::LEASE_TABLE.into(),
-    ));
+    out.extend(p.sources.iter().map(|s| {
+        (
+            format!("_medallion.lease_{}", s.name),
+            crate::ingest::lease::source_lease(&s.name),
+        )
+    }));
     out
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::commands::{resolve_table, tables};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::ingest::lease::{LEASE_TABLE, Lease};
+use crate::ingest::lease::{LEASES_DIR, Lease};
 use crate::ingest::ledger;
 use crate::storage::{self, Lakehouse, Layout, OptimizeMetrics};
 
@@ -114,7 +114,7 @@ fn targets(p: &Pipeline, opts: &OptimizeOptions) -> Result<Vec<Target>> {
                      by their keys or `zorder_by`); leave out --zorder to compact it"
                 )));
             }
-            _ if relative == LEASE_TABLE => Err(LEASE_SKIPPED),
+            _ if relative.starts_with(LEASES_DIR) => Err(LEASE_SKIPPED),
             _ => Ok(Layout::Compact),
         };
         out.push((sql, relative, layout));
@@ -130,7 +130,8 @@ pub async fn optimize(p: &Pipeline, opts: &OptimizeOptions) -> Result<OptimizeRe
         // Nothing is written, so no lease (nor a lease table in an empty lakehouse).
         return optimize_tables(&lake, targets, opts, None).await;
     }
-    let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
+    let leases = crate::run::all_source_leases(p);
+    let lease = Lease::acquire(&lake, &leases, opts.lease_ttl, opts.lease_wait).await?;
     let result = async {
         for source in &p.sources {
             let state = ledger::state(&lake, &source.name).await?;

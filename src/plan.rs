@@ -302,8 +302,19 @@ fn needs_full(plan: &LogicalPlan) -> Option<String> {
     let _ = plan.apply_with_subqueries(|node| {
         match node {
             LogicalPlan::TableScan(scan) => {
-                let name = scan.table_name.to_string();
-                if scanned.contains(&name) {
+                // As the source it is: `silver` alone is the only source's table, so it
+                // is the same as any `silver.<name>` (a catalog prefix changes nothing).
+                let r = &scan.table_name;
+                let name = match (r.schema(), r.table()) {
+                    (Some(schema), table) => format!("{schema}.{table}"),
+                    (None, table) => table.to_string(),
+                };
+                let same = |seen: &String| {
+                    *seen == name
+                        || (name == "silver" && seen.starts_with("silver."))
+                        || (*seen == "silver" && name.starts_with("silver."))
+                };
+                if scanned.iter().any(same) {
                     repeated.get_or_insert(name);
                 } else {
                     scanned.push(name);

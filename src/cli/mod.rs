@@ -86,7 +86,7 @@ pub enum Command {
 
     /// Run SQL over the tables: bronze.<source>, silver.<source>, rejected.<source>,
     /// gold.<model>, _medallion.files (the ledger), _medallion.runs (run metrics),
-    /// _medallion.lease.
+    /// _medallion.lease_<source> (each source's lease).
     ///
     /// Example: medallion query "SELECT customer_id, SUM(total_kwh) FROM gold.daily_usage GROUP BY 1"
     Query {

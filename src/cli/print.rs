@@ -171,6 +171,18 @@ pub(super) fn print_status(s: &crate::status::Status) {
     let f = &s.files;
     outln!("files loaded: {}", f.loaded);
     outln!("files pending: {}", f.pending.len());
+    if s.sources.len() > 1 {
+        for src in &s.sources {
+            outln!(
+                "  source {} ({}): {} loaded, {} pending, {} failed",
+                src.name,
+                src.mode,
+                src.files.loaded,
+                src.files.pending.len(),
+                src.files.failed.len()
+            );
+        }
+    }
     for name in f.pending.iter().take(PENDING_LISTED) {
         outln!("  {name}");
     }

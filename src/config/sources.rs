@@ -109,10 +109,11 @@ pub(super) fn validate_source(
     let (src, place) = (&entry.config, entry.place.as_str());
     let start = errs.len();
     let raw_zone = super::location::raw_zone(src, place, lakehouse, errs);
-    if !valid_name(&src.name) {
+    if !valid_name(&src.name) || src.name.chars().any(|c| c.is_ascii_uppercase()) {
         errs.push(ConfigError::new(
             format!("{place}.name"),
-            "must be a SQL identifier: letters, digits, _ (not starting with a digit)",
+            "must be a lowercase SQL identifier: a-z, digits, _ (not starting with a digit; \
+             SQL folds unquoted names to lowercase)",
         ));
     }
     let pattern = glob::Pattern::new(&src.pattern)
@@ -292,7 +293,23 @@ fn validate_key_and_mode(entry: &SourceEntry, errs: &mut Vec<ConfigError>) -> Ve
         required_column(k, format!("{}[{i}]", entry.key_place), "key", errs);
     }
     if let Some(column) = &src.sequence_by {
-        required_column(column, format!("{place}.sequence_by"), "sequence_by", errs);
+        let at = format!("{place}.sequence_by");
+        required_column(column, at.clone(), "sequence_by", errs);
+        let ty = src
+            .columns
+            .iter()
+            .find(|c| &c.name == column)
+            .map(|c| c.data_type.as_str());
+        let ordered = ["int", "bigint", "date", "timestamp"];
+        if let Some(ty) = ty.filter(|t| !ordered.contains(t) && !t.starts_with("decimal")) {
+            errs.push(ConfigError::new(
+                at,
+                format!(
+                    "column \"{column}\" is {ty}: a sequence is an int, bigint, decimal, date \
+                     or timestamp (text would order \"10\" before \"9\")"
+                ),
+            ));
+        }
     }
     key
 }

@@ -31,6 +31,23 @@ pub(super) async fn validate(file: &ConfigFile, base: &Path) -> Result<Pipeline,
     }
     // Reported with the gold models' problems, whatever happens to those.
     let mut deferred = Vec::new();
+    // Two sources reading the same files would load each of them twice.
+    for (i, a) in entries.iter().enumerate() {
+        for b in &entries[..i] {
+            let (x, y) = (&a.config, &b.config);
+            if x.raw_dir.trim_matches('/') == y.raw_dir.trim_matches('/') && x.pattern == y.pattern
+            {
+                errs.push(ConfigError::new(
+                    format!("{}.pattern", a.place),
+                    format!(
+                        "source {} reads the same files as source {} (same raw_dir and \
+                         pattern): give each source its own pattern or raw_dir",
+                        x.name, y.name
+                    ),
+                ));
+            }
+        }
+    }
     let sources: Vec<Option<SourceSpec>> = entries
         .iter()
         .map(|e| super::sources::validate_source(e, lakehouse.as_ref(), &mut errs, &mut deferred))
@@ -130,6 +147,13 @@ async fn validate_gold(
         }
         let single = (sources.len() == 1).then(|| sources[0].name.as_str());
         let model_sources = crate::plan::silver_sources(df.logical_plan(), single);
+        if model_sources.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{place}.sql"),
+                "the model reads no silver table: name silver.<source> in FROM",
+            ));
+            continue;
+        }
         // A selection's rows are unique by its source's key (none for an append source).
         let silver_key: &[String] = match model_sources.as_slice() {
             [one] => sources

@@ -1,6 +1,12 @@
-//! The ingest lease: at most one `medallion run` ingests into a lakehouse at a time.
+//! Leases: at most one process writes what a lease covers at a time. Each source has
+//! its own (`_medallion/leases/<source>`): one run per source ingests at a time, while
+//! runs of different sources proceed together. A gold model fed by several sources has
+//! a lock of its own (`_medallion/leases/gold.<model>`), held while one of them
+//! refreshes it. What changes the whole lakehouse (`rebuild`, `optimize`, labelling an
+//! old ledger) holds every source's lease. A [`Lease`] may cover several tables; they
+//! are always taken in name order, so two processes never wait for each other.
 //!
-//! The lease is a Delta table (`_medallion/lease`, one row per event) whose every commit
+//! Each lease is a Delta table (one row per event) whose every commit
 //! carries the application transaction `medallion/lease` with a new epoch. Two processes
 //! that try to take the lease at once commit the same app id, so Delta's conflict check
 //! lets exactly one win. The holder renews it in the background every `ttl / 3`; a
@@ -26,13 +32,31 @@ use crate::error::{MedallionError, Result};
 use crate::schema::utc_timestamp_type;
 use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 
-/// Table path of the lease.
-pub const LEASE_TABLE: &str = "_medallion/lease";
+/// Where the lease tables are.
+pub const LEASES_DIR: &str = "_medallion/leases";
 const LEASE_APP: &str = "medallion/lease";
 
-/// A held lease; released on `release`, or left to expire when the process dies.
+/// The lease table of source `name`: one run of the source at a time.
+pub fn source_lease(name: &str) -> String {
+    format!("{LEASES_DIR}/{name}")
+}
+
+/// The lock of gold model `name` when several sources feed it: one refresh at a time.
+pub fn gold_lock(name: &str) -> String {
+    format!("{LEASES_DIR}/gold.{name}")
+}
+
+/// Held leases (one or more tables); released on `release`, or left to expire when the
+/// process dies.
 pub struct Lease {
+    held: Vec<Held>,
+    wait: Duration,
+}
+
+/// One held lease table.
+struct Held {
     lake: Lakehouse,
+    table: String,
     holder: String,
     ttl: Duration,
     shared: Arc<Shared>,
@@ -109,7 +133,7 @@ async fn newest_events(table: &DeltaTable, limit: usize) -> Result<Vec<Option<Ev
         .history(Some(limit))
         .try_collect()
         .await
-        .map_err(MedallionError::delta("read lease", LEASE_TABLE))?;
+        .map_err(MedallionError::delta("read lease", LEASES_DIR))?;
     Ok(infos
         .iter()
         .map(|c| {
@@ -127,7 +151,7 @@ async fn newest_events(table: &DeltaTable, limit: usize) -> Result<Vec<Option<Ev
 
 /// The latest lease event: (epoch, holder, action, expires_at).
 async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, DateTime<Utc>)>)> {
-    let epoch = storage::txn_version(table, LEASE_APP, LEASE_TABLE)
+    let epoch = storage::txn_version(table, LEASE_APP, LEASES_DIR)
         .await?
         .unwrap_or(0);
     // Newest first; commits that are not lease events (the table's creation) are passed over.
@@ -150,8 +174,8 @@ const LONG_EXPIRED: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 /// writer commits to the lease table before its first write, so nothing was written
 /// since as long as the table has no later version. Commits that are not lease events
 /// (a vacuum's) are passed over: they write no rows.
-pub async fn released_version(lake: &Lakehouse) -> Result<Option<i64>> {
-    let Some(table) = lake.uncached().open(LEASE_TABLE).await? else {
+pub async fn released_version(lake: &Lakehouse, lease: &str) -> Result<Option<i64>> {
+    let Some(table) = lake.uncached().open(lease).await? else {
         return Ok(None);
     };
     let newest = newest_events(&table, 8).await?.into_iter().flatten().next();
@@ -168,15 +192,15 @@ pub async fn released_version(lake: &Lakehouse) -> Result<Option<i64>> {
 /// Commit one lease event at `epoch`; `Ok(false)` when another process won the race.
 async fn commit_event(
     lake: &Lakehouse,
-    holder: &str,
-    action: &str,
+    lease: &str,
+    (holder, action): (&str, &str),
     epoch: i64,
     ttl: Duration,
 ) -> Result<bool> {
     let mut table = lake
-        .open_or_create(LEASE_TABLE, &lease_schema(), FileSize::Append)
+        .open_or_create(lease, &lease_schema(), FileSize::Append)
         .await?;
-    if storage::txn_version(&table, LEASE_APP, LEASE_TABLE)
+    if storage::txn_version(&table, LEASE_APP, lease)
         .await?
         .unwrap_or(0)
         != epoch - 1
@@ -197,7 +221,7 @@ async fn commit_event(
         ],
     )
     .map_err(MedallionError::arrow("build lease row"))?;
-    let mut writer = AppendWriter::new(&table, LEASE_TABLE)?;
+    let mut writer = AppendWriter::new(&table, lease)?;
     writer.write(batch).await?;
     let props = storage::commit_info(
         "lease",
@@ -212,11 +236,67 @@ async fn commit_event(
 }
 
 impl Lease {
-    /// Take the lease, waiting up to `wait` while another live process holds it.
-    /// Every writer takes the lease first, so this is also where a lakehouse on an
-    /// object store is checked to refuse conflicting commits (once, see `storage::probe`).
-    pub async fn acquire(lake: &Lakehouse, ttl: Duration, wait: Duration) -> Result<Lease> {
+    /// Take the leases of `tables` (in name order), waiting up to `wait` for each while
+    /// another live process holds it. Every writer takes a lease first, so this is also
+    /// where a lakehouse on an object store is checked to refuse conflicting commits
+    /// (once, see `storage::probe`).
+    pub async fn acquire(
+        lake: &Lakehouse,
+        tables: &[String],
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Lease> {
         lake.ensure_writable().await?;
+        let mut tables = tables.to_vec();
+        tables.sort();
+        tables.dedup();
+        let mut lease = Lease {
+            held: Vec::new(),
+            wait,
+        };
+        for table in tables {
+            match Held::acquire(lake, &table, ttl, wait).await {
+                Ok(held) => lease.held.push(held),
+                Err(e) => {
+                    if let Err(release) = lease.release().await {
+                        tracing::warn!("cannot release a lease (it will expire): {release}");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(lease)
+    }
+
+    /// Take more leases, with this one's TTL and wait (hold them only briefly: they are
+    /// taken after this one's, outside the name order).
+    pub async fn acquire_more(&self, lake: &Lakehouse, tables: &[String]) -> Result<Lease> {
+        let ttl = self.held.first().map_or(Duration::from_secs(30), |h| h.ttl);
+        Lease::acquire(lake, tables, ttl, self.wait).await
+    }
+
+    /// Fail when a lease was lost or may have lapsed: the caller must not commit
+    /// anything more. A lease counts as lapsed a third of the TTL before it expires
+    /// for other processes, which leaves that much time for the commit that follows.
+    pub fn check(&self) -> Result<()> {
+        self.held.iter().try_for_each(Held::check)
+    }
+
+    /// Give the leases back so the next process need not wait for them to expire.
+    pub async fn release(mut self) -> Result<()> {
+        let mut result = Ok(());
+        for held in self.held.drain(..) {
+            let released = held.release().await;
+            if result.is_ok() {
+                result = released;
+            }
+        }
+        result
+    }
+}
+
+impl Held {
+    async fn acquire(lake: &Lakehouse, lease: &str, ttl: Duration, wait: Duration) -> Result<Held> {
         // Read fresh every time, and also from the renewer's runtime (see `uncached`).
         let lake = &lake.uncached();
         let holder = holder_id();
@@ -231,7 +311,7 @@ impl Lease {
         };
         loop {
             let table = lake
-                .open_or_create(LEASE_TABLE, &lease_schema(), FileSize::Append)
+                .open_or_create(lease, &lease_schema(), FileSize::Append)
                 .await?;
             let (epoch, event) = current(&table).await?;
             let blocker = match event {
@@ -245,8 +325,17 @@ impl Lease {
             match blocker {
                 None => {
                     let taken_at = Instant::now();
-                    if commit_event(lake, &holder, "acquire", epoch + 1, ttl).await? {
-                        return Ok(Self::start(lake.clone(), holder, ttl, epoch + 1, taken_at));
+                    let event = (holder.as_str(), "acquire");
+                    if commit_event(lake, lease, event, epoch + 1, ttl).await? {
+                        let table = lease.to_string();
+                        return Ok(Self::start(
+                            lake.clone(),
+                            table,
+                            holder,
+                            ttl,
+                            epoch + 1,
+                            taken_at,
+                        ));
                     }
                 }
                 Some((h, expires)) if started.elapsed() >= wait => {
@@ -266,11 +355,12 @@ impl Lease {
     /// ingest cannot starve the renewals.
     fn start(
         lake: Lakehouse,
+        table: String,
         holder: String,
         ttl: Duration,
         epoch: i64,
         taken_at: Instant,
-    ) -> Lease {
+    ) -> Held {
         let shared = Arc::new(Shared {
             epoch: AtomicI64::new(epoch),
             lost: AtomicBool::new(false),
@@ -278,18 +368,22 @@ impl Lease {
         });
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let renewer = {
-            let (lake, holder, shared) = (lake.clone(), holder.clone(), shared.clone());
+            let (lake, table, holder, shared) =
+                (lake.clone(), table.clone(), holder.clone(), shared.clone());
             std::thread::Builder::new()
                 .name("lease-renewer".into())
-                .spawn(move || renew_until_stopped(&lake, &holder, ttl, &shared, &stopped))
+                .spawn(move || {
+                    renew_until_stopped(&lake, (&table, &holder), ttl, &shared, &stopped)
+                })
                 .ok()
         };
         if renewer.is_none() {
             // Without a renewer the lease simply runs out: `check` stops the run in time.
             tracing::warn!("cannot start the lease renewer thread");
         }
-        Lease {
+        Held {
             lake,
+            table,
             holder,
             ttl,
             shared,
@@ -298,10 +392,7 @@ impl Lease {
         }
     }
 
-    /// Fail when the lease was lost or may have lapsed: the caller must not commit
-    /// anything more. The lease counts as lapsed a third of the TTL before it expires
-    /// for other processes, which leaves that much time for the commit that follows.
-    pub fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         let renewed_at = *self
             .shared
             .renewed_at
@@ -315,15 +406,15 @@ impl Lease {
         Ok(())
     }
 
-    /// Give the lease back so the next run need not wait for it to expire.
-    pub async fn release(mut self) -> Result<()> {
+    async fn release(mut self) -> Result<()> {
         let _ = self.stop.send(());
         if let Some(renewer) = self.renewer.take() {
             let _ = tokio::task::spawn_blocking(move || renewer.join()).await;
         }
         if !self.shared.lost.load(Ordering::SeqCst) {
             let next = self.shared.epoch.load(Ordering::SeqCst) + 1;
-            commit_event(&self.lake, &self.holder, "release", next, self.ttl).await?;
+            let event = (self.holder.as_str(), "release");
+            commit_event(&self.lake, &self.table, event, next, self.ttl).await?;
         }
         Ok(())
     }
@@ -332,7 +423,7 @@ impl Lease {
 /// The renewer thread: renew every `ttl / 3` until told to stop or the lease is lost.
 fn renew_until_stopped(
     lake: &Lakehouse,
-    holder: &str,
+    (lease, holder): (&str, &str),
     ttl: Duration,
     shared: &Shared,
     stopped: &std::sync::mpsc::Receiver<()>,
@@ -353,17 +444,17 @@ fn renew_until_stopped(
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(ttl / 3) {
         let next = shared.epoch.load(Ordering::SeqCst) + 1;
         let started = Instant::now();
-        match runtime.block_on(commit_event(lake, holder, "renew", next, ttl)) {
+        match runtime.block_on(commit_event(lake, lease, (holder, "renew"), next, ttl)) {
             Ok(true) => {
                 shared.epoch.store(next, Ordering::SeqCst);
                 *shared.renewed_at.lock().unwrap_or_else(|p| p.into_inner()) = started;
             }
             Ok(false) => {
-                tracing::error!("the ingest lease was taken over by another process");
+                tracing::error!(lease, "the lease was taken over by another process");
                 shared.lost.store(true, Ordering::SeqCst);
                 return;
             }
-            Err(e) => tracing::warn!("cannot renew the ingest lease (will retry): {e}"),
+            Err(e) => tracing::warn!(lease, "cannot renew the lease (will retry): {e}"),
         }
     }
 }

@@ -16,7 +16,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use crate::config::{Pipeline, SourceMode};
 use crate::error::{MedallionError, Result};
-use crate::ingest::lease::Lease;
+use crate::ingest::lease::{Lease, gold_lock};
 use crate::report::{BatchReport, FileReport};
 use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 use crate::zones::Lineage;
@@ -247,18 +247,52 @@ pub async fn commit(
         seq,
     };
     crate::progress::stage(Some("silver"));
-    let Some((silver, affected)) =
-        upsert_silver(lake, p, lease, silver_table, staged, stage, br).await?
-    else {
-        return Ok(());
-    };
-    let started = std::time::Instant::now();
-    let affected = (!full).then_some(affected);
-    crate::progress::stage(Some("gold"));
-    refresh_gold(lake, p, lease, &silver, affected, (&lineage, seq), br).await?;
-    br.stages.gold = started.elapsed();
+    // Models other sources feed too are locked from before this batch's rows are
+    // joined with those sources until they are refreshed: two sources' batches then
+    // never miss the groups where their changes meet (ΔR ⋈ ΔS).
+    let locks = lock_shared_models(lake, p, lease).await?;
+    let done = async {
+        let Some((silver, affected)) =
+            upsert_silver(lake, p, lease, silver_table, staged, stage, br).await?
+        else {
+            return Ok::<(), crate::MedallionError>(());
+        };
+        let started = std::time::Instant::now();
+        let affected = (!full).then_some(affected);
+        crate::progress::stage(Some("gold"));
+        refresh_gold(lake, p, lease, &silver, affected, (&lineage, seq), br).await?;
+        br.stages.gold = started.elapsed();
+        Ok(())
+    }
+    .await;
+    if let Some(locks) = locks
+        && let Err(e) = locks.release().await
+    {
+        tracing::warn!("cannot release the gold models' locks (they will expire): {e}");
+    }
+    done?;
     tracing::debug!(batch = %lineage.batch_id, ms = br.stages.gold.as_millis() as u64, "gold refreshed");
     Ok(())
+}
+
+/// The locks of the gold models the focused source feeds together with other sources
+/// (none when there are no such models).
+async fn lock_shared_models(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+) -> Result<Option<Lease>> {
+    let locks: Vec<String> = p
+        .gold
+        .iter()
+        .filter(|m| m.reads(&p.source.name) && m.sources.len() > 1)
+        .map(|m| gold_lock(&m.name))
+        .collect();
+    if locks.is_empty() {
+        return Ok(None);
+    }
+    lease.check()?;
+    Ok(Some(lease.acquire_more(lake, &locks).await?))
 }
 
 /// How the silver stage of a batch runs.

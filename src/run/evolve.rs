@@ -30,31 +30,23 @@ pub struct SchemaPlan {
     /// Sources whose silver exists without a recorded key (made by an older
     /// medallion): record it.
     pub record_silver_key: Vec<String>,
-    /// The ledger predates sources: its rows are labelled with this one's name.
-    pub label_ledger: Option<String>,
 }
 
 impl SchemaPlan {
     pub fn is_empty(&self) -> bool {
-        self.additions.is_empty()
-            && self.record_silver_key.is_empty()
-            && self.label_ledger.is_none()
+        self.additions.is_empty() && self.record_silver_key.is_empty()
     }
 }
 
-/// Compare the configuration with the existing tables; every incompatible change is
-/// reported together (`MedallionError::SchemaChange`). With `silver_replaced` (a
+/// Compare the focused source's configuration with its existing tables (each source's
+/// run evolves its own, under its lease); every incompatible change is reported
+/// together (`MedallionError::SchemaChange`). With `silver_replaced` (a
 /// rebuild writes silver and rejected anew, in the configured layout) only bronze is
 /// compared.
 pub async fn check(lake: &Lakehouse, p: &Pipeline, silver_replaced: bool) -> Result<SchemaPlan> {
     let mut plan = SchemaPlan::default();
     let mut problems = Vec::new();
-    for source in &p.sources {
-        // A rebuild replaces the silver and rejected tables of the source it runs for.
-        let replaced = silver_replaced && source.name == p.source.name;
-        check_source(lake, source, replaced, &mut plan, &mut problems).await?;
-    }
-    plan.label_ledger = crate::ingest::ledger::unlabelled_source(lake, p, &mut problems).await?;
+    check_source(lake, &p.source, silver_replaced, &mut plan, &mut problems).await?;
     if problems.is_empty() {
         Ok(plan)
     } else {
@@ -169,9 +161,6 @@ pub async fn apply(lake: &Lakehouse, p: &Pipeline, plan: &SchemaPlan) -> Result<
             )
             .await?;
         }
-    }
-    if let Some(source) = &plan.label_ledger {
-        crate::ingest::ledger::label_rows(lake, source).await?;
     }
     Ok(())
 }

@@ -230,6 +230,7 @@ impl<'a> Batches<'a> {
         br.stages.ledger = ledger_started.elapsed();
         for m in batch.members.iter().filter(|m| m.report.loaded()) {
             let (name, sha) = (m.claim.file.clone(), m.claim.sha256.clone());
+            state.last_loaded = Some((name.clone(), sha.clone()));
             state.loaded.insert(sha.clone(), name.clone());
             state.loaded_names.insert(name.clone());
             state.settled.insert((name, sha));

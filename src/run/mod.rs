@@ -37,7 +37,7 @@ use std::time::Duration;
 use crate::config::Pipeline;
 use crate::error::Result;
 use crate::ingest;
-use crate::ingest::lease::Lease;
+use crate::ingest::lease::{Lease, gold_lock, source_lease};
 use crate::ingest::ledger::{self, FileStatus, LedgerEntry};
 use crate::report::{FileReport, ModelRebuild, RunReport};
 use crate::runs;
@@ -81,54 +81,96 @@ pub(crate) fn failpoint(name: &str) {
 }
 
 /// Ingest every file of the chosen sources' landing zones not loaded yet (after
-/// finishing interrupted batches), source after source in configuration order.
+/// finishing interrupted batches), source after source in configuration order, each
+/// under its own lease (so runs of other sources may proceed meanwhile).
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
+    let sources = chosen(&p, &opts.sources)?;
+    label_old_ledger(&lake, &p, &opts).await?;
     let mut report = RunReport::default();
-    let mut pending = Vec::new();
-    for source in chosen(&p, &opts.sources)? {
-        match settled::still_settled(&lake, &source).await {
-            Some(files) => report.already_loaded += files,
-            None => pending.push(source),
+    for source in sources {
+        let (done, outcome) = run_source(&lake, &source, &opts).await;
+        report.absorb(done);
+        outcome?;
+    }
+    Ok(report)
+}
+
+/// A ledger from before sources is labelled once, holding every source's lease.
+async fn label_old_ledger(lake: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<()> {
+    let mut problems = Vec::new();
+    if ledger::unlabelled_source(lake, p, &mut problems)
+        .await?
+        .is_none()
+        && problems.is_empty()
+    {
+        return Ok(());
+    }
+    let lease =
+        Lease::acquire(lake, &all_source_leases(p), opts.lease_ttl, opts.lease_wait).await?;
+    let mut problems = Vec::new();
+    let labelled = match ledger::unlabelled_source(lake, p, &mut problems).await {
+        Ok(Some(source)) if problems.is_empty() => ledger::label_rows(lake, &source).await,
+        Ok(_) if problems.is_empty() => Ok(()),
+        Ok(_) => Err(crate::MedallionError::SchemaChange { problems }),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = lease.release().await {
+        tracing::warn!("cannot release the leases (they will expire): {e}");
+    }
+    labelled
+}
+
+/// Every source's lease: what a change of the whole lakehouse holds.
+pub fn all_source_leases(p: &Pipeline) -> Vec<String> {
+    p.sources.iter().map(|s| source_lease(&s.name)).collect()
+}
+
+/// Ingest the focused source's new files under its lease. The report holds what was
+/// done also when the run ends with an error.
+async fn run_source(
+    lake: &Lakehouse,
+    p: &Arc<Pipeline>,
+    opts: &RunOptions,
+) -> (RunReport, Result<()>) {
+    let nothing = |files| RunReport {
+        already_loaded: files,
+        ..RunReport::default()
+    };
+    if let Some(files) = settled::still_settled(lake, p).await {
+        tracing::debug!(source = %p.source.name, "nothing to do: the settled mark holds");
+        return (nothing(files), Ok(()));
+    }
+    let lease_table = source_lease(&p.source.name);
+    let checked = async {
+        // Read before anything else: a writer that starts after this commits a later
+        // lease version (see `settled`).
+        let released = ingest::lease::released_version(lake, &lease_table).await?;
+        if !evolve::check(lake, p, false).await?.is_empty() {
+            return Ok(None);
         }
+        nothing_to_do(lake, p, released).await
+    };
+    match checked.await {
+        Ok(Some(files)) => return (nothing(files), Ok(())),
+        Ok(None) => {}
+        Err(e) => return (RunReport::default(), Err(e)),
     }
-    if pending.is_empty() {
-        tracing::debug!("nothing to do: the settled mark holds");
-        return Ok(report);
-    }
-    // Read before anything else: a writer that starts after this commits a later
-    // lease version (see `settled`).
-    let released = ingest::lease::released_version(&lake).await?;
-    if evolve::check(&lake, &p, false).await?.is_empty() {
-        let mut work = Vec::new();
-        for source in pending {
-            match nothing_to_do(&lake, &source, released).await? {
-                Some(files) => report.already_loaded += files,
-                None => work.push(source),
-            }
-        }
-        pending = work;
-    }
-    if pending.is_empty() {
-        return Ok(report);
-    }
-    tracing::debug!("checked for work");
-    let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
+    tracing::debug!(source = %p.source.name, "checked for work");
+    let lease = match Lease::acquire(lake, &[lease_table], opts.lease_ttl, opts.lease_wait).await {
+        Ok(lease) => lease,
+        Err(e) => return (RunReport::default(), Err(e)),
+    };
     tracing::debug!("lease acquired");
     let started = chrono::Utc::now();
     // Planned again under the lease: another run may have evolved the tables meanwhile.
-    let evolved = async { evolve::apply(&lake, &p, &evolve::check(&lake, &p, false).await?).await };
-    let mut result = evolved.await;
-    for source in &pending {
-        if result.is_err() {
-            break;
-        }
-        let (done, outcome) = run_holding_lease(&lake, source, &lease).await;
-        report.absorb(done);
-        result = outcome;
-    }
+    let evolved = async { evolve::apply(lake, p, &evolve::check(lake, p, false).await?).await };
+    let (report, result) = match evolved.await {
+        Ok(()) => run_holding_lease(lake, p, &lease).await,
+        Err(e) => (RunReport::default(), Err(e)),
+    };
     if result.is_ok() {
-        compact_small_files(&lake, &p, &lease).await;
+        compact_small_files(lake, p, &lease).await;
     }
     let error = result.as_ref().err().map(|e| e.to_string());
     if error.is_some() || report.did_something() {
@@ -138,13 +180,13 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
             report: &report,
             error,
         };
-        runs::record(&lake, &p, &record).await;
+        runs::record(lake, p, &record).await;
     }
     failpoint("before_lease_release");
     if let Err(e) = lease.release().await {
-        tracing::warn!("cannot release the ingest lease (it will expire): {e}");
+        tracing::warn!("cannot release the lease (it will expire): {e}");
     }
-    result.map(|()| report)
+    (report, result)
 }
 
 /// The pipeline focused on each chosen source (every source when `names` is empty).
@@ -169,16 +211,20 @@ fn chosen(p: &Pipeline, names: &[String]) -> Result<Vec<Arc<Pipeline>>> {
 /// Compact the tables a run leaves with many small files (a feed of small files
 /// would otherwise make every later read and MERGE slower). A failure only costs speed.
 async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
+    let tables = p.source.tables();
     let mut names = vec![
-        ledger::LEDGER_TABLE.to_string(),
-        runs::RUNS_TABLE.to_string(),
+        (ledger::LEDGER_TABLE.to_string(), None),
+        (runs::RUNS_TABLE.to_string(), None),
+        (tables.bronze, None),
+        (tables.rejected, None),
+        (tables.silver, None),
     ];
-    for s in &p.sources {
-        let tables = s.tables();
-        names.extend([tables.bronze, tables.rejected, tables.silver]);
+    // A model fed by other sources too is written under its lock.
+    for m in p.gold.iter().filter(|m| m.reads(&p.source.name)) {
+        let lock = (m.sources.len() > 1).then(|| gold_lock(&m.name));
+        names.push((m.table(), lock));
     }
-    names.extend(p.gold.iter().map(|m| m.table()));
-    for name in names {
+    for (name, lock) in names {
         if lease.check().is_err() {
             return;
         }
@@ -187,8 +233,23 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
         } else {
             MAX_SMALL_FILES
         };
+        let locked = match &lock {
+            Some(lock) => match lease.acquire_more(lake, std::slice::from_ref(lock)).await {
+                Ok(locked) => Some(locked),
+                Err(e) => {
+                    tracing::warn!("{name} is not compacted now: {e}");
+                    continue;
+                }
+            },
+            None => None,
+        };
         if let Err(e) = crate::storage::compact_if_fragmented(lake, &name, max).await {
             tracing::warn!("cannot compact {name} (it stays correct, only slower to read): {e}");
+        }
+        if let Some(locked) = locked
+            && let Err(e) = locked.release().await
+        {
+            tracing::warn!("cannot release the lock of {name} (it will expire): {e}");
         }
     }
 }
@@ -211,7 +272,7 @@ async fn nothing_to_do(
     {
         return Ok(None);
     }
-    if !model_rebuild::stale_models(lake, p).await?.is_empty() {
+    if !stale_models_of(lake, p).await?.is_empty() {
         return Ok(None);
     }
     if let Some(version) = released {
@@ -231,12 +292,32 @@ async fn before_batches(
     report: &mut RunReport,
 ) -> Result<bool> {
     let mut resumed = rebuild::RebuildReport::default();
-    report.rebuild_completed = rebuild::resume_or_close(lake, p, lease, state, &mut resumed)
-        .await?
-        .is_some();
-    for (model, reason) in model_rebuild::stale_models(lake, p).await? {
+    if state.open_rebuild.is_some() {
+        // A rebuild writes gold models other sources feed too: it holds every lease.
+        let others = lease.acquire_more(lake, &other_source_leases(p)).await?;
+        let resumed_run = rebuild::resume_or_close(lake, p, lease, state, &mut resumed).await;
+        if let Err(e) = others.release().await {
+            tracing::warn!("cannot release the leases (they will expire): {e}");
+        }
+        report.rebuild_completed = resumed_run?.is_some();
+    }
+    for (model, reason) in stale_models_of(lake, p).await? {
         lease.check()?;
-        let (version, rows) = model_rebuild::rebuild(lake, p, model, reason, None).await?;
+        let lock = (model.sources.len() > 1).then(|| gold_lock(&model.name));
+        let locked = match lock {
+            Some(lock) => Some(lease.acquire_more(lake, &[lock]).await?),
+            None => None,
+        };
+        let rebuilt = model_rebuild::rebuild(lake, p, model, reason, None).await;
+        if let Some(locked) = locked
+            && let Err(e) = locked.release().await
+        {
+            tracing::warn!(
+                "cannot release the lock of gold.{} (it will expire): {e}",
+                model.name
+            );
+        }
+        let (version, rows) = rebuilt?;
         report.rebuilt.push(ModelRebuild {
             model: model.name.clone(),
             note: reason.note(),
@@ -245,6 +326,28 @@ async fn before_batches(
         });
     }
     Ok(report.rebuild_completed)
+}
+
+/// Every other source's lease.
+fn other_source_leases(p: &Pipeline) -> Vec<String> {
+    p.sources
+        .iter()
+        .filter(|s| s.name != p.source.name)
+        .map(|s| source_lease(&s.name))
+        .collect()
+}
+
+/// The stale gold models the focused source feeds (a model of other sources only is
+/// rebuilt by their runs).
+async fn stale_models_of<'p>(
+    lake: &Lakehouse,
+    p: &'p Pipeline,
+) -> Result<Vec<(&'p crate::config::GoldModel, model_rebuild::Reason)>> {
+    Ok(model_rebuild::stale_models(lake, p)
+        .await?
+        .into_iter()
+        .filter(|(m, _)| m.reads(&p.source.name))
+        .collect())
 }
 
 /// The batches of one run. The report holds what was done also when the run ends
@@ -355,7 +458,13 @@ async fn run_batches(
         if run.reading(&print.sha256) && !run.drain(&mut state).await? {
             return Ok(());
         }
-        if state.is_settled(&file.name, &print.sha256) {
+        // A snapshot's name that held another state since (customers.csv: A, B, A
+        // again) is a state to apply again.
+        let snapshot = p.source.mode == crate::config::SourceMode::Snapshot;
+        let reapplied = snapshot
+            && (state.last_loaded.as_ref())
+                .is_some_and(|(n, h)| *n == file.name && *h != print.sha256);
+        if state.is_settled(&file.name, &print.sha256) && !reapplied {
             // Same content, new size or mtime (copied or restored): recorded, so later
             // runs recognise the file without hashing it again.
             let mut entry = LedgerEntry::claim(print, file.name.clone(), String::new(), 0);
@@ -374,9 +483,25 @@ async fn run_batches(
             crate::progress::file_done(file.size);
             continue;
         }
+        if snapshot
+            && let Some((last, _)) = state.last_loaded.as_ref().filter(|(n, _)| file.name < *n)
+        {
+            // An older state arriving late would undo newer ones: not applied.
+            let e = crate::MedallionError::Usage(format!(
+                "a snapshot that sorts before {last}, the snapshot silver holds: an older state \
+                 is not applied over a newer one (remove it, or name snapshots so that they \
+                 sort in time)"
+            ));
+            tracing::error!(file = %file.name, "{e}");
+            run.report
+                .unreadable
+                .push(FileReport::unreadable(&file.name, &e));
+            crate::progress::file_done(file.size);
+            continue;
+        }
         // A snapshot is a state, not an event: the same state again under a new name
         // (a customer moved back) must be applied again.
-        let repeats = p.source.mode != crate::config::SourceMode::Snapshot;
+        let repeats = !snapshot;
         if let Some(original) = state.loaded.get(&print.sha256).filter(|_| repeats) {
             crate::progress::file_done(file.size);
             let mut entry = LedgerEntry::claim(print.clone(), file.name.clone(), String::new(), 0);

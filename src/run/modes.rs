@@ -9,6 +9,7 @@ use crate::config::Pipeline;
 use crate::error::Result;
 use crate::ingest::lease::Lease;
 use crate::report::BatchReport;
+use crate::schema::quote_ident;
 use crate::storage::{self, AppendWriter, Lakehouse};
 use crate::zones::gold;
 use crate::zones::silver;
@@ -56,7 +57,30 @@ pub(super) async fn append(
     Ok(silver)
 }
 
-/// Make an snapshot source's silver equal to the batch's file (a snapshot batch holds one
+/// The raw key text of the batch's rejected rows (committed before silver).
+async fn rejected_keys(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lineage: &crate::zones::Lineage,
+) -> Result<Vec<RecordBatch>> {
+    let relative = p.source.tables().rejected;
+    let Some(table) = lake.open(&relative).await? else {
+        return Ok(Vec::new());
+    };
+    let ctx = storage::session();
+    storage::register(&ctx, "__rejected", &table).await?;
+    let keys: Vec<String> = p.source.key.iter().map(|k| quote_ident(k)).collect();
+    let sql = format!(
+        "SELECT DISTINCT {} FROM __rejected WHERE {} = {}",
+        keys.join(", "),
+        quote_ident(crate::schema::BATCH_ID),
+        crate::schema::quote_literal(&lineage.batch_id)
+    );
+    let rows = storage::sql_batches(&ctx, &sql, "read the snapshot's rejected keys").await?;
+    Ok(rows.into_iter().filter(|b| b.num_rows() > 0).collect())
+}
+
+/// Make a snapshot source's silver equal to the batch's file (a snapshot batch holds one
 /// file): its rows, the last line of a key winning, compared with silver so that only
 /// changed rows are written and missing keys deleted.
 pub(super) async fn snapshot(
@@ -73,7 +97,8 @@ pub(super) async fn snapshot(
         state.extend(slice);
     }
     let state = silver::dedupe_batch(p, state)?;
-    let changes = silver::snapshot::changes(p, &silver, state).await?;
+    let held = rejected_keys(lake, p, stage.lineage).await?;
+    let changes = silver::snapshot::changes(p, &silver, state, held).await?;
     if !stage.full && !changes.touched.is_empty() {
         let per_model = gold::affected_keys(lake, p, changes.touched).await?;
         for (keys, more) in affected.iter_mut().zip(per_model) {

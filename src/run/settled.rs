@@ -22,7 +22,7 @@ use sha2::Digest;
 use crate::config::Pipeline;
 use crate::error::Result;
 use crate::ingest::RawFile;
-use crate::ingest::lease::LEASE_TABLE;
+use crate::ingest::lease::source_lease;
 use crate::storage::Lakehouse;
 
 /// Where source `name`'s mark is, relative to the lakehouse root.
@@ -78,8 +78,8 @@ async fn check(lake: &Lakehouse, p: &Pipeline) -> Result<Option<usize>> {
         return Ok(None);
     }
     let files = crate::ingest::discover(p).await?;
-    if mark.landing != digest(&files) || lake.commits_after(LEASE_TABLE, mark.lease_version).await?
-    {
+    let lease = source_lease(&p.source.name);
+    if mark.landing != digest(&files) || lake.commits_after(&lease, mark.lease_version).await? {
         return Ok(None);
     }
     Ok(Some(files.len()))

@@ -18,7 +18,7 @@ pub fn python() -> &'static PathBuf {
 }
 
 /// Read `tables` with every reader (at `version` when given); results per reader per table.
-fn read_with_all(w: &Workdir, tables: &[&str], version: Option<i64>) -> Value {
+pub fn read_with_all(w: &Workdir, tables: &[&str], version: Option<i64>) -> Value {
     let out_path = w.root.join(format!(
         "readers-{}.json",
         version.map_or("latest".into(), |v| v.to_string())

@@ -116,7 +116,7 @@ fn checkpoints_are_written_as_versions_grow() {
     assert_eq!(w.count("FROM _medallion.files WHERE status = 'loaded'"), 60);
     // Nothing new: the run answers from the ledger without taking the lease.
     let lease_log = || {
-        std::fs::read_dir(w.table_path("_medallion/lease/_delta_log"))
+        std::fs::read_dir(w.table_path("_medallion/leases/readings/_delta_log"))
             .unwrap()
             .count()
     };

@@ -27,3 +27,4 @@ mod settled;
 mod sources;
 mod stores;
 mod workdir;
+mod workers;

@@ -207,3 +207,41 @@ fn sequence_by_keeps_the_newest_row_and_delete_when_deletes_by_sequence() {
     // Every row read is in bronze, superseded and deleting rows included.
     assert_eq!(w.count("FROM bronze.meter_status"), 10);
 }
+
+#[test]
+fn snapshots_come_back_under_one_name_late_ones_are_refused_and_bad_rows_keep_their_key() {
+    let w = Workdir::with_config(CONFIG);
+    let a = "customer_id,region\nC1,north\nC2,south\n";
+    let b = "customer_id,region\nC1,east\nC2,south\n";
+    // One file name, rewritten: A, then B, then A again.
+    w.write_raw("customers_latest.csv", a);
+    run_json(&w, 0);
+    w.write_raw("customers_latest.csv", b);
+    run_json(&w, 0);
+    assert_eq!(customers(&w), ["C1,east", "C2,south"]);
+    w.write_raw("customers_latest.csv", a);
+    run_json(&w, 0);
+    assert_eq!(
+        customers(&w),
+        ["C1,north", "C2,south"],
+        "A is applied again"
+    );
+    // A snapshot that sorts before the one silver holds is an older state: refused.
+    w.write_raw("customers_early.csv", b);
+    let r = w.medallion(&["run"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("sorts before customers_latest.csv"),
+        "{r:?}"
+    );
+    assert_eq!(customers(&w), ["C1,north", "C2,south"]);
+    std::fs::remove_file(w.raw().join("customers_early.csv")).unwrap();
+    // A bad row does not delete its customer: the file did not say C2 is gone.
+    w.write_raw("customers_newer.csv", "customer_id,region\nC1,north\nC2,\n");
+    let run = run_json(&w, 0);
+    assert_eq!(run["batches"][0]["silver"]["deleted"], 0, "{run:#}");
+    assert_eq!(customers(&w), ["C1,north", "C2,south"]);
+    assert_eq!(w.count("FROM rejected.customers"), 1);
+    assert_models_are_their_sql(&w, &[CUSTOMERS]);
+    assert_source_counts(&w, "customers", &["customer_id"]);
+}

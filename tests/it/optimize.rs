@@ -151,7 +151,7 @@ fn compaction_merges_small_files_without_changing_a_row() {
         line(&empty, "gold.daily_usage").contains("does not exist yet"),
         "{empty}"
     );
-    assert!(!w.table_path("_medallion/lease").exists(), "{empty}");
+    assert!(!w.table_path("_medallion/leases").exists(), "{empty}");
     for day in 0..8 {
         w.write_raw(&format!("day_{day:02}.csv"), &day_file(day));
     }
@@ -175,7 +175,7 @@ fn compaction_merges_small_files_without_changing_a_row() {
     );
     assert!(gold.contains("compacted"), "{out}");
     assert!(
-        line(&out, "_medallion.lease").contains("not optimized"),
+        line(&out, "_medallion.lease_readings").contains("not optimized"),
         "{out}"
     );
     let history = w.medallion(&["history", "gold.daily_usage"]).stdout;

@@ -204,3 +204,54 @@ fn the_sample_in_one_run_is_the_expected_end_state() {
         2
     );
 }
+
+/// DuckDB, Sail and Polars read every table of the sample's two sources.
+#[test]
+fn readers_read_every_table_of_both_sources() {
+    let w = sample();
+    for f in [
+        "readings_2026-01-01.csv",
+        "readings_2026-01-04_corrections.csv",
+        "customers_2026-01-01.csv",
+        "customers_2026-01-04.csv",
+    ] {
+        w.add_sample(f);
+    }
+    run_json(&w);
+    let tables = [
+        "bronze/readings",
+        "silver/readings",
+        "rejected/readings",
+        "bronze/customers",
+        "silver/customers",
+        "rejected/customers",
+        "gold/daily_usage",
+        "gold/regional_daily_usage",
+        "_medallion/files",
+        "_medallion/runs",
+    ];
+    let results = crate::interop::read_with_all(&w, &tables, None);
+    let readers = results.as_object().unwrap();
+    assert_eq!(
+        readers.len(),
+        3,
+        "duckdb, spark and polars all ran: {results}"
+    );
+    let regional =
+        w.scalar("SELECT CAST(SUM(total_kwh) AS VARCHAR) FROM gold.regional_daily_usage");
+    for (reader, per_table) in readers {
+        for t in tables {
+            let ours = w.count(&format!("FROM {}", t.replace('/', ".")));
+            assert_eq!(
+                per_table[t]["row_count"].as_u64(),
+                Some(ours),
+                "{reader} count of {t}"
+            );
+        }
+        assert_eq!(
+            text(&per_table["gold/regional_daily_usage"]["sums"]["total_kwh"]),
+            regional,
+            "{reader} regional sum"
+        );
+    }
+}

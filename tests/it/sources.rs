@@ -264,6 +264,40 @@ fn configuration_errors_name_the_source() {
             .contains("sources[2].key: an append source has no key"),
         "{r:?}"
     );
+
+    // Names SQL would fold, and two sources reading the same files.
+    let bad = config()
+        .replace("  - name: customers\n", "  - name: Customers\n")
+        .replace("pattern: \"events_*.csv\"", "pattern: \"customers_*.csv\"");
+    let r = Workdir::with_config(&bad).medallion(&["validate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("sources[1].name: must be a lowercase"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("reads the same files as source"), "{r:?}");
+    // A text sequence.
+    let seq = config().replace(
+        "    key: [customer_id]\n",
+        "    key: [customer_id]\n    sequence_by: region\n",
+    );
+    let r = Workdir::with_config(&seq).medallion(&["validate"]);
+    assert!(
+        r.stderr
+            .contains("sources[1].sequence_by: column \"region\" is string"),
+        "{r:?}"
+    );
+    // A model that reads no source.
+    let none = config().replace(
+        "SELECT meter_id, kind, COUNT(*) AS events FROM silver.meter_events GROUP BY meter_id, kind",
+        "SELECT 'm' AS meter_id, 'k' AS kind, 1 AS events",
+    );
+    let r = Workdir::with_config(&none).medallion(&["validate"]);
+    assert!(
+        r.stderr
+            .contains("gold[2].sql: the model reads no silver table"),
+        "{r:?}"
+    );
 }
 
 /// A lakehouse whose ledger was written before sources (no `source` column) goes on

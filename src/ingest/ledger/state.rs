@@ -35,6 +35,8 @@ pub struct LedgerState {
     pub open_rebuild: Option<LedgerEntry>,
     /// The next batch sequence number.
     pub next_seq: i64,
+    /// (name, hash) of the file loaded last: for a snapshot source, the state silver holds.
+    pub last_loaded: Option<(String, String)>,
 }
 
 impl LedgerState {
@@ -159,6 +161,7 @@ pub async fn state(lake: &Lakehouse, source: &str) -> Result<LedgerState> {
             };
             match status.value(i) {
                 "loaded" => {
+                    state.last_loaded = Some((f.clone(), h.clone()));
                     state.loaded_batches.push(entry());
                     finished.insert(seq.value(i));
                     state.loaded.entry(h.clone()).or_insert_with(|| f.clone());

@@ -49,7 +49,10 @@ impl Target {
     /// on silver), or `gold.<model>`.
     pub fn parse(text: &str, p: &Pipeline) -> Result<Self> {
         match text {
-            "all" | "silver" => Ok(Target::All),
+            "all" | "silver" => {
+                refuse_unsupported_mode(p)?;
+                Ok(Target::All)
+            }
             _ => match text
                 .strip_prefix("gold.")
                 .or_else(|| text.strip_prefix("gold/"))
@@ -72,6 +75,31 @@ impl Target {
             Target::All => "rebuild all".to_string(),
             Target::Gold(m) => format!("rebuild gold.{m}"),
         }
+    }
+}
+
+/// Silver is rebuilt by keeping the last accepted row of each key in load order: what
+/// a plain `upsert` source does. The other modes are refused (not rebuilt wrongly).
+fn refuse_unsupported_mode(p: &Pipeline) -> Result<()> {
+    let s = &p.source;
+    let why = match s.mode {
+        crate::config::SourceMode::Append => Some("an append source"),
+        crate::config::SourceMode::Snapshot => Some("a snapshot source"),
+        crate::config::SourceMode::Upsert if s.sequence_by.is_some() => {
+            Some("an upsert source with sequence_by")
+        }
+        crate::config::SourceMode::Upsert if s.delete_when.is_some() => {
+            Some("an upsert source with delete_when")
+        }
+        crate::config::SourceMode::Upsert => None,
+    };
+    match why {
+        Some(why) => Err(MedallionError::Usage(format!(
+            "source {} is {why}: rebuilding its silver from bronze is not supported yet \
+             (gold models can be rebuilt: rebuild gold.<model>)",
+            s.name
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -112,7 +140,8 @@ pub async fn rebuild(
     if dry_run {
         return dry::dry(&lake, &p, &target).await;
     }
-    let lease = Lease::acquire(&lake, opts.lease_ttl, opts.lease_wait).await?;
+    let leases = super::all_source_leases(&p);
+    let lease = Lease::acquire(&lake, &leases, opts.lease_ttl, opts.lease_wait).await?;
     let result = async {
         evolve::apply(&lake, &p, &evolve::check(&lake, &p, rewrites_silver).await?).await?;
         let state = ledger::state(&lake, &p.source.name).await?;
@@ -190,9 +219,10 @@ pub async fn resume_or_close(
 /// (gold models are rebuilt as they are when their turn comes).
 fn fingerprint(p: &Pipeline) -> String {
     use sha2::Digest;
+    let s = &p.source;
     let text = format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        p.source.columns, p.source.row_rules, p.source.csv, p.source.key
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        s.columns, s.row_rules, s.csv, s.key, s.mode, s.sequence_by
     );
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
@@ -313,16 +343,21 @@ async fn execute(
         Some(c) => c,
         None => start(lake, p, target, state).await?,
     };
-    let txn = (APP_REBUILD, claim.seq);
+    // Gold tables may be fed by several sources, each numbering its own rebuilds.
+    let app = format!("{APP_REBUILD}/{}", p.source.name);
+    let txn = (app.as_str(), claim.seq);
     let models: Vec<_> = p
         .gold
         .iter()
-        .filter(|m| matches!(target, Target::All) || *target == Target::Gold(m.name.clone()))
+        .filter(|m| match target {
+            Target::All => m.reads(&p.source.name),
+            Target::Gold(name) => m.name == *name,
+        })
         .collect();
     for model in models {
         let relative = model.table();
         if let Some(t) = lake.open(&relative).await?
-            && storage::stage_done(&t, APP_REBUILD, &relative, claim.seq).await?
+            && storage::stage_done(&t, &app, &relative, claim.seq).await?
         {
             continue;
         }

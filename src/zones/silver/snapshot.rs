@@ -32,11 +32,15 @@ pub struct SnapshotChanges {
     pub touched: Vec<RecordBatch>,
 }
 
-/// Compare the snapshot's rows `state` (one row per key) with `silver`.
+/// Compare the snapshot's rows `state` (one row per key) with `silver`. Keys the
+/// snapshot holds only in rejected rows (`held`: their raw key text, one column per key
+/// column) are not deleted: the file did not say they are gone, only that this row of
+/// theirs is bad.
 pub async fn changes(
     p: &Pipeline,
     silver: &DeltaTable,
     state: Vec<RecordBatch>,
+    held: Vec<RecordBatch>,
 ) -> Result<SnapshotChanges> {
     let ctx = storage::session();
     let err = || MedallionError::sql("compare the snapshot with silver");
@@ -82,8 +86,25 @@ pub async fn changes(
         "SELECT {s_all} FROM __snap s JOIN ({changed_keys}) c ON {}",
         on("s", "c")
     );
+    let held_on = p
+        .source
+        .key
+        .iter()
+        .map(|k| format!("TRIM(h.{q}) = CAST(t.{q} AS VARCHAR)", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let held_schema = held.first().map(|b| b.schema());
+    let spared = match held_schema {
+        Some(schema) => {
+            let table = MemTable::try_new(schema, vec![held]).map_err(err())?;
+            ctx.register_table("__held", Arc::new(table))
+                .map_err(err())?;
+            format!(" AND NOT EXISTS (SELECT 1 FROM __held h WHERE {held_on})")
+        }
+        None => String::new(),
+    };
     let gone = format!(
-        "SELECT {t_all} FROM __silver t WHERE NOT EXISTS (SELECT 1 FROM __snap s WHERE {})",
+        "SELECT {t_all} FROM __silver t WHERE NOT EXISTS (SELECT 1 FROM __snap s WHERE {}){spared}",
         on("s", "t")
     );
     let replaced = format!(
