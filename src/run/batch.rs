@@ -16,7 +16,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use crate::config::{Pipeline, SourceMode};
 use crate::error::{MedallionError, Result};
-use crate::ingest::lease::{Lease, gold_lock};
+use crate::ingest::lease::Lease;
 use crate::report::{BatchReport, FileReport};
 use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
 use crate::zones::Lineage;
@@ -25,6 +25,7 @@ use crate::zones::silver::{self, Validator};
 
 use super::assemble::Batch;
 use super::failpoint;
+use super::modes::SilverStage;
 use super::read::{self, Sinks};
 use super::tables::{APP_BRONZE, APP_REJECTED, APP_SILVER, STAGE_BRONZE, gold_app};
 
@@ -143,7 +144,7 @@ pub async fn prepare(
             staging: &mut prepared.staging,
         };
         prepared.bronze_w = read::read_files(p, validator, batch, sinks).await?;
-        refuse_empty_snapshots(p, batch);
+        super::modes::refuse_empty_snapshots(p, batch);
     }
     if let Some(w) = prepared.bronze_w.as_mut() {
         w.stage().await?;
@@ -151,28 +152,6 @@ pub async fn prepare(
     prepared.rejected_w.stage().await?;
     prepared.read_time = started.elapsed();
     Ok(prepared)
-}
-
-/// A snapshot file without an accepted row would empty silver: it fails (and is tried
-/// again next run) unless the source has `allow_empty_snapshot: true`. Its batch holds
-/// only it, so nothing of it is committed.
-fn refuse_empty_snapshots(p: &Pipeline, batch: &mut Batch) {
-    if p.source.mode != SourceMode::Snapshot || p.source.allow_empty_snapshot {
-        return;
-    }
-    for i in 0..batch.members.len() {
-        let r = &batch.members[i].report;
-        if r.loaded() && r.silver_accepted == 0 {
-            let message = format!(
-                "snapshot with no accepted row ({} read, {} rejected): it would delete every \
-                 row of {}; refused (set `allow_empty_snapshot: true` to accept it)",
-                r.rows_read,
-                r.rejected,
-                p.source.tables().silver
-            );
-            batch.fail(i, message);
-        }
-    }
 }
 
 /// Commit a prepared batch: bronze, then rejected, each once for the whole batch; then
@@ -250,7 +229,7 @@ pub async fn commit(
     // Models other sources feed too are locked from before this batch's rows are
     // joined with those sources until they are refreshed: two sources' batches then
     // never miss the groups where their changes meet (ΔR ⋈ ΔS).
-    let locks = lock_shared_models(lake, p, lease).await?;
+    let locks = super::modes::lock_shared_models(lake, p, lease).await?;
     let done = async {
         let Some((silver, affected)) =
             upsert_silver(lake, p, lease, silver_table, staged, stage, br).await?
@@ -273,36 +252,6 @@ pub async fn commit(
     done?;
     tracing::debug!(batch = %lineage.batch_id, ms = br.stages.gold.as_millis() as u64, "gold refreshed");
     Ok(())
-}
-
-/// The locks of the gold models the focused source feeds together with other sources
-/// (none when there are no such models).
-async fn lock_shared_models(
-    lake: &Lakehouse,
-    p: &Pipeline,
-    lease: &Lease,
-) -> Result<Option<Lease>> {
-    let locks: Vec<String> = p
-        .gold
-        .iter()
-        .filter(|m| m.reads(&p.source.name) && m.sources.len() > 1)
-        .map(|m| gold_lock(&m.name))
-        .collect();
-    if locks.is_empty() {
-        return Ok(None);
-    }
-    lease.check()?;
-    Ok(Some(lease.acquire_more(lake, &locks).await?))
-}
-
-/// How the silver stage of a batch runs.
-pub(super) struct SilverStage<'a> {
-    /// Committed by an earlier attempt.
-    pub done: bool,
-    /// Gold is recomputed in full (so no affected keys are collected).
-    pub full: bool,
-    pub lineage: &'a Lineage,
-    pub seq: i64,
 }
 
 /// Upsert the staged rows into silver, in slices of bounded size read back from the
@@ -359,12 +308,16 @@ async fn upsert_silver(
     } else if !stage.done {
         let ctx = storage::session();
         let mut t = std::time::Instant::now();
+        // Deletes of earlier slices: silver no longer holds their sequence values.
+        let mut tombstones = Vec::new();
         while let Some((slice, last)) = staged.next_slice(p.source.batch_rows)? {
             let rows = silver::dedupe_batch(p, slice)?;
             tracing::debug!(ms = lap(&mut t), "slice read back and deduplicated");
             let replaced = silver::replaced_rows(p, &silver, &rows).await?;
-            let (rows, superseded) = silver::sequence::not_superseded(p, rows, &replaced).await?;
+            let (rows, superseded) =
+                silver::sequence::not_superseded(p, rows, &replaced, &tombstones).await?;
             br.superseded += superseded;
+            tombstones.extend(silver::sequence::deletes(p, &rows).await?);
             if !stage.full {
                 let touched = rows.iter().chain(&replaced).cloned().collect();
                 let per_model = gold::affected_keys(lake, p, touched).await?;

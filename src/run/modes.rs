@@ -1,21 +1,34 @@
 //! How each source mode writes a batch's accepted rows into silver (the `upsert` mode,
 //! in slices, is in `batch`): an `append` source appends them all in one commit; a
-//! `snapshot` source makes silver equal to the batch's one file. Each collects the gold
-//! keys the rows it touched affect, and commits with the batch's silver transaction.
+//! `snapshot` source makes silver equal to the batch's one file (and an empty snapshot
+//! is refused). Each collects the gold keys the rows it touched affect, and commits
+//! with the batch's silver transaction. Also the locks of the gold models a source
+//! feeds together with others, held from silver to gold.
 
 use deltalake::arrow::record_batch::RecordBatch;
 
-use crate::config::Pipeline;
+use crate::config::{Pipeline, SourceMode};
 use crate::error::Result;
-use crate::ingest::lease::Lease;
+use crate::ingest::lease::{Lease, gold_lock};
 use crate::report::BatchReport;
 use crate::schema::quote_ident;
 use crate::storage::{self, AppendWriter, Lakehouse};
+use crate::zones::Lineage;
 use crate::zones::gold;
 use crate::zones::silver;
 
-use super::batch::SilverStage;
+use super::assemble::Batch;
 use super::tables::APP_SILVER;
+
+/// How the silver stage of a batch runs.
+pub(super) struct SilverStage<'a> {
+    /// Committed by an earlier attempt.
+    pub done: bool,
+    /// Gold is recomputed in full (so no affected keys are collected).
+    pub full: bool,
+    pub lineage: &'a Lineage,
+    pub seq: i64,
+}
 
 /// Append every staged row to an append source's silver in one commit (so an
 /// interrupted attempt never appended any), collecting the gold keys they affect.
@@ -113,4 +126,46 @@ pub(super) async fn snapshot(
     br.silver.deleted += m.deleted;
     br.silver.version = m.version.or(br.silver.version);
     Ok(silver)
+}
+
+/// A snapshot file without an accepted row would empty silver: it fails (and is tried
+/// again next run) unless the source has `allow_empty_snapshot: true`. Its batch holds
+/// only it, so nothing of it is committed.
+pub(super) fn refuse_empty_snapshots(p: &Pipeline, batch: &mut Batch) {
+    if p.source.mode != SourceMode::Snapshot || p.source.allow_empty_snapshot {
+        return;
+    }
+    for i in 0..batch.members.len() {
+        let r = &batch.members[i].report;
+        if r.loaded() && r.silver_accepted == 0 {
+            let message = format!(
+                "snapshot with no accepted row ({} read, {} rejected): it would delete every \
+                 row of {}; refused (set `allow_empty_snapshot: true` to accept it)",
+                r.rows_read,
+                r.rejected,
+                p.source.tables().silver
+            );
+            batch.fail(i, message);
+        }
+    }
+}
+
+/// The locks of the gold models the focused source feeds together with other sources
+/// (none when there are no such models).
+pub(super) async fn lock_shared_models(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    lease: &Lease,
+) -> Result<Option<Lease>> {
+    let locks: Vec<String> = p
+        .gold
+        .iter()
+        .filter(|m| m.reads(&p.source.name) && m.sources.len() > 1)
+        .map(|m| gold_lock(&m.name))
+        .collect();
+    if locks.is_empty() {
+        return Ok(None);
+    }
+    lease.check()?;
+    Ok(Some(lease.acquire_more(lake, &locks).await?))
 }

@@ -219,10 +219,27 @@ fn every_fail_point_recovers() {
 }
 
 /// A tiny deterministic generator (xorshift), seeded from MEDALLION_KILL_SEED or the clock.
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self, bound: u64) -> u64 {
+    /// Seeded from MEDALLION_KILL_SEED, else the clock; the seed is printed (to replay a
+    /// failure) with `what`.
+    pub fn for_kills(what: &str) -> Rng {
+        let seed: u64 = std::env::var("MEDALLION_KILL_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("{what}: MEDALLION_KILL_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self, bound: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -236,18 +253,7 @@ fn random_kills_then_recovery() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let seed: u64 = std::env::var("MEDALLION_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("random kills: {iterations} iterations, MEDALLION_KILL_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::for_kills(&format!("random kills: {iterations} iterations"));
     let n = 60;
     // Batches of up to 8 files: kills land inside batches of many files and between them.
     let w = files_in_batches_of(n, 8);

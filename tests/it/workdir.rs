@@ -215,6 +215,14 @@ impl Workdir {
             .unwrap()
     }
 
+    /// Rows of `gold_table` that differ from `sql` run over the current tables (both ways).
+    pub fn gold_sql_diff(&self, gold_table: &str, sql: &str) -> u64 {
+        self.count(&format!(
+            "FROM ((SELECT * FROM {gold_table} EXCEPT ALL SELECT * FROM ({sql}) m1) \
+             UNION ALL (SELECT * FROM ({sql}) m2 EXCEPT ALL SELECT * FROM {gold_table})) d"
+        ))
+    }
+
     /// Rows of gold that differ from a full recompute of the model over silver (both ways).
     pub fn gold_recompute_diff(
         &self,
@@ -223,10 +231,7 @@ impl Workdir {
         silver_table: &str,
     ) -> u64 {
         let model = model_sql.replace("FROM silver", &format!("FROM {silver_table}"));
-        self.count(&format!(
-            "FROM ((SELECT * FROM {gold_table} EXCEPT ALL SELECT * FROM ({model}) m1) \
-             UNION ALL (SELECT * FROM ({model}) m2 EXCEPT ALL SELECT * FROM {gold_table})) d"
-        ))
+        self.gold_sql_diff(gold_table, &model)
     }
 }
 

@@ -52,6 +52,18 @@ fn spawn(w: &Workdir, source: &str) -> Child {
     cmd.spawn().expect("spawn medallion")
 }
 
+/// Wait for every worker; each must succeed.
+fn all_succeed<const N: usize>(workers: [Child; N]) {
+    for c in workers {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Every source's invariants, and every model equals its SQL over silver.
 fn check(w: &Workdir) {
     for i in 0..READINGS {
@@ -113,10 +125,7 @@ fn check(w: &Workdir) {
     let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
     for model in ["daily_usage", "regional_daily_usage"] {
         let sql = model_sql(&config, model);
-        let diff = w.count(&format!(
-            "FROM ((SELECT * FROM gold.{model} EXCEPT ALL SELECT * FROM ({sql}) m1) \
-             UNION ALL (SELECT * FROM ({sql}) m2 EXCEPT ALL SELECT * FROM gold.{model})) d"
-        ));
+        let diff = w.gold_sql_diff(&format!("gold.{model}"), &sql);
         assert_eq!(diff, 0, "gold.{model} = its SQL over silver");
     }
     check_delta_logs(w);
@@ -125,18 +134,8 @@ fn check(w: &Workdir) {
 #[test]
 fn workers_of_two_sources_run_at_once_and_share_a_gold_model() {
     let w = two_sources();
-    let workers: Vec<Child> = ["readings", "customers", "readings", "customers"]
-        .iter()
-        .map(|s| spawn(&w, s))
-        .collect();
-    for c in workers {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let workers = ["readings", "customers", "readings", "customers"].map(|s| spawn(&w, s));
+    all_succeed(workers);
     check(&w);
     // Each source's runs took only its own lease.
     assert!(w.table_path("_medallion/leases/readings").exists());
@@ -145,24 +144,8 @@ fn workers_of_two_sources_run_at_once_and_share_a_gold_model() {
 
 #[test]
 fn workers_killed_at_random_recover_exactly_once() {
-    let seed: u64 = std::env::var("MEDALLION_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("workers: MEDALLION_KILL_SEED={seed}");
-    let mut state = seed;
-    let mut next = |bound: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % bound
-    };
+    let mut rng = crate::exactly_once::Rng::for_kills("workers");
+    let mut next = |bound: u64| rng.next(bound);
     let w = two_sources();
     for _ in 0..8 {
         let mut readings = spawn(&w, "readings");
@@ -176,14 +159,6 @@ fn workers_killed_at_random_recover_exactly_once() {
     }
     // The kills may leave leases held by dead processes of this host: they count as
     // released. Both workers then finish what the killed ones left.
-    let workers = [spawn(&w, "readings"), spawn(&w, "customers")];
-    for c in workers {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    all_succeed([spawn(&w, "readings"), spawn(&w, "customers")]);
     check(&w);
 }

@@ -49,10 +49,7 @@ impl Target {
     /// on silver), or `gold.<model>`.
     pub fn parse(text: &str, p: &Pipeline) -> Result<Self> {
         match text {
-            "all" | "silver" => {
-                refuse_unsupported_mode(p)?;
-                Ok(Target::All)
-            }
+            "all" | "silver" => Ok(Target::All),
             _ => match text
                 .strip_prefix("gold.")
                 .or_else(|| text.strip_prefix("gold/"))
@@ -75,31 +72,6 @@ impl Target {
             Target::All => "rebuild all".to_string(),
             Target::Gold(m) => format!("rebuild gold.{m}"),
         }
-    }
-}
-
-/// Silver is rebuilt by keeping the last accepted row of each key in load order: what
-/// a plain `upsert` source does. The other modes are refused (not rebuilt wrongly).
-fn refuse_unsupported_mode(p: &Pipeline) -> Result<()> {
-    let s = &p.source;
-    let why = match s.mode {
-        crate::config::SourceMode::Append => Some("an append source"),
-        crate::config::SourceMode::Snapshot => Some("a snapshot source"),
-        crate::config::SourceMode::Upsert if s.sequence_by.is_some() => {
-            Some("an upsert source with sequence_by")
-        }
-        crate::config::SourceMode::Upsert if s.delete_when.is_some() => {
-            Some("an upsert source with delete_when")
-        }
-        crate::config::SourceMode::Upsert => None,
-    };
-    match why {
-        Some(why) => Err(MedallionError::Usage(format!(
-            "source {} is {why}: rebuilding its silver from bronze is not supported yet \
-             (gold models can be rebuilt: rebuild gold.<model>)",
-            s.name
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -221,8 +193,14 @@ fn fingerprint(p: &Pipeline) -> String {
     use sha2::Digest;
     let s = &p.source;
     let text = format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        s.columns, s.row_rules, s.csv, s.key, s.mode, s.sequence_by
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        s.columns,
+        s.row_rules,
+        s.csv,
+        s.key,
+        s.mode,
+        s.sequence_by,
+        s.delete_when.as_ref().map(|r| &r.sql)
     );
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }

@@ -18,7 +18,9 @@ use futures::StreamExt;
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
-use crate::schema::{BATCH_ID, RECEIVED_AT, REJECTION_REASONS, SOURCE_FILE, SOURCE_LINE};
+use crate::schema::{
+    BATCH_ID, RECEIVED_AT, REJECTION_REASONS, SOURCE_FILE, SOURCE_LINE, quote_ident,
+};
 use crate::storage::{self, AppendWriter, Lakehouse};
 use crate::zones::silver::Validator;
 use crate::zones::{Lineage, bronze};
@@ -151,11 +153,7 @@ pub async fn recompute(
         .map_err(MedallionError::sql("rebuild: stage accepted rows"))?;
     }
     if silver_table.is_none() && staged_rows > 0 {
-        let keys: Vec<String> = p.source.key.iter().map(|k| format!("\"{k}\"")).collect();
-        let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT {} FROM __staged) __k",
-            keys.join(", ")
-        );
+        let sql = format!("SELECT COUNT(*) FROM ({}) __k", new_silver_sql(p));
         let counted = storage::sql_batches(&ctx, &sql, "rebuild: count silver keys").await?;
         out.silver_rows = counted.first().map_or(0, |b| {
             b.column(0)
@@ -175,9 +173,9 @@ pub async fn recompute(
                 )],
             )?;
             if staged_rows > 0 {
-                let step = || MedallionError::sql("rebuild: last row per key");
+                let step = || MedallionError::sql("rebuild: the new silver");
                 let mut rows = ctx
-                    .sql(&last_per_key_sql(p))
+                    .sql(&new_silver_sql(p))
                     .await
                     .map_err(step())?
                     .execute_stream()
@@ -199,22 +197,45 @@ pub async fn recompute(
     })
 }
 
-/// The last staged row per silver key, in (`seq`, file, line) order (a batch's files
-/// apply in name order), without the `__seq` column.
-fn last_per_key_sql(p: &Pipeline) -> String {
-    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let columns: Vec<String> = p
-        .source
+/// The new silver from the staged accepted rows, as the source's mode keeps it
+/// (without the `__seq` column): an `append` source keeps every row; an `upsert`
+/// source the last row per key in (`seq`, file, line) order — with `sequence_by`, the
+/// highest sequence value first — minus keys whose winning row `delete_when` deletes;
+/// a `snapshot` source the last loaded snapshot's rows, the last line of a key winning.
+fn new_silver_sql(p: &Pipeline) -> String {
+    use crate::config::SourceMode;
+    let s = &p.source;
+    let columns: Vec<String> = s
         .silver_schema()
         .fields()
         .iter()
-        .map(|f| q(f.name()))
+        .map(|f| quote_ident(f.name()))
         .collect();
-    let keys: Vec<String> = p.source.key.iter().map(|k| q(k)).collect();
+    let columns = columns.join(", ");
+    if s.mode == SourceMode::Append {
+        return format!("SELECT {columns} FROM __staged");
+    }
+    let keys: Vec<String> = s.key.iter().map(|k| quote_ident(k)).collect();
+    let sequence = s
+        .sequence_by
+        .as_deref()
+        .map(|c| format!("{} DESC, ", quote_ident(c)))
+        .unwrap_or_default();
+    let from = match s.mode {
+        SourceMode::Snapshot => {
+            "(SELECT * FROM __staged WHERE __seq = (SELECT MAX(__seq) FROM __staged))"
+        }
+        _ => "__staged",
+    };
+    let deleted = s
+        .delete_when
+        .as_ref()
+        .map(|rule| format!(" AND NOT COALESCE(({}), FALSE)", rule.sql))
+        .unwrap_or_default();
     format!(
-        "SELECT {} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY __seq DESC, {SOURCE_FILE} DESC, {SOURCE_LINE} DESC) AS __rn \
-         FROM __staged) __s WHERE __rn = 1",
-        columns.join(", "),
+        "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY \
+         {sequence}__seq DESC, {SOURCE_FILE} DESC, {SOURCE_LINE} DESC) AS __rn \
+         FROM {from}) __s WHERE __rn = 1{deleted}",
         keys.join(", ")
     )
 }

@@ -4,8 +4,9 @@
 //! instead of being stored).
 //!
 //! Contract: [`not_superseded`] drops the rows of a deduplicated slice that silver
-//! already holds a newer version of (they stay in bronze and are counted as
-//! superseded, not rejected); [`with_present`] flags each row present, or absent when
+//! already holds a newer version of, or that an earlier slice of the batch deleted
+//! with a newer sequence value ([`deletes`]); they stay in bronze and are counted as
+//! superseded, not rejected. [`with_present`] flags each row present, or absent when
 //! `delete_when` holds for it, for the MERGE to update, insert or delete by.
 
 use std::sync::Arc;
@@ -25,27 +26,40 @@ use crate::storage;
 pub const PRESENT: &str = "__present";
 
 /// The rows of `rows` (one per key) that replace silver's current row of their key
-/// (`replaced`, as read before the slice): all of them without `sequence_by`. Returns
-/// them as one batch, and how many were superseded.
+/// (`replaced`, as read before the slice) and are not older than a delete of their key
+/// in an earlier slice of the batch (`tombstones`): all of them without `sequence_by`.
+/// Returns them as one batch, and how many were superseded.
 pub async fn not_superseded(
     p: &Pipeline,
     rows: Vec<RecordBatch>,
     replaced: &[RecordBatch],
+    tombstones: &[RecordBatch],
 ) -> Result<(Vec<RecordBatch>, u64)> {
     let Some(sequence) = p.source.sequence_by.as_deref() else {
         return Ok((rows, 0));
     };
     let before: usize = rows.iter().map(|b| b.num_rows()).sum();
-    if replaced.iter().all(|b| b.num_rows() == 0) || before == 0 {
+    let newer: Vec<RecordBatch> = replaced.iter().chain(tombstones).cloned().collect();
+    if newer.iter().all(|b| b.num_rows() == 0) || before == 0 {
         return Ok((rows, 0));
     }
     let ctx = storage::session();
     let err = || MedallionError::sql("drop rows silver holds a newer version of");
     let layout = p.source.silver_schema();
     let new = MemTable::try_new(layout.clone(), vec![rows]).map_err(err())?;
-    let old = MemTable::try_new(layout.clone(), vec![replaced.to_vec()]).map_err(err())?;
+    let old = MemTable::try_new(layout.clone(), vec![newer]).map_err(err())?;
     ctx.register_table("__rows", Arc::new(new)).map_err(err())?;
-    ctx.register_table("__old", Arc::new(old)).map_err(err())?;
+    ctx.register_table("__versions", Arc::new(old))
+        .map_err(err())?;
+    // Per key, the newest version silver holds or an earlier slice deleted.
+    let keys: Vec<String> = p.source.key.iter().map(|k| quote_ident(k)).collect();
+    let newest = format!(
+        "SELECT {k}, MAX({seq}) AS {seq} FROM __versions GROUP BY {k}",
+        k = keys.join(", "),
+        seq = quote_ident(sequence)
+    );
+    ctx.register_table("__old", ctx.sql(&newest).await.map_err(err())?.into_view())
+        .map_err(err())?;
     let on: Vec<String> = p
         .source
         .key
@@ -78,12 +92,32 @@ pub fn with_present(p: &Pipeline, df: DataFrame) -> Result<Option<DataFrame>> {
         .map_err(MedallionError::sql("evaluate delete_when"))
 }
 
+/// The rows of `rows` that delete their key (for later slices of the batch to compare
+/// with: a delete leaves no row in silver); none without `sequence_by` and `delete_when`.
+pub async fn deletes(p: &Pipeline, rows: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    if p.source.delete_when.is_none() || p.source.sequence_by.is_none() {
+        return Ok(Vec::new());
+    }
+    let kept = present_only(p, rows).await?;
+    let kept: usize = kept.iter().map(|b| b.num_rows()).sum();
+    let total: usize = rows.iter().map(|b| b.num_rows()).sum();
+    if kept == total {
+        return Ok(Vec::new());
+    }
+    filtered(p, rows, false).await
+}
+
 /// The rows of `rows` that `delete_when` does not delete (all of them without it):
 /// appended to silver where no key matches, a delete of a missing key does nothing.
 pub async fn present_only(p: &Pipeline, rows: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     if p.source.delete_when.is_none() {
         return Ok(rows.to_vec());
     }
+    filtered(p, rows, true).await
+}
+
+/// The rows of `rows` whose [`PRESENT`] flag is `present`.
+async fn filtered(p: &Pipeline, rows: &[RecordBatch], present: bool) -> Result<Vec<RecordBatch>> {
     let ctx = SessionContext::new();
     let err = || MedallionError::sql("evaluate delete_when");
     let table = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
@@ -93,8 +127,13 @@ pub async fn present_only(p: &Pipeline, rows: &[RecordBatch]) -> Result<Vec<Reco
     };
     let columns = crate::schema::column_names(&p.source.silver_schema());
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let flag = if present {
+        col(PRESENT)
+    } else {
+        not(col(PRESENT))
+    };
     flagged
-        .filter(col(PRESENT))
+        .filter(flag)
         .and_then(|d| d.select_columns(&columns))
         .map_err(err())?
         .collect()
