@@ -3,8 +3,10 @@
 //! runs of different sources proceed together. A gold model fed by several sources has
 //! a lock of its own (`_medallion/leases/gold.<model>`), held while one of them
 //! refreshes it. What changes the whole lakehouse (`rebuild`, `optimize`, labelling an
-//! old ledger) holds every source's lease. A [`Lease`] may cover several tables; they
-//! are always taken in name order, so two processes never wait for each other.
+//! old ledger, completing a rebuild) holds every source's lease. A [`Lease`] may
+//! cover several tables, taken in name order; gold locks are taken after a source's
+//! lease, and a holder of a gold lock never waits for a source's lease, so two
+//! processes never wait for each other.
 //!
 //! Each lease is a Delta table (one row per event) whose every commit
 //! carries the application transaction `medallion/lease` with a new epoch. Two processes
@@ -49,8 +51,11 @@ pub fn gold_lock(name: &str) -> String {
 /// Held leases (one or more tables); released on `release`, or left to expire when the
 /// process dies.
 pub struct Lease {
-    held: Vec<Held>,
+    /// Taken at `acquire`, plus those taken for a while with [`Lease::hold_more`]
+    /// (checked together, so a lapsed lock stops the caller like a lapsed lease).
+    held: Mutex<Vec<Held>>,
     wait: Duration,
+    ttl: Duration,
 }
 
 /// One held lease table.
@@ -247,46 +252,94 @@ impl Lease {
         wait: Duration,
     ) -> Result<Lease> {
         lake.ensure_writable().await?;
-        let mut tables = tables.to_vec();
-        tables.sort();
-        tables.dedup();
-        let mut lease = Lease {
-            held: Vec::new(),
+        let lease = Lease {
+            held: Mutex::new(Vec::new()),
             wait,
+            ttl,
         };
-        for table in tables {
-            match Held::acquire(lake, &table, ttl, wait).await {
-                Ok(held) => lease.held.push(held),
-                Err(e) => {
-                    if let Err(release) = lease.release().await {
-                        tracing::warn!("cannot release a lease (it will expire): {release}");
-                    }
-                    return Err(e);
-                }
+        if let Err(e) = lease.take(lake, tables, wait).await {
+            if let Err(release) = lease.release().await {
+                tracing::warn!("cannot release a lease (it will expire): {release}");
             }
+            return Err(e);
         }
         Ok(lease)
     }
 
-    /// Take more leases, with this one's TTL and wait (hold them only briefly: they are
-    /// taken after this one's, outside the name order).
-    pub async fn acquire_more(&self, lake: &Lakehouse, tables: &[String]) -> Result<Lease> {
-        let ttl = self.held.first().map_or(Duration::from_secs(30), |h| h.ttl);
-        Lease::acquire(lake, tables, ttl, self.wait).await
+    /// Take `tables` (in name order) into this lease, waiting up to `wait` for each.
+    async fn take(&self, lake: &Lakehouse, tables: &[String], wait: Duration) -> Result<()> {
+        let mut tables = tables.to_vec();
+        tables.sort();
+        tables.dedup();
+        for table in tables {
+            let held = Held::acquire(lake, &table, self.ttl, wait).await?;
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(held);
+        }
+        Ok(())
+    }
+
+    /// Also hold `tables` (gold models' locks) until [`Lease::let_go`]: taken after this
+    /// lease's own tables, so a holder of them never waits for a source's lease. With
+    /// `try_once`, a table another process holds is not waited for: an error at once.
+    pub async fn hold_more(
+        &self,
+        lake: &Lakehouse,
+        tables: &[String],
+        try_once: bool,
+    ) -> Result<()> {
+        let wait = if try_once { Duration::ZERO } else { self.wait };
+        if let Err(e) = self.take(lake, tables, wait).await {
+            self.let_go(tables).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Release `tables` taken with [`Lease::hold_more`] (a failure only lets them
+    /// expire).
+    pub async fn let_go(&self, tables: &[String]) {
+        let taken: Vec<Held> = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let (out, keep) = std::mem::take(&mut *held)
+                .into_iter()
+                .partition(|h| tables.contains(&h.table));
+            *held = keep;
+            out
+        };
+        for h in taken {
+            let table = h.table.clone();
+            if let Err(e) = h.release().await {
+                tracing::warn!(lease = %table, "cannot release (it will expire): {e}");
+            }
+        }
+    }
+
+    /// Whether this lease holds every one of `tables`.
+    pub fn covers(&self, tables: &[String]) -> bool {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        tables.iter().all(|t| held.iter().any(|h| h.table == *t))
     }
 
     /// Fail when a lease was lost or may have lapsed: the caller must not commit
     /// anything more. A lease counts as lapsed a third of the TTL before it expires
     /// for other processes, which leaves that much time for the commit that follows.
     pub fn check(&self) -> Result<()> {
-        self.held.iter().try_for_each(Held::check)
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .try_for_each(Held::check)
     }
 
     /// Give the leases back so the next process need not wait for them to expire.
-    pub async fn release(mut self) -> Result<()> {
+    pub async fn release(self) -> Result<()> {
+        let held = self.held.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut result = Ok(());
-        for held in self.held.drain(..) {
-            let released = held.release().await;
+        for h in held {
+            let released = h.release().await;
             if result.is_ok() {
                 result = released;
             }

@@ -244,11 +244,7 @@ pub async fn commit(
         Ok(())
     }
     .await;
-    if let Some(locks) = locks
-        && let Err(e) = locks.release().await
-    {
-        tracing::warn!("cannot release the gold models' locks (they will expire): {e}");
-    }
+    lease.let_go(&locks).await;
     done?;
     tracing::debug!(batch = %lineage.batch_id, ms = br.stages.gold.as_millis() as u64, "gold refreshed");
     Ok(())

@@ -85,10 +85,22 @@ pub(crate) fn failpoint(name: &str) {
 /// under its own lease (so runs of other sources may proceed meanwhile).
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
     let lake = Lakehouse::new(p.lakehouse.clone());
-    let sources = chosen(&p, &opts.sources)?;
-    label_old_ledger(&lake, &p, &opts).await?;
     let mut report = RunReport::default();
-    for source in sources {
+    let mut pending = Vec::new();
+    for source in chosen(&p, &opts.sources)? {
+        match settled::still_settled(&lake, &source).await {
+            Some(files) => {
+                tracing::debug!(source = %source.source.name, "nothing to do: the settled mark holds");
+                report.already_loaded += files;
+            }
+            None => pending.push(source),
+        }
+    }
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    label_old_ledger(&lake, &p, &opts).await?;
+    for source in pending {
         let (done, outcome) = run_source(&lake, &source, &opts).await;
         report.absorb(done);
         outcome?;
@@ -126,8 +138,9 @@ pub fn all_source_leases(p: &Pipeline) -> Vec<String> {
     p.sources.iter().map(|s| source_lease(&s.name)).collect()
 }
 
-/// Ingest the focused source's new files under its lease. The report holds what was
-/// done also when the run ends with an error.
+/// Ingest the focused source's new files under its lease (its settled mark was
+/// checked by the caller). The report holds what was done also when the run ends with
+/// an error.
 async fn run_source(
     lake: &Lakehouse,
     p: &Arc<Pipeline>,
@@ -137,10 +150,6 @@ async fn run_source(
         already_loaded: files,
         ..RunReport::default()
     };
-    if let Some(files) = settled::still_settled(lake, p).await {
-        tracing::debug!(source = %p.source.name, "nothing to do: the settled mark holds");
-        return (nothing(files), Ok(()));
-    }
     let lease_table = source_lease(&p.source.name);
     let checked = async {
         // Read before anything else: a writer that starts after this commits a later
@@ -157,7 +166,13 @@ async fn run_source(
         Err(e) => return (RunReport::default(), Err(e)),
     }
     tracing::debug!(source = %p.source.name, "checked for work");
-    let lease = match Lease::acquire(lake, &[lease_table], opts.lease_ttl, opts.lease_wait).await {
+    // Completing a rebuild left open takes every source's lease (in name order).
+    let tables = match ledger::state(lake, &p.source.name).await {
+        Ok(state) if state.open_rebuild.is_some() => all_source_leases(p),
+        Ok(_) => vec![lease_table],
+        Err(e) => return (RunReport::default(), Err(e)),
+    };
+    let lease = match Lease::acquire(lake, &tables, opts.lease_ttl, opts.lease_wait).await {
         Ok(lease) => lease,
         Err(e) => return (RunReport::default(), Err(e)),
     };
@@ -233,24 +248,16 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
         } else {
             MAX_SMALL_FILES
         };
-        let locked = match &lock {
-            Some(lock) => match lease.acquire_more(lake, std::slice::from_ref(lock)).await {
-                Ok(locked) => Some(locked),
-                Err(e) => {
-                    tracing::warn!("{name} is not compacted now: {e}");
-                    continue;
-                }
-            },
-            None => None,
-        };
+        // Compaction only saves time: a lock another source holds is not waited for.
+        let locks: Vec<String> = lock.into_iter().collect();
+        if let Err(e) = lease.hold_more(lake, &locks, true).await {
+            tracing::debug!("{name} is not compacted now: {e}");
+            continue;
+        }
         if let Err(e) = crate::storage::compact_if_fragmented(lake, &name, max).await {
             tracing::warn!("cannot compact {name} (it stays correct, only slower to read): {e}");
         }
-        if let Some(locked) = locked
-            && let Err(e) = locked.release().await
-        {
-            tracing::warn!("cannot release the lock of {name} (it will expire): {e}");
-        }
+        lease.let_go(&locks).await;
     }
 }
 
@@ -292,32 +299,36 @@ async fn before_batches(
     report: &mut RunReport,
 ) -> Result<bool> {
     let mut resumed = rebuild::RebuildReport::default();
-    if state.open_rebuild.is_some() {
-        // A rebuild writes gold models other sources feed too: it holds every lease.
-        let others = lease.acquire_more(lake, &other_source_leases(p)).await?;
-        let resumed_run = rebuild::resume_or_close(lake, p, lease, state, &mut resumed).await;
-        if let Err(e) = others.release().await {
-            tracing::warn!("cannot release the leases (they will expire): {e}");
-        }
-        report.rebuild_completed = resumed_run?.is_some();
+    // A rebuild writes gold models other sources feed too: the run that completes one
+    // holds every source's lease (taken up front, see `run_source`).
+    if state.open_rebuild.is_some() && !lease.covers(&all_source_leases(p)) {
+        return Err(crate::MedallionError::Busy(format!(
+            "a rebuild of source {} was left open just now: run again to complete it",
+            p.source.name
+        )));
     }
+    report.rebuild_completed = rebuild::resume_or_close(lake, p, lease, state, &mut resumed)
+        .await?
+        .is_some();
     for (model, reason) in stale_models_of(lake, p).await? {
         lease.check()?;
-        let lock = (model.sources.len() > 1).then(|| gold_lock(&model.name));
-        let locked = match lock {
-            Some(lock) => Some(lease.acquire_more(lake, &[lock]).await?),
-            None => None,
+        let locks: Vec<String> = (model.sources.len() > 1)
+            .then(|| gold_lock(&model.name))
+            .into_iter()
+            .collect();
+        lease.hold_more(lake, &locks, false).await?;
+        // Another source's run may have rebuilt it meanwhile.
+        let rebuilt = match model_rebuild::stale(lake, model, true).await {
+            Ok(Some(_)) => model_rebuild::rebuild(lake, p, model, reason, None)
+                .await
+                .map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
         };
-        let rebuilt = model_rebuild::rebuild(lake, p, model, reason, None).await;
-        if let Some(locked) = locked
-            && let Err(e) = locked.release().await
-        {
-            tracing::warn!(
-                "cannot release the lock of gold.{} (it will expire): {e}",
-                model.name
-            );
-        }
-        let (version, rows) = rebuilt?;
+        lease.let_go(&locks).await;
+        let Some((version, rows)) = rebuilt? else {
+            continue;
+        };
         report.rebuilt.push(ModelRebuild {
             model: model.name.clone(),
             note: reason.note(),
@@ -326,15 +337,6 @@ async fn before_batches(
         });
     }
     Ok(report.rebuild_completed)
-}
-
-/// Every other source's lease.
-fn other_source_leases(p: &Pipeline) -> Vec<String> {
-    p.sources
-        .iter()
-        .filter(|s| s.name != p.source.name)
-        .map(|s| source_lease(&s.name))
-        .collect()
 }
 
 /// The stale gold models the focused source feeds (a model of other sources only is

@@ -150,22 +150,23 @@ pub(super) fn refuse_empty_snapshots(p: &Pipeline, batch: &mut Batch) {
     }
 }
 
-/// The locks of the gold models the focused source feeds together with other sources
-/// (none when there are no such models).
+/// Take the locks of the gold models the focused source feeds together with other
+/// sources into `lease` (checked with it from then on); returns them, for
+/// [`Lease::let_go`].
 pub(super) async fn lock_shared_models(
     lake: &Lakehouse,
     p: &Pipeline,
     lease: &Lease,
-) -> Result<Option<Lease>> {
+) -> Result<Vec<String>> {
     let locks: Vec<String> = p
         .gold
         .iter()
         .filter(|m| m.reads(&p.source.name) && m.sources.len() > 1)
         .map(|m| gold_lock(&m.name))
         .collect();
-    if locks.is_empty() {
-        return Ok(None);
+    if !locks.is_empty() {
+        lease.check()?;
+        lease.hold_more(lake, &locks, false).await?;
     }
-    lease.check()?;
-    Ok(Some(lease.acquire_more(lake, &locks).await?))
+    Ok(locks)
 }

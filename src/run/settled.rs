@@ -29,7 +29,8 @@ use crate::storage::Lakehouse;
 pub fn settled_mark(source: &str) -> String {
     format!("_medallion/settled/{source}.json")
 }
-const FORMAT: u32 = 1;
+/// 2: per source, against the source's lease table.
+const FORMAT: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Mark {

@@ -74,6 +74,8 @@ pub async fn recompute(
     (silver_table, rejected_table): (Option<&DeltaTable>, Option<&DeltaTable>),
 ) -> Result<Prepared> {
     let tables = p.source.tables();
+    // A snapshot source's silver is its last loaded snapshot.
+    let last_seq = seqs.values().copied().max().unwrap_or(0);
     let ctx = storage::bounded_session(MEMORY_LIMIT)?;
     let bronze = lake.open(&tables.bronze).await?.ok_or_else(|| {
         MedallionError::Usage(format!(
@@ -153,7 +155,7 @@ pub async fn recompute(
         .map_err(MedallionError::sql("rebuild: stage accepted rows"))?;
     }
     if silver_table.is_none() && staged_rows > 0 {
-        let sql = format!("SELECT COUNT(*) FROM ({}) __k", new_silver_sql(p));
+        let sql = format!("SELECT COUNT(*) FROM ({}) __k", new_silver_sql(p, last_seq));
         let counted = storage::sql_batches(&ctx, &sql, "rebuild: count silver keys").await?;
         out.silver_rows = counted.first().map_or(0, |b| {
             b.column(0)
@@ -175,7 +177,7 @@ pub async fn recompute(
             if staged_rows > 0 {
                 let step = || MedallionError::sql("rebuild: the new silver");
                 let mut rows = ctx
-                    .sql(&new_silver_sql(p))
+                    .sql(&new_silver_sql(p, last_seq))
                     .await
                     .map_err(step())?
                     .execute_stream()
@@ -201,8 +203,9 @@ pub async fn recompute(
 /// (without the `__seq` column): an `append` source keeps every row; an `upsert`
 /// source the last row per key in (`seq`, file, line) order — with `sequence_by`, the
 /// highest sequence value first — minus keys whose winning row `delete_when` deletes;
-/// a `snapshot` source the last loaded snapshot's rows, the last line of a key winning.
-fn new_silver_sql(p: &Pipeline) -> String {
+/// a `snapshot` source the rows of the last loaded snapshot (batch `last_seq`; none when
+/// all of them are rejected now), the last line of a key winning.
+fn new_silver_sql(p: &Pipeline, last_seq: i64) -> String {
     use crate::config::SourceMode;
     let s = &p.source;
     let columns: Vec<String> = s
@@ -222,10 +225,8 @@ fn new_silver_sql(p: &Pipeline) -> String {
         .map(|c| format!("{} DESC, ", quote_ident(c)))
         .unwrap_or_default();
     let from = match s.mode {
-        SourceMode::Snapshot => {
-            "(SELECT * FROM __staged WHERE __seq = (SELECT MAX(__seq) FROM __staged))"
-        }
-        _ => "__staged",
+        SourceMode::Snapshot => format!("(SELECT * FROM __staged WHERE __seq = {last_seq})"),
+        _ => "__staged".to_string(),
     };
     let deleted = s
         .delete_when
