@@ -70,19 +70,27 @@ pub(super) async fn append(
     Ok(silver)
 }
 
-/// The raw key text of the batch's rejected rows (committed before silver).
+/// The keys of the batch's rejected rows (committed before silver), typed as silver
+/// types them (a key text that does not read as its type is left out: it names no
+/// silver row).
 async fn rejected_keys(
     lake: &Lakehouse,
     p: &Pipeline,
-    lineage: &crate::zones::Lineage,
+    lineage: &Lineage,
 ) -> Result<Vec<RecordBatch>> {
+    use deltalake::arrow::compute::{CastOptions, cast_with_options};
     let relative = p.source.tables().rejected;
     let Some(table) = lake.open(&relative).await? else {
         return Ok(Vec::new());
     };
     let ctx = storage::session();
     storage::register(&ctx, "__rejected", &table).await?;
-    let keys: Vec<String> = p.source.key.iter().map(|k| quote_ident(k)).collect();
+    let keys: Vec<String> = p
+        .source
+        .key
+        .iter()
+        .map(|k| format!("TRIM({q}) AS {q}", q = quote_ident(k)))
+        .collect();
     let sql = format!(
         "SELECT DISTINCT {} FROM __rejected WHERE {} = {}",
         keys.join(", "),
@@ -90,7 +98,31 @@ async fn rejected_keys(
         crate::schema::quote_literal(&lineage.batch_id)
     );
     let rows = storage::sql_batches(&ctx, &sql, "read the snapshot's rejected keys").await?;
-    Ok(rows.into_iter().filter(|b| b.num_rows() > 0).collect())
+    let layout = p.source.silver_schema();
+    let fields: Vec<_> = p
+        .source
+        .key
+        .iter()
+        .filter_map(|k| layout.field_with_name(k).ok().cloned())
+        .collect();
+    let typed = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(fields));
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let err = || crate::MedallionError::arrow("type the snapshot's rejected keys");
+    let mut out = Vec::new();
+    for b in rows.into_iter().filter(|b| b.num_rows() > 0) {
+        let columns = typed
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .map(|(f, c)| cast_with_options(c, f.data_type(), &safe))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(err())?;
+        out.push(RecordBatch::try_new(typed.clone(), columns).map_err(err())?);
+    }
+    Ok(out)
 }
 
 /// Make a snapshot source's silver equal to the batch's file (a snapshot batch holds one

@@ -282,3 +282,38 @@ fn a_delete_in_an_earlier_slice_supersedes_older_rows_later_in_the_batch() {
     assert_models_are_their_sql(&w, &[STATUS]);
     assert_source_counts(&w, "meter_status", &["meter_id"]);
 }
+
+/// A rejected snapshot row keeps its key also when the key's text is not written the
+/// way silver prints it (`01` for the int key 1).
+#[test]
+fn a_rejected_snapshot_row_keeps_a_typed_key() {
+    let w = Workdir::with_config(
+        r#"lakehouse: lakehouse
+sources:
+  - name: tariffs
+    mode: snapshot
+    key: [tariff_id]
+    columns:
+      - {name: tariff_id, type: int, required: true}
+      - {name: price, type: "decimal(6,3)", required: true}
+gold:
+  - name: tariff_count
+    keys: [n]
+    sql: SELECT 1 AS n, COUNT(*) AS tariffs FROM silver.tariffs GROUP BY 1
+"#,
+    );
+    w.write_raw("tariffs_1.csv", "tariff_id,price\n1,0.100\n2,0.200\n");
+    run_json(&w, 0);
+    w.write_raw("tariffs_2.csv", "tariff_id,price\n01,abc\n2,0.250\n");
+    let run = run_json(&w, 0);
+    assert_eq!(run["batches"][0]["silver"]["deleted"], 0, "{run:#}");
+    assert_eq!(
+        rows(
+            &w,
+            "SELECT tariff_id, CAST(price AS VARCHAR) AS price FROM silver.tariffs ORDER BY 1",
+            &["tariff_id", "price"]
+        ),
+        ["1,0.100", "2,0.250"]
+    );
+    assert_source_counts(&w, "tariffs", &["tariff_id"]);
+}

@@ -33,8 +33,8 @@ pub struct SnapshotChanges {
 }
 
 /// Compare the snapshot's rows `state` (one row per key) with `silver`. Keys the
-/// snapshot holds only in rejected rows (`held`: their raw key text, one column per key
-/// column) are not deleted: the file did not say they are gone, only that this row of
+/// snapshot holds only in rejected rows (`held`: their keys, typed as silver's) are
+/// not deleted: the file did not say they are gone, only that this row of
 /// theirs is bad.
 pub async fn changes(
     p: &Pipeline,
@@ -90,7 +90,7 @@ pub async fn changes(
         .source
         .key
         .iter()
-        .map(|k| format!("TRIM(h.{q}) = CAST(t.{q} AS VARCHAR)", q = quote_ident(k)))
+        .map(|k| format!("h.{q} = t.{q}", q = quote_ident(k)))
         .collect::<Vec<_>>()
         .join(" AND ");
     let held_schema = held.first().map(|b| b.schema());
