@@ -272,32 +272,9 @@ async fn upsert_silver(
     let mut touched = false;
     let name = p.source.tables().silver;
     if !stage.done && p.source.mode != SourceMode::Upsert {
-        silver = match p.source.mode {
-            SourceMode::Append => {
-                super::modes::append(
-                    (lake, lease),
-                    p,
-                    silver,
-                    &mut staged,
-                    &stage,
-                    &mut affected,
-                    br,
-                )
-                .await?
-            }
-            _ => {
-                super::modes::snapshot(
-                    (lake, lease),
-                    p,
-                    silver,
-                    &mut staged,
-                    &stage,
-                    &mut affected,
-                    br,
-                )
-                .await?
-            }
-        };
+        let ctx = (lake, lease);
+        silver =
+            super::modes::write(ctx, p, silver, &mut staged, &stage, &mut affected, br).await?;
         lake.keep(&name, &silver);
         touched = true;
         failpoint("after_silver_commit");

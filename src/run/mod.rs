@@ -155,22 +155,23 @@ async fn run_source(
         // Read before anything else: a writer that starts after this commits a later
         // lease version (see `settled`).
         let released = ingest::lease::released_version(lake, &lease_table).await?;
+        let state = ledger::state(lake, &p.source.name).await?;
         if !evolve::check(lake, p, false).await?.is_empty() {
-            return Ok(None);
+            return Ok((state, None));
         }
-        nothing_to_do(lake, p, released).await
+        let settled = nothing_to_do(lake, p, &state, released).await?;
+        Ok((state, settled))
     };
-    match checked.await {
-        Ok(Some(files)) => return (nothing(files), Ok(())),
-        Ok(None) => {}
+    let state = match checked.await {
+        Ok((_, Some(files))) => return (nothing(files), Ok(())),
+        Ok((state, None)) => state,
         Err(e) => return (RunReport::default(), Err(e)),
-    }
+    };
     tracing::debug!(source = %p.source.name, "checked for work");
     // Completing a rebuild left open takes every source's lease (in name order).
-    let tables = match ledger::state(lake, &p.source.name).await {
-        Ok(state) if state.open_rebuild.is_some() => all_source_leases(p),
-        Ok(_) => vec![lease_table],
-        Err(e) => return (RunReport::default(), Err(e)),
+    let tables = match state.open_rebuild {
+        Some(_) => all_source_leases(p),
+        None => vec![lease_table],
     };
     let lease = match Lease::acquire(lake, &tables, opts.lease_ttl, opts.lease_wait).await {
         Ok(lease) => lease,
@@ -269,10 +270,10 @@ async fn compact_small_files(lake: &Lakehouse, p: &Pipeline, lease: &Lease) {
 async fn nothing_to_do(
     lake: &Lakehouse,
     p: &Pipeline,
+    state: &ledger::LedgerState,
     released: Option<i64>,
 ) -> Result<Option<usize>> {
     let files = ingest::discover(p).await?;
-    let state = ledger::state(lake, &p.source.name).await?;
     if !state.unfinished.is_empty()
         || state.open_rebuild.is_some()
         || !files.iter().all(|f| state.unchanged_since_settled(f))

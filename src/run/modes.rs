@@ -30,9 +30,28 @@ pub(super) struct SilverStage<'a> {
     pub seq: i64,
 }
 
+/// Write the batch's staged rows into an `append` or `snapshot` source's silver.
+pub(super) async fn write(
+    ctx: (&Lakehouse, &Lease),
+    p: &Pipeline,
+    silver: deltalake::DeltaTable,
+    staged: &mut silver::StagedRows,
+    stage: &SilverStage<'_>,
+    affected: &mut [Vec<RecordBatch>],
+    br: &mut BatchReport,
+) -> Result<deltalake::DeltaTable> {
+    match p.source.mode {
+        SourceMode::Append => append(ctx, p, silver, staged, stage, affected, br).await,
+        SourceMode::Snapshot => snapshot(ctx, p, silver, staged, stage, affected, br).await,
+        SourceMode::Upsert => Err(crate::MedallionError::Internal(
+            "an upsert source's slices are written by the batch".into(),
+        )),
+    }
+}
+
 /// Append every staged row to an append source's silver in one commit (so an
 /// interrupted attempt never appended any), collecting the gold keys they affect.
-pub(super) async fn append(
+async fn append(
     (lake, lease): (&Lakehouse, &Lease),
     p: &Pipeline,
     mut silver: deltalake::DeltaTable,
@@ -128,7 +147,7 @@ async fn rejected_keys(
 /// Make a snapshot source's silver equal to the batch's file (a snapshot batch holds one
 /// file): its rows, the last line of a key winning, compared with silver so that only
 /// changed rows are written and missing keys deleted.
-pub(super) async fn snapshot(
+async fn snapshot(
     (lake, lease): (&Lakehouse, &Lease),
     p: &Pipeline,
     silver: deltalake::DeltaTable,

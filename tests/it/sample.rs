@@ -128,33 +128,23 @@ fn the_sample_step_by_step_keeps_every_model_equal_to_its_sql() {
     w.add_sample("readings_2026-01-04_corrections.csv");
     run_json(&w);
     assert_models_are_their_sql(&w);
-    let regional: Vec<(String, String, String, String)> = w
+    let row = |r: &serde_json::Map<String, Value>| {
+        ["region", "usage_date", "total_kwh", "reading_count"].map(|c| text(&r[c]))
+    };
+    let regional: Vec<[String; 4]> = w
         .query(
-            "SELECT region, CAST(usage_date AS VARCHAR) AS d, CAST(total_kwh AS VARCHAR) AS kwh, \
-             reading_count FROM gold.regional_daily_usage ORDER BY region, usage_date",
+            "SELECT region, CAST(usage_date AS VARCHAR) AS usage_date, \
+             CAST(total_kwh AS VARCHAR) AS total_kwh, reading_count \
+             FROM gold.regional_daily_usage ORDER BY region, usage_date",
         )
         .iter()
-        .map(|r| {
-            (
-                text(&r["region"]),
-                text(&r["d"]),
-                text(&r["kwh"]),
-                text(&r["reading_count"]),
-            )
-        })
+        .map(row)
         .collect();
-    let want: Vec<(String, String, String, String)> = e["gold_regional_daily_usage_after_all"]
+    let want: Vec<[String; 4]> = e["gold_regional_daily_usage_after_all"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                text(&r["region"]),
-                text(&r["usage_date"]),
-                text(&r["total_kwh"]),
-                text(&r["reading_count"]),
-            )
-        })
+        .map(|r| row(r.as_object().unwrap()))
         .collect();
     assert_eq!(regional, want);
 
