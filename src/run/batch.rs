@@ -222,6 +222,7 @@ pub async fn commit(
     let stage = SilverStage {
         done: silver_done,
         full,
+        fresh,
         lineage: &lineage,
         seq,
     };
@@ -250,14 +251,9 @@ pub async fn commit(
     Ok(())
 }
 
-/// Upsert the staged rows into silver, in slices of bounded size read back from the
-/// staging file. Only the last slice's commit carries the transaction: an interrupted
-/// attempt redoes every slice, which is idempotent (a slice already written finds all
-/// its keys, so it is MERGEd with the same values, never appended twice). The gold keys
-/// a slice touches come from its rows and the silver rows they replace; after an
-/// interrupted attempt, the rows replaced by its committed slices are gone, so gold is
-/// recomputed in full. Returns silver and the affected keys per model, or `None` when
-/// gold has nothing to do.
+/// Write the staged rows into silver (by the source's mode: `modes`, `upsert`).
+/// Returns silver and the affected keys per model, or `None` when gold has nothing to
+/// do.
 async fn upsert_silver(
     lake: &Lakehouse,
     p: &Pipeline,
@@ -271,55 +267,18 @@ async fn upsert_silver(
     let mut affected: Vec<Vec<RecordBatch>> = vec![Vec::new(); p.gold.len()];
     let mut touched = false;
     let name = p.source.tables().silver;
+    let ctx = (lake, lease);
     if !stage.done && p.source.mode != SourceMode::Upsert {
-        let ctx = (lake, lease);
         silver =
             super::modes::write(ctx, p, silver, &mut staged, &stage, &mut affected, br).await?;
         lake.keep(&name, &silver);
         touched = true;
-        failpoint("after_silver_commit");
     } else if !stage.done {
-        let ctx = storage::session();
-        let mut t = std::time::Instant::now();
-        // Deletes of earlier slices: silver no longer holds their sequence values.
-        let mut tombstones = Vec::new();
-        while let Some((slice, last)) = staged.next_slice(p.source.batch_rows)? {
-            let rows = silver::dedupe_batch(p, slice)?;
-            tracing::debug!(ms = lap(&mut t), "slice read back and deduplicated");
-            let replaced = silver::replaced_rows(p, &silver, &rows).await?;
-            let (rows, superseded) =
-                silver::sequence::not_superseded(p, rows, &replaced, &tombstones).await?;
-            br.superseded += superseded;
-            tombstones.extend(silver::sequence::deletes(p, &rows).await?);
-            if !stage.full {
-                let touched = rows.iter().chain(&replaced).cloned().collect();
-                let per_model = gold::affected_keys(lake, p, touched).await?;
-                for (keys, more) in affected.iter_mut().zip(per_model) {
-                    keys.extend(more);
-                }
-            }
-            tracing::debug!(
-                ms = lap(&mut t),
-                replaced = replaced.iter().map(|b| b.num_rows()).sum::<usize>(),
-                "silver rows and gold keys the slice touches"
-            );
-            lease.check()?;
-            let txn = last.then_some((APP_SILVER, stage.seq));
-            let (after, m) =
-                silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), stage.lineage, txn)
-                    .await?;
-            tracing::debug!(ms = lap(&mut t), "slice written");
-            silver = after;
-            lake.keep(&name, &silver);
-            touched = true;
-            br.silver.inserted += m.inserted;
-            br.silver.updated += m.updated;
-            br.silver.deleted += m.deleted;
-            br.silver.version = m.version.or(br.silver.version);
-        }
-        if touched {
-            failpoint("after_silver_commit");
-        }
+        (silver, touched) =
+            super::upsert::slices(ctx, p, silver, &mut staged, &stage, &mut affected, br).await?;
+    }
+    if touched {
+        failpoint("after_silver_commit");
     }
     br.stages.silver = started.elapsed();
     if !touched && !stage.full {
@@ -359,11 +318,4 @@ async fn refresh_gold(
         failpoint("after_gold_commit");
     }
     Ok(())
-}
-
-/// Milliseconds since `t`, restarting it (phase timings for debug logs).
-fn lap(t: &mut std::time::Instant) -> u64 {
-    let ms = t.elapsed().as_millis() as u64;
-    *t = std::time::Instant::now();
-    ms
 }

@@ -30,6 +30,7 @@ pub mod rebuild;
 mod replay;
 mod settled;
 mod tables;
+mod upsert;
 
 use std::sync::Arc;
 use std::time::Duration;

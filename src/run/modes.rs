@@ -26,6 +26,8 @@ pub(super) struct SilverStage<'a> {
     pub done: bool,
     /// Gold is recomputed in full (so no affected keys are collected).
     pub full: bool,
+    /// Silver was empty before this batch (and no attempt of it committed anything).
+    pub fresh: bool,
     pub lineage: &'a Lineage,
     pub seq: i64,
 }

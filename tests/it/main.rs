@@ -6,6 +6,7 @@ mod cli;
 mod config_changes;
 mod exactly_once;
 mod exit_codes;
+mod fresh;
 mod gold_models;
 mod init;
 mod interop;

@@ -60,7 +60,7 @@ fn assert_file_counts(w: &Workdir, file: &str, exp: &Value) {
     assert_eq!(got, want, "rows of {file} rejected per rule");
 }
 
-fn assert_gold_is_recompute(w: &Workdir) {
+pub(crate) fn assert_gold_is_recompute(w: &Workdir) {
     let diff = w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings");
     assert_eq!(
         diff, 0,
@@ -68,7 +68,7 @@ fn assert_gold_is_recompute(w: &Workdir) {
     );
 }
 
-fn assert_silver_keys_unique(w: &Workdir) {
+pub(crate) fn assert_silver_keys_unique(w: &Workdir) {
     let dupes = w.count(
         "FROM (SELECT customer_id, meter_id, start_time FROM silver.readings GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d",
     );
@@ -336,7 +336,7 @@ fn silver_upserts_in_bounded_slices() {
 }
 
 /// Every action of every commit in `table`'s Delta log, in version order.
-fn log_actions(w: &Workdir, table: &str) -> Vec<Value> {
+pub(crate) fn log_actions(w: &Workdir, table: &str) -> Vec<Value> {
     let log = w.table_path(table).join("_delta_log");
     let mut commits: Vec<_> = std::fs::read_dir(log)
         .unwrap()
@@ -356,7 +356,7 @@ fn log_actions(w: &Workdir, table: &str) -> Vec<Value> {
 }
 
 /// The operation of every commit in silver's Delta log.
-fn silver_operations(w: &Workdir) -> Vec<String> {
+pub(crate) fn silver_operations(w: &Workdir) -> Vec<String> {
     log_actions(w, "silver/readings")
         .iter()
         .filter_map(|v| v.pointer("/commitInfo/operation").and_then(Value::as_str))

@@ -7,10 +7,12 @@
 //! (the common case: new readings), the rows are appended without a MERGE, which would
 //! only have joined them against target files to find nothing. Running it twice for the
 //! same slice leaves silver unchanged the second time: the second time, every key is
-//! found, so it MERGEs the same values.
+//! found, so it MERGEs the same values. A batch into an empty silver table is appended
+//! by [`FreshAppend`] in one commit.
 
 mod builders;
 mod dedupe;
+mod fresh;
 pub mod sequence;
 pub mod snapshot;
 mod staging;
@@ -24,6 +26,7 @@ use deltalake::datafusion::common::JoinType;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
+pub use fresh::FreshAppend;
 pub use staging::{StagedRows, Staging, staging_properties};
 pub use validate::{ValidatedChunk, Validator};
 

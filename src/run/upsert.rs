@@ -1,0 +1,123 @@
+//! How an `upsert` source's batch reaches silver: its staged rows are read back in
+//! slices of bounded size (`batch_rows`), each deduplicated (the last row of a key
+//! wins, or the highest `sequence_by`), and written.
+//!
+//! Into an empty silver table (the first load of a source, without `sequence_by` or
+//! `delete_when`), slices are appended by one writer and committed once: no scan for
+//! the rows a slice replaces (only the batch's own earlier slices could hold its keys,
+//! see [`silver::FreshAppend`]). A slice that may repeat an earlier slice's key ends
+//! that: what was written is committed, and that slice and the rest go the usual way.
+//!
+//! The usual way: each slice's replaced silver rows are found (its keys' bounds let the
+//! scan skip files), then it is appended (nothing replaced) or MERGEd, one commit per
+//! slice. Only the batch's last commit carries its silver transaction: an interrupted
+//! attempt redoes every slice, which is idempotent (a slice already written finds all
+//! its keys, so it is MERGEd with the same values, never appended twice). The gold keys
+//! a slice touches come from its rows and the silver rows they replace; after an
+//! interrupted attempt those replaced rows are gone, so gold is then recomputed in full.
+
+use deltalake::DeltaTable;
+use deltalake::arrow::record_batch::RecordBatch;
+
+use crate::config::Pipeline;
+use crate::error::Result;
+use crate::ingest::lease::Lease;
+use crate::report::BatchReport;
+use crate::storage::{self, Lakehouse, UpsertMetrics};
+use crate::zones::gold;
+use crate::zones::silver::{self, FreshAppend};
+
+use super::modes::SilverStage;
+use super::tables::APP_SILVER;
+
+/// Write the staged rows of an upsert source's batch into silver, collecting the gold
+/// keys they affect (unless gold is recomputed in full). Returns silver and whether
+/// anything was written.
+pub(super) async fn slices(
+    (lake, lease): (&Lakehouse, &Lease),
+    p: &Pipeline,
+    mut silver: DeltaTable,
+    staged: &mut silver::StagedRows,
+    stage: &SilverStage<'_>,
+    affected: &mut [Vec<RecordBatch>],
+    br: &mut BatchReport,
+) -> Result<(DeltaTable, bool)> {
+    let name = p.source.tables().silver;
+    let mut fresh = (stage.fresh
+        && p.source.sequence_by.is_none()
+        && p.source.delete_when.is_none())
+    .then(|| FreshAppend::new(&silver, &name, &p.source.key))
+    .transpose()?;
+    let mut touched = false;
+    let ctx = storage::session();
+    let mut t = std::time::Instant::now();
+    // Deletes of earlier slices: silver no longer holds their sequence values.
+    let mut tombstones = Vec::new();
+    while let Some((slice, last)) = staged.next_slice(p.source.batch_rows)? {
+        let mut rows = silver::dedupe_batch(p, slice)?;
+        tracing::debug!(ms = lap(&mut t), "slice read back and deduplicated");
+        if let Some(writer) = fresh.as_mut() {
+            match writer.write(rows).await? {
+                None if !last => {
+                    tracing::debug!(ms = lap(&mut t), "slice appended");
+                    continue;
+                }
+                None => rows = Vec::new(),
+                Some(back) => rows = back,
+            }
+            // The batch's last slice, or one that may repeat an earlier slice's key.
+            let txn = rows.is_empty().then_some((APP_SILVER, stage.seq));
+            let writer = fresh.take().expect("fresh append");
+            tracing::debug!(rows = writer.rows(), repeats = !rows.is_empty(), "fresh append committed");
+            lease.check()?;
+            let m = writer.commit(&mut silver, stage.lineage, txn).await?;
+            touched |= count(br, &m);
+            lake.keep(&name, &silver);
+            if rows.is_empty() {
+                break;
+            }
+        }
+        let replaced = silver::replaced_rows(p, &silver, &rows).await?;
+        let (rows, superseded) =
+            silver::sequence::not_superseded(p, rows, &replaced, &tombstones).await?;
+        br.superseded += superseded;
+        tombstones.extend(silver::sequence::deletes(p, &rows).await?);
+        if !stage.full {
+            let touched = rows.iter().chain(&replaced).cloned().collect();
+            let per_model = gold::affected_keys(lake, p, touched).await?;
+            for (keys, more) in affected.iter_mut().zip(per_model) {
+                keys.extend(more);
+            }
+        }
+        tracing::debug!(
+            ms = lap(&mut t),
+            replaced = replaced.iter().map(|b| b.num_rows()).sum::<usize>(),
+            "silver rows and gold keys the slice touches"
+        );
+        lease.check()?;
+        let txn = last.then_some((APP_SILVER, stage.seq));
+        let (after, m) =
+            silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), stage.lineage, txn).await?;
+        tracing::debug!(ms = lap(&mut t), "slice written");
+        silver = after;
+        lake.keep(&name, &silver);
+        touched |= count(br, &m);
+    }
+    Ok((silver, touched))
+}
+
+/// Add a commit's counts to the report; true (something was committed).
+fn count(br: &mut BatchReport, m: &UpsertMetrics) -> bool {
+    br.silver.inserted += m.inserted;
+    br.silver.updated += m.updated;
+    br.silver.deleted += m.deleted;
+    br.silver.version = m.version.or(br.silver.version);
+    true
+}
+
+/// Milliseconds since `t`, restarting it (phase timings for debug logs).
+pub(super) fn lap(t: &mut std::time::Instant) -> u64 {
+    let ms = t.elapsed().as_millis() as u64;
+    *t = std::time::Instant::now();
+    ms
+}

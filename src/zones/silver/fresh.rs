@@ -1,0 +1,299 @@
+//! A batch into an empty silver table (the first load of a source): its slices are
+//! appended by one writer and committed once, without looking for the silver rows they
+//! replace, because the only rows they can replace are those of the batch's own earlier
+//! slices. Each slice is checked against those: by its key bounds (every key column's
+//! [min, max]) against every earlier slice's, and, where the bounds meet only the
+//! previous slice's (a file in key or time order: adjacent slices share a boundary
+//! value), key by key against that slice's keys. A slice that may share a key with an
+//! earlier one is handed back: the caller commits what was written and upserts the rest
+//! of the batch the usual way, which then finds and replaces those rows.
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
+use deltalake::arrow::compute::kernels::boolean::{and, or_kleene};
+use deltalake::arrow::compute::kernels::cmp::{gt_eq, lt_eq};
+use deltalake::arrow::compute::{concat_batches, filter, is_null};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use deltalake::datafusion::logical_expr::Accumulator;
+
+use crate::error::{MedallionError, Result};
+use crate::storage::{AppendWriter, Committed, UpsertMetrics};
+use crate::zones::Lineage;
+
+/// One key column's values over a slice: `[lo, hi]` of its non-null values (none when
+/// every value is null), and whether it has nulls (a null key equals a null key here,
+/// as in the within-batch dedupe: the check errs towards handing a slice back). A
+/// floating-point column is not bounded (NaN has no place in `[lo, hi]`).
+#[derive(Debug, Clone)]
+struct ColumnBounds {
+    range: Option<(ScalarValue, ScalarValue)>,
+    nulls: bool,
+    unbounded: bool,
+}
+
+impl ColumnBounds {
+    fn of(values: &ArrayRef) -> Result<Self> {
+        if values.data_type().is_floating() {
+            return Ok(ColumnBounds {
+                range: None,
+                nulls: true,
+                unbounded: true,
+            });
+        }
+        let err = || MedallionError::sql("key bounds of a silver slice");
+        let mut lo = MinAccumulator::try_new(values.data_type()).map_err(err())?;
+        let mut hi = MaxAccumulator::try_new(values.data_type()).map_err(err())?;
+        lo.update_batch(std::slice::from_ref(values))
+            .map_err(err())?;
+        hi.update_batch(std::slice::from_ref(values))
+            .map_err(err())?;
+        let (lo, hi) = (lo.evaluate().map_err(err())?, hi.evaluate().map_err(err())?);
+        Ok(ColumnBounds {
+            range: (!lo.is_null() && !hi.is_null()).then_some((lo, hi)),
+            nulls: values.null_count() > 0,
+            unbounded: false,
+        })
+    }
+
+    /// Some value could be in both.
+    fn meets(&self, other: &ColumnBounds) -> bool {
+        use std::cmp::Ordering::Greater;
+        let ranges = match (&self.range, &other.range) {
+            (Some((lo1, hi1)), Some((lo2, hi2))) => {
+                lo1.partial_cmp(hi2) != Some(Greater) && lo2.partial_cmp(hi1) != Some(Greater)
+            }
+            _ => false,
+        };
+        self.unbounded || other.unbounded || ranges || (self.nulls && other.nulls)
+    }
+
+    /// Which of `values` lie within these bounds (nulls only when these have nulls).
+    fn admits(&self, values: &ArrayRef) -> Result<BooleanArray> {
+        let err = || MedallionError::arrow("key bounds of a silver slice");
+        if self.unbounded {
+            return Ok(BooleanArray::from(vec![true; values.len()]));
+        }
+        let within = match &self.range {
+            Some((lo, hi)) => {
+                let lo = lo.to_scalar().map_err(MedallionError::sql("key bounds of a silver slice"))?;
+                let hi = hi.to_scalar().map_err(MedallionError::sql("key bounds of a silver slice"))?;
+                and(&gt_eq(values, &lo).map_err(err())?, &lt_eq(values, &hi).map_err(err())?)
+                    .map_err(err())?
+            }
+            None => BooleanArray::from(vec![false; values.len()]),
+        };
+        if self.nulls {
+            or_kleene(&within, &is_null(values).map_err(err())?).map_err(err())
+        } else {
+            Ok(within)
+        }
+    }
+}
+
+/// A slice's key columns and their bounds.
+struct SliceKeys {
+    columns: Vec<ArrayRef>,
+    bounds: Vec<ColumnBounds>,
+}
+
+impl SliceKeys {
+    fn of(batch: &RecordBatch, keys: &[String]) -> Result<Self> {
+        let columns = keys
+            .iter()
+            .map(|k| {
+                batch.column_by_name(k).cloned().ok_or_else(|| {
+                    MedallionError::Internal(format!("silver has no key column {k}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bounds = columns.iter().map(ColumnBounds::of).collect::<Result<_>>()?;
+        Ok(SliceKeys { columns, bounds })
+    }
+
+    fn meets(&self, other: &[ColumnBounds]) -> bool {
+        self.bounds.iter().zip(other).all(|(a, b)| a.meets(b))
+    }
+
+    /// The key columns of the rows within `bounds`.
+    fn within(&self, bounds: &[ColumnBounds]) -> Result<Vec<ArrayRef>> {
+        let err = || MedallionError::arrow("key bounds of a silver slice");
+        let mut mask: Option<BooleanArray> = None;
+        for (c, b) in self.columns.iter().zip(bounds) {
+            let m = b.admits(c)?;
+            mask = Some(match mask {
+                Some(prev) => and(&prev, &m).map_err(err())?,
+                None => m,
+            });
+        }
+        let Some(mask) = mask else {
+            return Ok(self.columns.clone());
+        };
+        self.columns
+            .iter()
+            .map(|c| filter(c, &mask).map_err(err()))
+            .collect()
+    }
+
+    /// Some key is in both slices.
+    fn shares_a_key(&self, earlier: &SliceKeys) -> Result<bool> {
+        let (mine, theirs) = (self.within(&earlier.bounds)?, earlier.within(&self.bounds)?);
+        if mine.first().is_none_or(|c| c.is_empty()) || theirs.first().is_none_or(|c| c.is_empty())
+        {
+            return Ok(false);
+        }
+        let err = || MedallionError::arrow("compare the keys of silver slices");
+        let fields = mine
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields).map_err(err())?;
+        let theirs = converter.convert_columns(&theirs).map_err(err())?;
+        let mine = converter.convert_columns(&mine).map_err(err())?;
+        let seen: std::collections::HashSet<_> = theirs.iter().collect();
+        Ok(mine.iter().any(|r| seen.contains(&r)))
+    }
+}
+
+/// The open append of a batch into an empty silver table.
+pub struct FreshAppend {
+    writer: AppendWriter,
+    keys: Vec<String>,
+    /// Bounds of every slice written, but the last.
+    written: Vec<Vec<ColumnBounds>>,
+    last: Option<SliceKeys>,
+}
+
+impl FreshAppend {
+    pub fn new(silver: &DeltaTable, name: &str, keys: &[String]) -> Result<Self> {
+        Ok(FreshAppend {
+            writer: AppendWriter::new(silver, name)?,
+            keys: keys.to_vec(),
+            written: Vec::new(),
+            last: None,
+        })
+    }
+
+    /// Append a deduplicated slice, unless some key of it may be in an earlier slice:
+    /// then it is handed back, unwritten.
+    pub async fn write(&mut self, rows: Vec<RecordBatch>) -> Result<Option<Vec<RecordBatch>>> {
+        let rows: Vec<RecordBatch> = rows.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let batch = match rows.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            [first, ..] => concat_batches(&first.schema(), &rows)
+                .map_err(MedallionError::arrow("compare the keys of silver slices"))?,
+        };
+        let keys = SliceKeys::of(&batch, &self.keys)?;
+        if self.written.iter().any(|b| keys.meets(b)) {
+            return Ok(Some(rows));
+        }
+        if let Some(last) = &self.last
+            && keys.meets(&last.bounds)
+            && keys.shares_a_key(last)?
+        {
+            return Ok(Some(rows));
+        }
+        for b in rows {
+            self.writer.write(b).await?;
+        }
+        if let Some(last) = self.last.replace(keys) {
+            self.written.push(last.bounds);
+        }
+        Ok(None)
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.writer.rows()
+    }
+
+    /// Commit every slice written as one version (with `txn`, if given).
+    pub async fn commit(
+        self,
+        silver: &mut DeltaTable,
+        lineage: &Lineage,
+        txn: Option<(&str, i64)>,
+    ) -> Result<UpsertMetrics> {
+        let n_rows = self.writer.rows();
+        let committed = self
+            .writer
+            .commit(silver, super::commit_info(lineage, n_rows as usize), txn)
+            .await?;
+        Ok(UpsertMetrics {
+            inserted: match committed {
+                Committed::Wrote(_) => n_rows,
+                _ => 0,
+            },
+            version: committed.version(),
+            ..UpsertMetrics::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// A slice keyed by (meter, hour).
+    fn slice(rows: &[(Option<&str>, i64)]) -> SliceKeys {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("meter", DataType::Utf8, true),
+            Field::new("hour", DataType::Int64, false),
+        ]));
+        let meters: StringArray = rows.iter().map(|r| r.0).collect();
+        let hours = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(meters), Arc::new(hours)]).unwrap();
+        SliceKeys::of(&batch, &["meter".into(), "hour".into()]).unwrap()
+    }
+
+    #[test]
+    fn disjoint_hours_never_meet() {
+        let a = slice(&[(Some("m1"), 1), (Some("m9"), 2)]);
+        let b = slice(&[(Some("m1"), 3), (Some("m9"), 4)]);
+        assert!(!b.meets(&a.bounds));
+        assert!(!b.shares_a_key(&a).unwrap());
+    }
+
+    #[test]
+    fn a_shared_boundary_hour_is_checked_key_by_key() {
+        let a = slice(&[(Some("m1"), 1), (Some("m5"), 2), (Some("m9"), 2)]);
+        let b = slice(&[(Some("m6"), 2), (Some("m1"), 3)]);
+        assert!(b.meets(&a.bounds));
+        assert!(!b.shares_a_key(&a).unwrap());
+        let c = slice(&[(Some("m5"), 2), (Some("m1"), 3)]);
+        assert!(c.shares_a_key(&a).unwrap());
+    }
+
+    #[test]
+    fn null_keys_meet_null_keys() {
+        let a = slice(&[(None, 1), (Some("m1"), 1)]);
+        let b = slice(&[(None, 1), (Some("m2"), 1)]);
+        assert!(b.meets(&a.bounds));
+        assert!(b.shares_a_key(&a).unwrap());
+        let c = slice(&[(Some("m2"), 1)]);
+        assert!(!c.shares_a_key(&a).unwrap());
+    }
+
+    #[test]
+    fn float_keys_always_meet() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
+        let batch = |v: Vec<f64>| {
+            let a = deltalake::arrow::array::Float64Array::from(v);
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(a)]).unwrap()
+        };
+        let keys = ["x".to_string()];
+        let a = SliceKeys::of(&batch(vec![1.0, f64::NAN]), &keys).unwrap();
+        let b = SliceKeys::of(&batch(vec![5.0, f64::NAN]), &keys).unwrap();
+        assert!(b.meets(&a.bounds));
+        assert!(b.shares_a_key(&a).unwrap());
+    }
+}

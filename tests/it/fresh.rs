@@ -1,0 +1,99 @@
+//! The first load of an upsert source: its slices are appended in one commit unless a
+//! slice may repeat an earlier slice's key; then the rest is upserted slice by slice.
+//! Either way the last line of a key wins and every equality holds.
+
+use crate::pipeline::{assert_gold_is_recompute, assert_silver_keys_unique, silver_operations};
+use crate::workdir::Workdir;
+
+/// `examples/readings.yaml` with silver slices of 50 rows: each file of a batch below
+/// is a slice of its own (a slice takes the staged chunks up to that many rows).
+fn config() -> String {
+    std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"))
+        .unwrap()
+        .replace(
+            "  key: [customer_id, meter_id, start_time]\n",
+            "  key: [customer_id, meter_id, start_time]\n  batch_rows: 50\n",
+        )
+}
+
+const HEADER: &str = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+
+/// A CSV line of meter `m` (of customer `m`) at hour `h` from 2026-03-01.
+fn line(m: u32, h: u32, kwh: u32) -> String {
+    let (d, hh) = (1 + h / 24, h % 24);
+    let end = h + 1;
+    let (ed, eh) = (1 + end / 24, end % 24);
+    format!(
+        "C{m:06},M{m:08},2026-03-{d:02}T{hh:02}:00:00Z,2026-03-{ed:02}T{eh:02}:00:00Z,{kwh}.000,actual\n"
+    )
+}
+
+/// 7 meters × 40 hours in hour order, as four files of 75, 75, 75 and 55 lines (one
+/// batch; neighbouring files share a boundary hour), with `extra[i]` added to file `i`.
+fn write_readings(w: &Workdir, extra: [&[String]; 4]) {
+    let lines: Vec<String> = (0..40)
+        .flat_map(|h| (1..=7).map(move |m| line(m, h, m + h)))
+        .collect();
+    for (i, chunk) in lines.chunks(75).enumerate() {
+        let mut csv = String::from(HEADER);
+        csv.extend(chunk.iter().cloned());
+        csv.extend(extra[i].iter().cloned());
+        w.write_raw(&format!("readings_{i}.csv"), &csv);
+    }
+}
+
+fn kwh(w: &Workdir, m: u32, h: u32) -> String {
+    let (d, hh) = (1 + h / 24, h % 24);
+    w.scalar(&format!(
+        "SELECT CAST(CAST(usage_kwh AS INTEGER) AS VARCHAR) FROM silver.readings \
+         WHERE meter_id = 'M{m:08}' AND start_time = TIMESTAMP '2026-03-{d:02} {hh:02}:00:00'"
+    ))
+}
+
+fn assert_loaded(w: &Workdir, rows: u64) {
+    assert_eq!(w.count("FROM bronze.readings"), rows);
+    assert_eq!(w.count("FROM rejected.readings"), 0);
+    assert_eq!(w.count("FROM silver.readings"), 280);
+    assert_silver_keys_unique(w);
+    assert_gold_is_recompute(w);
+}
+
+#[test]
+fn a_first_load_without_repeated_keys_is_one_append() {
+    let w = Workdir::with_config(&config());
+    write_readings(&w, [&[], &[], &[], &[]]);
+    w.run_expect(0);
+    assert_loaded(&w, 280);
+    // Four slices, one commit (after the table's creation).
+    assert_eq!(silver_operations(&w), ["CREATE TABLE", "WRITE"]);
+    assert_eq!(kwh(&w, 7, 39), "46");
+}
+
+#[test]
+fn a_key_repeated_in_the_next_slice_is_upserted() {
+    // The second file repeats a key of the hour it shares with the first: the key-by-key
+    // check finds it.
+    let w = Workdir::with_config(&config());
+    write_readings(&w, [&[], &[line(1, 10, 400)], &[], &[]]);
+    w.run_expect(0);
+    assert_loaded(&w, 281);
+    assert_eq!(kwh(&w, 1, 10), "400");
+    assert_eq!(kwh(&w, 2, 10), "12");
+    let ops = silver_operations(&w);
+    assert_eq!(ops[..2], ["CREATE TABLE", "WRITE"], "{ops:?}");
+    assert!(ops.contains(&"MERGE".to_string()), "{ops:?}");
+}
+
+#[test]
+fn a_key_repeated_slices_later_is_upserted() {
+    // The last file repeats the first reading: its bounds meet the first slice's, so
+    // what was appended is committed and that slice MERGEd.
+    let w = Workdir::with_config(&config());
+    write_readings(&w, [&[], &[], &[], &[line(1, 0, 321)]]);
+    w.run_expect(0);
+    assert_loaded(&w, 281);
+    assert_eq!(kwh(&w, 1, 0), "321");
+    assert_eq!(kwh(&w, 2, 0), "2");
+    let ops = silver_operations(&w);
+    assert_eq!(ops, ["CREATE TABLE", "WRITE", "MERGE"], "{ops:?}");
+}
