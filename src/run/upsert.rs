@@ -43,11 +43,10 @@ pub(super) async fn slices(
     br: &mut BatchReport,
 ) -> Result<(DeltaTable, bool)> {
     let name = p.source.tables().silver;
-    let mut fresh = (stage.fresh
-        && p.source.sequence_by.is_none()
-        && p.source.delete_when.is_none())
-    .then(|| FreshAppend::new(&silver, &name, &p.source.key))
-    .transpose()?;
+    let mut fresh =
+        (stage.fresh && p.source.sequence_by.is_none() && p.source.delete_when.is_none())
+            .then(|| FreshAppend::new(&silver, &name, &p.source.key))
+            .transpose()?;
     let mut touched = false;
     let ctx = storage::session();
     let mut t = std::time::Instant::now();
@@ -68,7 +67,11 @@ pub(super) async fn slices(
             // The batch's last slice, or one that may repeat an earlier slice's key.
             let txn = rows.is_empty().then_some((APP_SILVER, stage.seq));
             let writer = fresh.take().expect("fresh append");
-            tracing::debug!(rows = writer.rows(), repeats = !rows.is_empty(), "fresh append committed");
+            tracing::debug!(
+                rows = writer.rows(),
+                repeats = !rows.is_empty(),
+                "fresh append committed"
+            );
             lease.check()?;
             let m = writer.commit(&mut silver, stage.lineage, txn).await?;
             touched |= count(br, &m);

@@ -8,12 +8,14 @@ use crate::workdir::Workdir;
 /// `examples/readings.yaml` with silver slices of 50 rows: each file of a batch below
 /// is a slice of its own (a slice takes the staged chunks up to that many rows).
 fn config() -> String {
-    std::fs::read_to_string(std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"))
-        .unwrap()
-        .replace(
-            "  key: [customer_id, meter_id, start_time]\n",
-            "  key: [customer_id, meter_id, start_time]\n  batch_rows: 50\n",
-        )
+    std::fs::read_to_string(
+        std::path::Path::new(crate::workdir::REPO).join("examples/readings.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "  key: [customer_id, meter_id, start_time]\n",
+        "  key: [customer_id, meter_id, start_time]\n  batch_rows: 50\n",
+    )
 }
 
 const HEADER: &str = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";

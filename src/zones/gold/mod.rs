@@ -9,8 +9,9 @@
 //! - full: the whole model is recomputed and compared with gold; only rows that
 //!   changed are written, keys that are gone deleted ([`full`]).
 //!
-//! A gold table created for the first time is filled from a full recompute, and
-//! carries its model's fingerprint; a table whose fingerprint is not the model's is
+//! A gold table created for the first time is filled from a full recompute (streamed
+//! into one append when it is empty and maintained by keys), and carries its model's
+//! fingerprint; a table whose fingerprint is not the model's is
 //! rebuilt before any batch ([`rebuild`]).
 
 mod full;
@@ -28,7 +29,7 @@ use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
 use crate::plan::Maintenance;
 use crate::schema;
-use crate::storage::{self, FileSize, Lakehouse, UpsertMetrics, UpsertSpec};
+use crate::storage::{self, AppendWriter, FileSize, Lakehouse, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
 /// The source column that marks a recomputed row as present (false: delete its key).
@@ -76,6 +77,13 @@ pub async fn refresh(
     let incremental = !created && model.maintenance == Maintenance::ByKeys;
     let ctx = storage::session();
     register_silver(&ctx, lake, p, Some(silver)).await?;
+    let whole = affected.is_none() || created;
+    if whole
+        && model.maintenance == Maintenance::ByKeys
+        && storage::is_empty(&table, &model.table())?
+    {
+        return fill(table, &ctx, model, lineage, txn).await;
+    }
     let (rows, full) = match affected {
         Some(keys) if incremental => (incremental::recompute(&ctx, model, keys).await?, false),
         _ => (full::changes(&ctx, model, &table).await?, true),
@@ -84,6 +92,52 @@ pub async fn refresh(
     Ok(GoldMetrics {
         model: model.name.clone(),
         changes,
+    })
+}
+
+/// Fill an empty gold table with its model over silver: the rows streamed into one
+/// append (no MERGE, nothing held in memory but the model's own state). Only for models
+/// maintained by keys, whose keys are unique by construction (they cover the groups, or
+/// silver's key).
+async fn fill(
+    mut table: DeltaTable,
+    ctx: &SessionContext,
+    model: &GoldModel,
+    lineage: &Lineage,
+    txn: Option<(&str, i64)>,
+) -> Result<GoldMetrics> {
+    use futures::StreamExt;
+    let relative = model.table();
+    let step = || MedallionError::sql(format!("gold model {}", model.name));
+    let df = ctx.sql(model_sql(model)).await.map_err(step())?;
+    let mut writer = AppendWriter::new(&table, &relative)?;
+    let mut rows = df.execute_stream().await.map_err(step())?;
+    while let Some(batch) = rows.next().await {
+        writer.write(batch.map_err(step())?).await?;
+    }
+    let n = writer.rows();
+    let props = storage::commit_info(
+        "gold_merge",
+        serde_json::json!({
+            "batch_id": lineage.batch_id,
+            "source_file": lineage.source_file,
+            "model": model.name,
+            "rows": n,
+            "full_recompute": true,
+        }),
+    );
+    let committed = writer.commit(&mut table, props, txn).await?;
+    let inserted = match committed {
+        storage::Committed::Wrote(_) => n,
+        _ => 0,
+    };
+    Ok(GoldMetrics {
+        model: model.name.clone(),
+        changes: UpsertMetrics {
+            inserted,
+            version: committed.version(),
+            ..UpsertMetrics::default()
+        },
     })
 }
 

@@ -78,10 +78,17 @@ impl ColumnBounds {
         }
         let within = match &self.range {
             Some((lo, hi)) => {
-                let lo = lo.to_scalar().map_err(MedallionError::sql("key bounds of a silver slice"))?;
-                let hi = hi.to_scalar().map_err(MedallionError::sql("key bounds of a silver slice"))?;
-                and(&gt_eq(values, &lo).map_err(err())?, &lt_eq(values, &hi).map_err(err())?)
-                    .map_err(err())?
+                let lo = lo
+                    .to_scalar()
+                    .map_err(MedallionError::sql("key bounds of a silver slice"))?;
+                let hi = hi
+                    .to_scalar()
+                    .map_err(MedallionError::sql("key bounds of a silver slice"))?;
+                and(
+                    &gt_eq(values, &lo).map_err(err())?,
+                    &lt_eq(values, &hi).map_err(err())?,
+                )
+                .map_err(err())?
             }
             None => BooleanArray::from(vec![false; values.len()]),
         };
@@ -109,7 +116,10 @@ impl SliceKeys {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let bounds = columns.iter().map(ColumnBounds::of).collect::<Result<_>>()?;
+        let bounds = columns
+            .iter()
+            .map(ColumnBounds::of)
+            .collect::<Result<_>>()?;
         Ok(SliceKeys { columns, bounds })
     }
 
@@ -250,8 +260,7 @@ mod tests {
         ]));
         let meters: StringArray = rows.iter().map(|r| r.0).collect();
         let hours = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
-        let batch =
-            RecordBatch::try_new(schema, vec![Arc::new(meters), Arc::new(hours)]).unwrap();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(meters), Arc::new(hours)]).unwrap();
         SliceKeys::of(&batch, &["meter".into(), "hour".into()]).unwrap()
     }
 
