@@ -275,7 +275,7 @@ async fn upsert_silver(
         touched = true;
     } else if !stage.done {
         (silver, touched) =
-            super::upsert::slices(ctx, p, silver, &mut staged, &stage, &mut affected, br).await?;
+            super::upsert::slices(ctx, p, silver, staged, &stage, &mut affected, br).await?;
     }
     if touched {
         failpoint("after_silver_commit");

@@ -1,6 +1,7 @@
 //! How an `upsert` source's batch reaches silver: its staged rows are read back in
 //! slices of bounded size (`batch_rows`), each deduplicated (the last row of a key
-//! wins, or the highest `sequence_by`), and written.
+//! wins, or the highest `sequence_by`) ahead of the writer on a thread of its own,
+//! and written; they must end with the batch's last slice.
 //!
 //! Into an empty silver table (the first load of a source, without `sequence_by` or
 //! `delete_when`), slices are appended by one writer and committed once: no scan for
@@ -37,7 +38,7 @@ pub(super) async fn slices(
     (lake, lease): (&Lakehouse, &Lease),
     p: &Pipeline,
     mut silver: DeltaTable,
-    staged: &mut silver::StagedRows,
+    staged: silver::StagedRows,
     stage: &SilverStage<'_>,
     affected: &mut [Vec<RecordBatch>],
     br: &mut BatchReport,
@@ -52,13 +53,17 @@ pub(super) async fn slices(
     let mut t = std::time::Instant::now();
     // Deletes of earlier slices: silver no longer holds their sequence values.
     let mut tombstones = Vec::new();
-    while let Some((slice, last)) = staged.next_slice(p.source.batch_rows)? {
-        let mut rows = silver::dedupe_batch(p, slice)?;
-        tracing::debug!(ms = lap(&mut t), "slice read back and deduplicated");
-        if let Some(writer) = fresh.as_mut() {
+    let mut slices = silver::Slices::new(p, staged);
+    let mut ended = false;
+    while let Some(slice) = slices.next().await {
+        let (mut rows, last) = slice?;
+        ended = last;
+        tracing::debug!(ms = lap(&mut t), "waited for the next deduplicated slice");
+        if let Some(mut writer) = fresh.take() {
             match writer.write(rows).await? {
                 None if !last => {
                     tracing::debug!(ms = lap(&mut t), "slice appended");
+                    fresh = Some(writer);
                     continue;
                 }
                 None => rows = Vec::new(),
@@ -66,7 +71,6 @@ pub(super) async fn slices(
             }
             // The batch's last slice, or one that may repeat an earlier slice's key.
             let txn = rows.is_empty().then_some((APP_SILVER, stage.seq));
-            let writer = fresh.take().expect("fresh append");
             tracing::debug!(
                 rows = writer.rows(),
                 repeats = !rows.is_empty(),
@@ -79,6 +83,7 @@ pub(super) async fn slices(
             if rows.is_empty() {
                 break;
             }
+            super::failpoint("after_fresh_silver_part");
         }
         let replaced = silver::replaced_rows(p, &silver, &rows).await?;
         let (rows, superseded) =
@@ -105,6 +110,12 @@ pub(super) async fn slices(
         silver = after;
         lake.keep(&name, &silver);
         touched |= count(br, &m);
+    }
+    if !ended {
+        // Never commit a batch's silver stage without its last slice.
+        return Err(crate::MedallionError::Internal(
+            "the staged rows ended before their last slice".into(),
+        ));
     }
     Ok((silver, touched))
 }

@@ -89,7 +89,7 @@ fn a_key_repeated_in_the_next_slice_is_upserted() {
 #[test]
 fn a_key_repeated_slices_later_is_upserted() {
     // The last file repeats the first reading: its bounds meet the first slice's, so
-    // what was appended is committed and that slice MERGEd.
+    // what was appended is committed and that slice upserted.
     let w = Workdir::with_config(&config());
     write_readings(&w, [&[], &[], &[], &[line(1, 0, 321)]]);
     w.run_expect(0);
@@ -97,5 +97,35 @@ fn a_key_repeated_slices_later_is_upserted() {
     assert_eq!(kwh(&w, 1, 0), "321");
     assert_eq!(kwh(&w, 2, 0), "2");
     let ops = silver_operations(&w);
-    assert_eq!(ops, ["CREATE TABLE", "WRITE", "MERGE"], "{ops:?}");
+    // The first three slices in one commit; then the last slice's new keys appended
+    // and its one repeated key MERGEd.
+    assert_eq!(ops, ["CREATE TABLE", "WRITE", "WRITE", "MERGE"], "{ops:?}");
+}
+
+#[test]
+fn a_crash_after_the_first_part_of_a_first_load_recovers() {
+    // Killed after the slices before the repeated key were committed: the next run
+    // completes the batch (silver is no longer empty, so every slice is upserted) and
+    // every row is in bronze once, the repeated key's last line in silver.
+    let w = Workdir::with_config(&config());
+    write_readings(&w, [&[], &[], &[], &[line(1, 0, 321)]]);
+    let out = crate::exactly_once::spawn_run(&w, Some("after_fresh_silver_part"))
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success(), "the run should abort");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failpoint after_fresh_silver_part"));
+    assert_eq!(
+        w.count("FROM silver.readings"),
+        225,
+        "the first three slices"
+    );
+    let r = w.run_expect(0);
+    assert!(
+        r.stdout
+            .contains("completing a batch an earlier run left part-way"),
+        "{r:?}"
+    );
+    assert_loaded(&w, 281);
+    assert_eq!(kwh(&w, 1, 0), "321");
+    assert_eq!(w.count("FROM _medallion.files WHERE status = 'loaded'"), 4);
 }

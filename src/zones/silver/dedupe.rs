@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
-use deltalake::arrow::array::{ArrayRef, UInt32Array};
-use deltalake::arrow::compute::{concat_batches, take_record_batch};
+use deltalake::arrow::array::{ArrayRef, BooleanArray, UInt32Array};
+use deltalake::arrow::compute::kernels::boolean::not;
+use deltalake::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
@@ -73,6 +74,34 @@ pub fn last_line_per_key(
     let all = concat_batches(schema, batches).map_err(err())?;
     let kept = take_record_batch(&all, &UInt32Array::from(keep)).map_err(err())?;
     Ok(vec![kept])
+}
+
+/// `rows` split into those whose `keys` are among `others`' keys and the rest (keys
+/// compared in the row format, as in the dedupe).
+pub fn split_by_keys(
+    keys: &[String],
+    rows: &[RecordBatch],
+    others: &[RecordBatch],
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    let err = || MedallionError::arrow("split rows by replaced keys");
+    let rows: Vec<&RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).collect();
+    let others: Vec<&RecordBatch> = others.iter().filter(|b| b.num_rows() > 0).collect();
+    let Some(first) = rows.first() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let converter = converter_of(first, keys)?;
+    let known: Vec<Rows> = convert(&converter, &others, keys)?;
+    let known: std::collections::HashSet<_, foldhash::fast::RandomState> =
+        known.iter().flat_map(|r| r.iter()).collect();
+    let (mut matching, mut rest) = (Vec::new(), Vec::new());
+    for (b, r) in rows.iter().zip(convert(&converter, &rows, keys)?) {
+        let mask: BooleanArray = r.iter().map(|k| Some(known.contains(&k))).collect();
+        let unmatched = not(&mask).map_err(err())?;
+        matching.push(filter_record_batch(b, &mask).map_err(err())?);
+        rest.push(filter_record_batch(b, &unmatched).map_err(err())?);
+    }
+    let non_empty = |v: Vec<RecordBatch>| v.into_iter().filter(|b| b.num_rows() > 0).collect();
+    Ok((non_empty(matching), non_empty(rest)))
 }
 
 /// A row converter for `columns` of batches shaped like `first`.
@@ -191,5 +220,29 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(lines, vec![4, 5]);
+    }
+
+    #[test]
+    fn rows_split_by_the_keys_they_replace() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("c", DataType::Utf8, false),
+            Field::new("t", DataType::Int64, false),
+            Field::new(SOURCE_LINE, DataType::Int64, false),
+        ]));
+        let keys = vec!["c".to_string(), "t".to_string()];
+        let rows = batch(&schema, &[("a", 1), ("b", 1), ("a", 2)], &[2, 3, 4]);
+        let silver = batch(&schema, &[("a", 2), ("b", 2)], &[9, 9]);
+        let (replacing, new) =
+            split_by_keys(&keys, std::slice::from_ref(&rows), &[silver]).unwrap();
+        let lines = |b: &[RecordBatch]| -> Vec<i64> {
+            b.iter()
+                .flat_map(|b| b.column(2).as_primitive::<Int64Type>().values().to_vec())
+                .collect()
+        };
+        assert_eq!(lines(&replacing), vec![4]);
+        assert_eq!(lines(&new), vec![2, 3]);
+        let (replacing, new) = split_by_keys(&keys, &[rows], &[]).unwrap();
+        assert!(replacing.is_empty());
+        assert_eq!(lines(&new), vec![2, 3, 4]);
     }
 }

@@ -5,7 +5,8 @@
 //! rows those keys replace; `upsert_batch` writes the slice: an existing key is replaced
 //! (newest batch wins), a new key inserted. When no key of the slice is in silver yet
 //! (the common case: new readings), the rows are appended without a MERGE, which would
-//! only have joined them against target files to find nothing. Running it twice for the
+//! only have joined them against target files to find nothing; otherwise the new keys
+//! are appended and only the rows that replace one are MERGEd. Running it twice for the
 //! same slice leaves silver unchanged the second time: the second time, every key is
 //! found, so it MERGEs the same values. A batch into an empty silver table is appended
 //! by [`FreshAppend`] in one commit.
@@ -25,6 +26,8 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::JoinType;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use tokio::sync::mpsc::Receiver;
+use tokio::task::JoinHandle;
 
 pub use fresh::FreshAppend;
 pub use staging::{StagedRows, Staging, staging_properties};
@@ -46,6 +49,62 @@ pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<Reco
         sequence,
         &accepted,
     )
+}
+
+/// A deduplicated slice ([`dedupe_batch`]) of staged rows, and whether it is the last.
+pub type Slice = Result<(Vec<RecordBatch>, bool)>;
+
+/// The staged rows read back in slices of about `batch_rows` rows, each deduplicated,
+/// on a thread of their own ahead of the caller (one slice queued, the next being
+/// prepared): a slice is written while the next is read back and deduplicated.
+pub struct Slices {
+    rx: Receiver<Slice>,
+    producer: Option<JoinHandle<()>>,
+}
+
+impl Slices {
+    pub fn new(p: &Pipeline, mut staged: StagedRows) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let schema = p.source.silver_schema();
+        let keys = p.source.key.clone();
+        let sequence = p.source.sequence_by.clone();
+        let rows = p.source.batch_rows;
+        let producer = tokio::task::spawn_blocking(move || {
+            loop {
+                let slice = match staged.next_slice(rows) {
+                    Ok(None) => break,
+                    Ok(Some((slice, last))) => {
+                        dedupe::last_line_per_key(&schema, &keys, sequence.as_deref(), &slice)
+                            .map(|rows| (rows, last))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = slice.is_err();
+                if tx.blocking_send(slice).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Slices {
+            rx,
+            producer: Some(producer),
+        }
+    }
+
+    /// The next slice, `None` after the last; an error ends them (also a thread that
+    /// stopped without sending the last slice).
+    pub async fn next(&mut self) -> Option<Slice> {
+        if let Some(slice) = self.rx.recv().await {
+            return Some(slice);
+        }
+        let stopped = match self.producer.take()?.await {
+            Ok(()) => return None,
+            Err(e) => e.to_string(),
+        };
+        Some(Err(MedallionError::Internal(format!(
+            "reading back the staged rows stopped: {stopped}"
+        ))))
+    }
 }
 
 /// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
@@ -97,10 +156,26 @@ pub async fn upsert_batch(
 ) -> Result<(DeltaTable, UpsertMetrics)> {
     if replaced.is_empty() {
         let rows = sequence::present_only(p, rows).await?;
-        append_batch(p, silver, &rows, lineage, txn).await
-    } else {
-        merge_batch(ctx, p, silver, rows, lineage, txn).await
+        return append_batch(p, silver, &rows, lineage, txn).await;
     }
+    // Only the rows that replace one go through the MERGE: its key bounds, and so the
+    // files it scans and rewrites, are theirs alone; the new keys are appended first.
+    let (replacing, new) = dedupe::split_by_keys(&p.source.key, rows, replaced)?;
+    if replacing.is_empty() {
+        // Every row that would replace one was superseded (`sequence_by`).
+        let new = sequence::present_only(p, &new).await?;
+        return append_batch(p, silver, &new, lineage, txn).await;
+    }
+    let (silver, appended) = if new.is_empty() {
+        (silver, UpsertMetrics::default())
+    } else {
+        let new = sequence::present_only(p, &new).await?;
+        append_batch(p, silver, &new, lineage, None).await?
+    };
+    let (silver, mut m) = merge_batch(ctx, p, silver, &replacing, lineage, txn).await?;
+    m.inserted += appended.inserted;
+    m.version = m.version.or(appended.version);
+    Ok((silver, m))
 }
 
 fn commit_info(

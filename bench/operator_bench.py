@@ -8,7 +8,7 @@ after a warm-up) and records each one's peak RSS (GNU time). Prints a Markdown t
 checks that `status --json` counts every file as loaded and that `_medallion.runs` holds
 one row per file of the run.
 
-    python3 bench/operator.py --medallion "${CARGO_TARGET_DIR:-target}/release/medallion" \\
+    python3 bench/operator_bench.py --medallion "${CARGO_TARGET_DIR:-target}/release/medallion" \\
         --workdir /tmp/medallion-operator
 
 Options: --files (10000), --rows (100 per file), --repeat (5), --reuse (keep the loaded
