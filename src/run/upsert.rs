@@ -3,11 +3,12 @@
 //! wins, or the highest `sequence_by`) ahead of the writer on a thread of its own,
 //! and written; they must end with the batch's last slice.
 //!
-//! Into an empty silver table (the first load of a source, without `sequence_by` or
-//! `delete_when`), slices are appended by one writer and committed once: no scan for
-//! the rows a slice replaces (only the batch's own earlier slices could hold its keys,
-//! see [`silver::FreshAppend`]). A slice that may repeat an earlier slice's key ends
-//! that: what was written is committed, and that slice and the rest go the usual way.
+//! Without `sequence_by` or `delete_when`, slices that replace no silver row (new
+//! readings; every slice of a source's first load, which is not even scanned for them)
+//! are appended by one writer and committed once ([`silver::BatchAppend`]; silver is
+//! the state before the batch until then). The first slice that replaces a row, or may
+//! repeat an earlier slice's key, ends that: what was written is committed, and that
+//! slice and the rest go the usual way.
 //!
 //! The usual way: each slice's replaced silver rows are found (its keys' bounds let the
 //! scan skip files), then it is appended (nothing replaced) or MERGEd, one commit per
@@ -26,7 +27,7 @@ use crate::ingest::lease::Lease;
 use crate::report::BatchReport;
 use crate::storage::{self, Lakehouse, UpsertMetrics};
 use crate::zones::gold;
-use crate::zones::silver::{self, FreshAppend};
+use crate::zones::silver::{self, BatchAppend};
 
 use super::modes::SilverStage;
 use super::tables::APP_SILVER;
@@ -44,10 +45,9 @@ pub(super) async fn slices(
     br: &mut BatchReport,
 ) -> Result<(DeltaTable, bool)> {
     let name = p.source.tables().silver;
-    let mut fresh =
-        (stage.fresh && p.source.sequence_by.is_none() && p.source.delete_when.is_none())
-            .then(|| FreshAppend::new(&silver, &name, &p.source.key))
-            .transpose()?;
+    let mut pending = (p.source.sequence_by.is_none() && p.source.delete_when.is_none())
+        .then(|| BatchAppend::new(&silver, &name, &p.source.key))
+        .transpose()?;
     let mut touched = false;
     let ctx = storage::session();
     let mut t = std::time::Instant::now();
@@ -59,31 +59,42 @@ pub(super) async fn slices(
         let (mut rows, last) = slice?;
         ended = last;
         tracing::debug!(ms = lap(&mut t), "waited for the next deduplicated slice");
-        if let Some(mut writer) = fresh.take() {
-            match writer.write(rows).await? {
-                None if !last => {
-                    tracing::debug!(ms = lap(&mut t), "slice appended");
-                    fresh = Some(writer);
+        if let Some(mut writer) = pending.take() {
+            // Silver is still as it was before the batch (an empty one replaces nothing).
+            let appended = (stage.fresh
+                || silver::replaced_rows(p, &silver, &rows).await?.is_empty())
+                && writer.write(&rows).await?;
+            if appended {
+                if !stage.full {
+                    add_affected(lake, p, affected, rows).await?;
+                }
+                tracing::debug!(ms = lap(&mut t), "slice appended");
+                if !last {
+                    pending = Some(writer);
                     continue;
                 }
-                None => rows = Vec::new(),
-                Some(back) => rows = back,
+                rows = Vec::new();
             }
-            // The batch's last slice, or one that may repeat an earlier slice's key.
-            let txn = rows.is_empty().then_some((APP_SILVER, stage.seq));
-            tracing::debug!(
-                rows = writer.rows(),
-                repeats = !rows.is_empty(),
-                "fresh append committed"
-            );
-            lease.check()?;
-            let m = writer.commit(&mut silver, stage.lineage, txn).await?;
-            touched |= count(br, &m);
-            lake.keep(&name, &silver);
+            // The batch's last slice, or one that replaces a row or may repeat a key.
+            let written = writer.rows();
+            if written > 0 || rows.is_empty() {
+                let txn = rows.is_empty().then_some((APP_SILVER, stage.seq));
+                tracing::debug!(
+                    rows = written,
+                    rest = !rows.is_empty(),
+                    "appended slices committed"
+                );
+                lease.check()?;
+                let m = writer.commit(&mut silver, stage.lineage, txn).await?;
+                touched |= count(br, &m);
+                lake.keep(&name, &silver);
+            }
             if rows.is_empty() {
                 break;
             }
-            super::failpoint("after_fresh_silver_part");
+            if written > 0 {
+                super::failpoint("after_silver_part");
+            }
         }
         let replaced = silver::replaced_rows(p, &silver, &rows).await?;
         let (rows, superseded) =
@@ -92,10 +103,7 @@ pub(super) async fn slices(
         tombstones.extend(silver::sequence::deletes(p, &rows).await?);
         if !stage.full {
             let touched = rows.iter().chain(&replaced).cloned().collect();
-            let per_model = gold::affected_keys(lake, p, touched).await?;
-            for (keys, more) in affected.iter_mut().zip(per_model) {
-                keys.extend(more);
-            }
+            add_affected(lake, p, affected, touched).await?;
         }
         tracing::debug!(
             ms = lap(&mut t),
@@ -118,6 +126,20 @@ pub(super) async fn slices(
         ));
     }
     Ok((silver, touched))
+}
+
+/// Add the gold keys per model that the `touched` silver rows affect.
+async fn add_affected(
+    lake: &Lakehouse,
+    p: &Pipeline,
+    affected: &mut [Vec<RecordBatch>],
+    touched: Vec<RecordBatch>,
+) -> Result<()> {
+    let per_model = gold::affected_keys(lake, p, touched).await?;
+    for (keys, more) in affected.iter_mut().zip(per_model) {
+        keys.extend(more);
+    }
+    Ok(())
 }
 
 /// Add a commit's counts to the report; true (something was committed).

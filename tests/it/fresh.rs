@@ -1,5 +1,6 @@
-//! The first load of an upsert source: its slices are appended in one commit unless a
-//! slice may repeat an earlier slice's key; then the rest is upserted slice by slice.
+//! The slices of a batch that replace no silver row (every slice of a source's first
+//! load, new readings later) are appended in one commit, until a slice replaces a row
+//! or may repeat an earlier slice's key; then the rest is upserted slice by slice.
 //! Either way the last line of a key wins and every equality holds.
 
 use crate::pipeline::{assert_gold_is_recompute, assert_silver_keys_unique, silver_operations};
@@ -109,11 +110,11 @@ fn a_crash_after_the_first_part_of_a_first_load_recovers() {
     // every row is in bronze once, the repeated key's last line in silver.
     let w = Workdir::with_config(&config());
     write_readings(&w, [&[], &[], &[], &[line(1, 0, 321)]]);
-    let out = crate::exactly_once::spawn_run(&w, Some("after_fresh_silver_part"))
+    let out = crate::exactly_once::spawn_run(&w, Some("after_silver_part"))
         .wait_with_output()
         .unwrap();
     assert!(!out.status.success(), "the run should abort");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("failpoint after_fresh_silver_part"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failpoint after_silver_part"));
     assert_eq!(
         w.count("FROM silver.readings"),
         225,
@@ -128,4 +129,40 @@ fn a_crash_after_the_first_part_of_a_first_load_recovers() {
     assert_loaded(&w, 281);
     assert_eq!(kwh(&w, 1, 0), "321");
     assert_eq!(w.count("FROM _medallion.files WHERE status = 'loaded'"), 4);
+}
+
+/// A file of every meter's readings for hours `hours`, plus `extra` lines.
+fn hours_file(w: &Workdir, name: &str, hours: std::ops::Range<u32>, extra: &[String]) {
+    let mut csv = String::from(HEADER);
+    for h in hours {
+        csv.extend((1..=7).map(|m| line(m, h, m + h)));
+    }
+    csv.extend(extra.iter().cloned());
+    w.write_raw(name, &csv);
+}
+
+#[test]
+fn later_batches_of_new_readings_are_one_append_until_a_slice_replaces_a_row() {
+    let w = Workdir::with_config(&config());
+    write_readings(&w, [&[], &[], &[], &[]]);
+    w.run_expect(0);
+    // Two files (two slices) of new hours: one commit.
+    hours_file(&w, "readings_4.csv", 40..50, &[]);
+    hours_file(&w, "readings_5.csv", 50..60, &[]);
+    w.run_expect(0);
+    assert_eq!(silver_operations(&w), ["CREATE TABLE", "WRITE", "WRITE"]);
+    // New hours, then a file with more new hours and a correction of hour 5: the first
+    // slice is committed on its own, the second appends its new keys and MERGEs the
+    // correction.
+    hours_file(&w, "readings_6.csv", 60..70, &[]);
+    hours_file(&w, "readings_7.csv", 70..71, &[line(3, 5, 99)]);
+    w.run_expect(0);
+    let ops = silver_operations(&w);
+    assert_eq!(ops[3..], ["WRITE", "WRITE", "MERGE"], "{ops:?}");
+    assert_eq!(w.count("FROM bronze.readings"), 280 + 140 + 70 + 8);
+    assert_eq!(w.count("FROM silver.readings"), 280 + 140 + 70 + 7);
+    assert_eq!(kwh(&w, 3, 5), "99");
+    assert_eq!(kwh(&w, 3, 65), "68");
+    assert_silver_keys_unique(&w);
+    assert_gold_is_recompute(&w);
 }

@@ -8,12 +8,12 @@
 //! only have joined them against target files to find nothing; otherwise the new keys
 //! are appended and only the rows that replace one are MERGEd. Running it twice for the
 //! same slice leaves silver unchanged the second time: the second time, every key is
-//! found, so it MERGEs the same values. A batch into an empty silver table is appended
-//! by [`FreshAppend`] in one commit.
+//! found, so it MERGEs the same values. The slices of a batch that replace no silver row
+//! are appended by [`BatchAppend`] in one commit.
 
+mod batch_append;
 mod builders;
 mod dedupe;
-mod fresh;
 pub mod sequence;
 pub mod snapshot;
 mod staging;
@@ -29,7 +29,7 @@ use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
-pub use fresh::FreshAppend;
+pub use batch_append::BatchAppend;
 pub use staging::{StagedRows, Staging, staging_properties};
 pub use validate::{ValidatedChunk, Validator};
 

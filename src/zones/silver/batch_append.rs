@@ -1,12 +1,13 @@
-//! A batch into an empty silver table (the first load of a source): its slices are
-//! appended by one writer and committed once, without looking for the silver rows they
-//! replace, because the only rows they can replace are those of the batch's own earlier
-//! slices. Each slice is checked against those: by its key bounds (every key column's
-//! [min, max]) against every earlier slice's, and, where the bounds meet only the
-//! previous slice's (a file in key or time order: adjacent slices share a boundary
-//! value), key by key against that slice's keys. A slice that may share a key with an
-//! earlier one is handed back: the caller commits what was written and upserts the rest
-//! of the batch the usual way, which then finds and replaces those rows.
+//! The slices of a batch that replace no row of silver as it was before the batch (all
+//! of them, when silver was empty: a source's first load) are appended by one writer
+//! and committed once. They may still repeat a key of the batch's own earlier slices,
+//! which are not committed yet: each slice is checked against those by its key bounds
+//! (every key column's [min, max]) against every earlier slice's, and, where the bounds
+//! meet only the previous slice's (a file in key or time order: adjacent slices share
+//! a boundary value), key by key against that slice's keys. A slice that may share a
+//! key with an earlier one is not written: the caller commits what was written and
+//! upserts the rest of the batch the usual way, which then finds and replaces those
+//! rows.
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
@@ -167,8 +168,8 @@ impl SliceKeys {
     }
 }
 
-/// The open append of a batch into an empty silver table.
-pub struct FreshAppend {
+/// The open append of a batch's slices that replace no silver row.
+pub struct BatchAppend {
     writer: AppendWriter,
     keys: Vec<String>,
     /// Bounds of every slice written, but the last.
@@ -176,9 +177,9 @@ pub struct FreshAppend {
     last: Option<SliceKeys>,
 }
 
-impl FreshAppend {
+impl BatchAppend {
     pub fn new(silver: &DeltaTable, name: &str, keys: &[String]) -> Result<Self> {
-        Ok(FreshAppend {
+        Ok(BatchAppend {
             writer: AppendWriter::new(silver, name)?,
             keys: keys.to_vec(),
             written: Vec::new(),
@@ -186,33 +187,31 @@ impl FreshAppend {
         })
     }
 
-    /// Append a deduplicated slice, unless some key of it may be in an earlier slice:
-    /// then it is handed back, unwritten.
-    pub async fn write(&mut self, rows: Vec<RecordBatch>) -> Result<Option<Vec<RecordBatch>>> {
-        let rows: Vec<RecordBatch> = rows.into_iter().filter(|b| b.num_rows() > 0).collect();
+    /// Append a deduplicated slice, unless some key of it may be in an earlier slice
+    /// (then nothing is written): whether it was written.
+    pub async fn write(&mut self, rows: &[RecordBatch]) -> Result<bool> {
+        let rows: Vec<&RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).collect();
         let batch = match rows.as_slice() {
-            [] => return Ok(None),
-            [one] => one.clone(),
-            [first, ..] => concat_batches(&first.schema(), &rows)
+            [] => return Ok(true),
+            [one] => (*one).clone(),
+            [first, ..] => concat_batches(&first.schema(), rows.iter().copied())
                 .map_err(MedallionError::arrow("compare the keys of silver slices"))?,
         };
         let keys = SliceKeys::of(&batch, &self.keys)?;
         if self.written.iter().any(|b| keys.meets(b)) {
-            return Ok(Some(rows));
+            return Ok(false);
         }
         if let Some(last) = &self.last
             && keys.meets(&last.bounds)
             && keys.shares_a_key(last)?
         {
-            return Ok(Some(rows));
+            return Ok(false);
         }
-        for b in rows {
-            self.writer.write(b).await?;
-        }
+        self.writer.write(batch).await?;
         if let Some(last) = self.last.replace(keys) {
             self.written.push(last.bounds);
         }
-        Ok(None)
+        Ok(true)
     }
 
     /// Rows written so far.
