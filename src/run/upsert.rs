@@ -53,17 +53,22 @@ pub(super) async fn slices(
     let mut t = std::time::Instant::now();
     // Deletes of earlier slices: silver no longer holds their sequence values.
     let mut tombstones = Vec::new();
+    // A batch without accepted rows has no slice at all.
+    let mut ended = staged.is_empty();
     let mut slices = silver::Slices::new(p, staged);
-    let mut ended = false;
     while let Some(slice) = slices.next().await {
         let (mut rows, last) = slice?;
         ended = last;
         tracing::debug!(ms = lap(&mut t), "waited for the next deduplicated slice");
+        // The slice's replaced rows, when found on the silver still current.
+        let mut found = None;
         if let Some(mut writer) = pending.take() {
             // Silver is still as it was before the batch (an empty one replaces nothing).
-            let appended = (stage.fresh
-                || silver::replaced_rows(p, &silver, &rows).await?.is_empty())
-                && writer.write(&rows).await?;
+            let replaced = match stage.fresh {
+                true => Vec::new(),
+                false => silver::replaced_rows(p, &silver, &rows).await?,
+            };
+            let appended = replaced.is_empty() && writer.write(&rows).await?;
             if appended {
                 if !stage.full {
                     add_affected(lake, p, affected, rows).await?;
@@ -94,9 +99,14 @@ pub(super) async fn slices(
             }
             if written > 0 {
                 super::failpoint("after_silver_part");
+            } else if !stage.fresh {
+                found = Some(replaced);
             }
         }
-        let replaced = silver::replaced_rows(p, &silver, &rows).await?;
+        let replaced = match found {
+            Some(replaced) => replaced,
+            None => silver::replaced_rows(p, &silver, &rows).await?,
+        };
         let (rows, superseded) =
             silver::sequence::not_superseded(p, rows, &replaced, &tombstones).await?;
         br.superseded += superseded;

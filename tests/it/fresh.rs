@@ -166,3 +166,27 @@ fn later_batches_of_new_readings_are_one_append_until_a_slice_replaces_a_row() {
     assert_silver_keys_unique(&w);
     assert_gold_is_recompute(&w);
 }
+
+#[test]
+fn batches_without_accepted_rows_load() {
+    // A header-only file, then a file whose every row is rejected, each a batch of its
+    // own: no slice at all reaches silver, and the batches still complete.
+    let w = Workdir::with_config(&config());
+    w.write_raw("a_header_only.csv", HEADER);
+    w.run_expect(0);
+    w.write_raw(
+        "b_all_rejected.csv",
+        &format!("{HEADER}{}", line(1, 0, 900)),
+    );
+    w.run_expect(0);
+    assert_eq!(w.count("FROM silver.readings"), 0);
+    write_readings(&w, [&[], &[], &[], &[]]);
+    let r = w.run_expect(0);
+    assert!(!r.stdout.contains("left part-way"), "{r:?}");
+    assert_eq!(w.count("FROM _medallion.files WHERE status = 'loaded'"), 6);
+    assert_eq!(w.count("FROM bronze.readings"), 281);
+    assert_eq!(w.count("FROM rejected.readings"), 1);
+    assert_eq!(w.count("FROM silver.readings"), 280);
+    assert_silver_keys_unique(&w);
+    assert_gold_is_recompute(&w);
+}
