@@ -60,49 +60,30 @@ pub(super) async fn slices(
         let (mut rows, last) = slice?;
         ended = last;
         tracing::debug!(ms = lap(&mut t), "waited for the next deduplicated slice");
-        // The slice's replaced rows, when found on the silver still current.
-        let mut found = None;
-        if let Some(mut writer) = pending.take() {
-            // Silver is still as it was before the batch (an empty one replaces nothing).
-            let replaced = match stage.fresh {
-                true => Vec::new(),
-                false => silver::replaced_rows(p, &silver, &rows).await?,
-            };
-            let appended = replaced.is_empty() && writer.write(&rows).await?;
-            if appended {
-                if !stage.full {
-                    add_affected(lake, p, affected, rows).await?;
-                }
+        let found = match offer(
+            (lake, lease),
+            p,
+            &mut silver,
+            &mut pending,
+            (rows, last),
+            stage,
+            (affected, br),
+        )
+        .await?
+        {
+            Offered::Appended => {
                 tracing::debug!(ms = lap(&mut t), "slice appended");
-                if !last {
-                    pending = Some(writer);
-                    continue;
-                }
-                rows = Vec::new();
+                continue;
             }
-            // The batch's last slice, or one that replaces a row or may repeat a key.
-            let written = writer.rows();
-            if written > 0 || rows.is_empty() {
-                let txn = rows.is_empty().then_some((APP_SILVER, stage.seq));
-                tracing::debug!(
-                    rows = written,
-                    rest = !rows.is_empty(),
-                    "appended slices committed"
-                );
-                lease.check()?;
-                let m = writer.commit(&mut silver, stage.lineage, txn).await?;
-                touched |= count(br, &m);
-                lake.keep(&name, &silver);
-            }
-            if rows.is_empty() {
+            Offered::Done => {
+                touched = true;
                 break;
             }
-            if written > 0 {
-                super::failpoint("after_silver_part");
-            } else if !stage.fresh {
-                found = Some(replaced);
+            Offered::Rest(rest, found) => {
+                rows = rest;
+                found
             }
-        }
+        };
         let replaced = match found {
             Some(replaced) => replaced,
             None => silver::replaced_rows(p, &silver, &rows).await?,
@@ -136,6 +117,68 @@ pub(super) async fn slices(
         ));
     }
     Ok((silver, touched))
+}
+
+/// What became of a slice offered to the batch's open append.
+enum Offered {
+    /// Appended; the append stays open for the next slice.
+    Appended,
+    /// It was the last slice: everything is committed, with the batch's transaction.
+    Done,
+    /// To be upserted the usual way (after what was appended is committed), with the
+    /// rows it replaces when they were found on the silver still current.
+    Rest(Vec<RecordBatch>, Option<Vec<RecordBatch>>),
+}
+
+/// Offer a slice to the batch's open append (none once a slice went the usual way):
+/// appended when it replaces no silver row and repeats no key of an earlier slice.
+async fn offer(
+    (lake, lease): (&Lakehouse, &Lease),
+    p: &Pipeline,
+    silver: &mut DeltaTable,
+    pending: &mut Option<BatchAppend>,
+    (rows, last): (Vec<RecordBatch>, bool),
+    stage: &SilverStage<'_>,
+    (affected, br): (&mut [Vec<RecordBatch>], &mut BatchReport),
+) -> Result<Offered> {
+    let Some(mut writer) = pending.take() else {
+        return Ok(Offered::Rest(rows, None));
+    };
+    // Silver is still as it was before the batch (an empty one replaces nothing).
+    let replaced = match stage.fresh {
+        true => Vec::new(),
+        false => silver::replaced_rows(p, silver, &rows).await?,
+    };
+    let name = p.source.tables().silver;
+    let mut commit = async |writer: BatchAppend, txn: Option<(&str, i64)>| {
+        tracing::debug!(
+            rows = writer.rows(),
+            done = txn.is_some(),
+            "appended slices committed"
+        );
+        lease.check()?;
+        let m = writer.commit(silver, stage.lineage, txn).await?;
+        count(br, &m);
+        lake.keep(&name, silver);
+        Ok::<_, crate::MedallionError>(())
+    };
+    if replaced.is_empty() && writer.write(&rows).await? {
+        if !stage.full {
+            add_affected(lake, p, affected, rows).await?;
+        }
+        if !last {
+            *pending = Some(writer);
+            return Ok(Offered::Appended);
+        }
+        commit(writer, Some((APP_SILVER, stage.seq))).await?;
+        return Ok(Offered::Done);
+    }
+    if writer.rows() > 0 {
+        commit(writer, None).await?;
+        super::failpoint("after_silver_part");
+        return Ok(Offered::Rest(rows, None));
+    }
+    Ok(Offered::Rest(rows, (!stage.fresh).then_some(replaced)))
 }
 
 /// Add the gold keys per model that the `touched` silver rows affect.
