@@ -41,6 +41,21 @@ pub struct UpsertMetrics {
     pub version: Option<i64>,
 }
 
+impl UpsertMetrics {
+    /// What an append of `rows` rows that ended `committed` changed: the rows were
+    /// inserted only if this call wrote the version.
+    pub fn appended(committed: super::Committed, rows: u64) -> Self {
+        UpsertMetrics {
+            inserted: match committed {
+                super::Committed::Wrote(_) => rows,
+                _ => 0,
+            },
+            version: committed.version(),
+            ..UpsertMetrics::default()
+        }
+    }
+}
+
 fn quoted(side: &str, column: &str) -> String {
     format!("{side}.\"{}\"", column.replace('"', "\"\""))
 }

@@ -116,28 +116,11 @@ async fn fill(
         writer.write(batch.map_err(step())?).await?;
     }
     let n = writer.rows();
-    let props = storage::commit_info(
-        "gold_merge",
-        serde_json::json!({
-            "batch_id": lineage.batch_id,
-            "source_file": lineage.source_file,
-            "model": model.name,
-            "rows": n,
-            "full_recompute": true,
-        }),
-    );
+    let props = commit_info(lineage, model, n as usize, true);
     let committed = writer.commit(&mut table, props, txn).await?;
-    let inserted = match committed {
-        storage::Committed::Wrote(_) => n,
-        _ => 0,
-    };
     Ok(GoldMetrics {
         model: model.name.clone(),
-        changes: UpsertMetrics {
-            inserted,
-            version: committed.version(),
-            ..UpsertMetrics::default()
-        },
+        changes: UpsertMetrics::appended(committed, n),
     })
 }
 
@@ -171,18 +154,28 @@ async fn merge_changes(
         null_safe_keys: true,
         txn,
     };
-    let props = storage::commit_info(
+    let props = commit_info(lineage, model, n_rows, full);
+    let (_, changes) = storage::upsert(table, ctx, source, &spec, props).await?;
+    Ok(changes)
+}
+
+/// The commit info of a batch's gold refresh.
+fn commit_info(
+    lineage: &Lineage,
+    model: &GoldModel,
+    rows: usize,
+    full: bool,
+) -> deltalake::kernel::transaction::CommitProperties {
+    storage::commit_info(
         "gold_merge",
         serde_json::json!({
             "batch_id": lineage.batch_id,
             "source_file": lineage.source_file,
             "model": model.name,
-            "rows": n_rows,
+            "rows": rows,
             "full_recompute": full,
         }),
-    );
-    let (_, changes) = storage::upsert(table, ctx, source, &spec, props).await?;
-    Ok(changes)
+    )
 }
 
 /// Register every source's silver table in `ctx` as the models see it (`silver.<name>`,

@@ -21,7 +21,7 @@ use deltalake::datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAcc
 use deltalake::datafusion::logical_expr::Accumulator;
 
 use crate::error::{MedallionError, Result};
-use crate::storage::{AppendWriter, Committed, UpsertMetrics};
+use crate::storage::{AppendWriter, UpsertMetrics};
 use crate::zones::Lineage;
 
 /// One key column's values over a slice: `[lo, hi]` of its non-null values (none when
@@ -231,14 +231,7 @@ impl BatchAppend {
             .writer
             .commit(silver, super::commit_info(lineage, n_rows as usize), txn)
             .await?;
-        Ok(UpsertMetrics {
-            inserted: match committed {
-                Committed::Wrote(_) => n_rows,
-                _ => 0,
-            },
-            version: committed.version(),
-            ..UpsertMetrics::default()
-        })
+        Ok(UpsertMetrics::appended(committed, n_rows))
     }
 }
 

@@ -209,18 +209,7 @@ async fn append_batch(
     let committed = writer
         .commit(&mut silver, commit_info(lineage, n_rows as usize), txn)
         .await?;
-    let inserted = match committed {
-        storage::Committed::Wrote(_) => n_rows,
-        _ => 0,
-    };
-    Ok((
-        silver,
-        UpsertMetrics {
-            inserted,
-            version: committed.version(),
-            ..UpsertMetrics::default()
-        },
-    ))
+    Ok((silver, UpsertMetrics::appended(committed, n_rows)))
 }
 
 /// MERGE the rows into silver on the natural key.
