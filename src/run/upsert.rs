@@ -11,10 +11,11 @@
 //! slice and the rest go the usual way.
 //!
 //! The usual way: each slice's replaced silver rows are found (its keys' bounds let the
-//! scan skip files), then it is appended (nothing replaced) or MERGEd, one commit per
-//! slice. Only the batch's last commit carries its silver transaction: an interrupted
-//! attempt redoes every slice, which is idempotent (a slice already written finds all
-//! its keys, so it is MERGEd with the same values, never appended twice). The gold keys
+//! scan skip files), then it is appended (nothing replaced) or upserted (the files
+//! holding those rows rewritten), one commit per slice. Only the batch's last commit
+//! carries its silver transaction: an interrupted attempt redoes every slice, which is
+//! idempotent (a slice already written finds all its keys, so it replaces them with the
+//! same values, never appended twice). The gold keys
 //! a slice touches come from its rows and the silver rows they replace; after an
 //! interrupted attempt those replaced rows are gone, so gold is then recomputed in full.
 
@@ -89,16 +90,16 @@ pub(super) async fn slices(
             None => silver::replaced_rows(p, &silver, &rows).await?,
         };
         let (rows, superseded) =
-            silver::sequence::not_superseded(p, rows, &replaced, &tombstones).await?;
+            silver::sequence::not_superseded(p, rows, &replaced.rows, &tombstones).await?;
         br.superseded += superseded;
         tombstones.extend(silver::sequence::deletes(p, &rows).await?);
         if !stage.full {
-            let touched = rows.iter().chain(&replaced).cloned().collect();
+            let touched = rows.iter().chain(&replaced.rows).cloned().collect();
             add_affected(lake, p, affected, touched).await?;
         }
         tracing::debug!(
             ms = lap(&mut t),
-            replaced = replaced.iter().map(|b| b.num_rows()).sum::<usize>(),
+            replaced = replaced.count(),
             "silver rows and gold keys the slice touches"
         );
         lease.check()?;
@@ -127,7 +128,7 @@ enum Offered {
     Done,
     /// To be upserted the usual way (after what was appended is committed), with the
     /// rows it replaces when they were found on the silver still current.
-    Rest(Vec<RecordBatch>, Option<Vec<RecordBatch>>),
+    Rest(Vec<RecordBatch>, Option<silver::Replaced>),
 }
 
 /// Offer a slice to the batch's open append (none once a slice went the usual way):
@@ -146,7 +147,7 @@ async fn offer(
     };
     // Silver is still as it was before the batch (an empty one replaces nothing).
     let replaced = match stage.fresh {
-        true => Vec::new(),
+        true => silver::Replaced::default(),
         false => silver::replaced_rows(p, silver, &rows).await?,
     };
     let name = p.source.tables().silver;

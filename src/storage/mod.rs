@@ -17,6 +17,7 @@ mod objects;
 mod optimize;
 pub mod probe;
 mod read;
+mod rewrite;
 #[cfg(test)]
 mod test_store;
 mod vacuum;
@@ -41,6 +42,7 @@ pub use read::{
     HistoryEntry, SnapshotSize, TimeTravel, batch_commit_info, history, open_at, row_count,
     snapshot_size,
 };
+pub use rewrite::{Replacement, replace_rows};
 pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::{AppendWriter, Committed, conform};
 
@@ -210,13 +212,35 @@ pub fn bounded_session(memory_limit: usize) -> Result<SessionContext> {
 
 /// Register `table` in `ctx` under `name` (e.g. `silver.readings`).
 pub async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
+    register_scan(ctx, name, table, None).await
+}
+
+/// [`register`], with one more column, `file_column`: the URL of the data file each
+/// row is in (what [`replace_rows`] takes).
+pub async fn register_with_files(
+    ctx: &SessionContext,
+    name: &str,
+    table: &DeltaTable,
+    file_column: &str,
+) -> Result<()> {
+    register_scan(ctx, name, table, Some(file_column)).await
+}
+
+async fn register_scan(
+    ctx: &SessionContext,
+    name: &str,
+    table: &DeltaTable,
+    file_column: Option<&str>,
+) -> Result<()> {
     table
         .update_datafusion_session(&ctx.state())
         .map_err(MedallionError::delta("register", name))?;
     let state = Arc::new(ctx.state());
-    let provider = table
-        .table_provider()
-        .with_session(state)
+    let mut builder = table.table_provider().with_session(state);
+    if let Some(column) = file_column {
+        builder = builder.with_file_column(column);
+    }
+    let provider = builder
         .await
         .map_err(MedallionError::sql(format!("scan {name}")))?;
     ctx.register_table(name, provider)

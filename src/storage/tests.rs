@@ -140,3 +140,119 @@ fn dictionaries_only_for_columns_that_repeat() {
     assert!(!dict("ratio"));
     assert!(!dict(crate::schema::SOURCE_LINE));
 }
+
+/// A table of (x, v) rows, appended as one data file per slice of `files`.
+async fn table_of_files(lake: &Lakehouse, files: &[&[i64]]) -> DeltaTable {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let mut table = lake
+        .open_or_create("kv", &schema, FileSize::Upsert)
+        .await
+        .unwrap();
+    for xs in files {
+        let mut w = AppendWriter::new(&table, "kv").unwrap();
+        w.write(kv(xs, 0)).await.unwrap();
+        let props = commit_info("test", serde_json::json!({}));
+        w.commit(&mut table, props, None).await.unwrap();
+    }
+    table
+}
+
+/// Rows (x, x + add).
+fn kv(xs: &[i64], add: i64) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let vs: Vec<i64> = xs.iter().map(|x| x + add).collect();
+    let columns: Vec<deltalake::arrow::array::ArrayRef> = vec![
+        Arc::new(Int64Array::from(xs.to_vec())),
+        Arc::new(Int64Array::from(vs)),
+    ];
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// The rows of `kv` matching `filter`, and (last column) their files' URLs.
+async fn rows_with_files(table: &DeltaTable, filter: &str) -> (Vec<RecordBatch>, Vec<String>) {
+    let ctx = session();
+    register_with_files(&ctx, "kv", table, "f").await.unwrap();
+    let sql = format!("SELECT x, v FROM kv WHERE {filter}");
+    let rows = sql_batches(&ctx, &sql, "rows").await.unwrap();
+    let sql = format!("SELECT DISTINCT CAST(f AS VARCHAR) FROM kv WHERE {filter}");
+    let files = sql_batches(&ctx, &sql, "files").await.unwrap();
+    let files = files
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<deltalake::arrow::array::StringArray>();
+            a.unwrap()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (rows, files)
+}
+
+#[test]
+fn replacing_rows_rewrites_only_the_files_that_hold_them() {
+    runtime().block_on(async {
+        let (lake, dir) = temp_lake();
+        let table = table_of_files(&lake, &[&[1, 2, 3], &[4, 5, 6]]).await;
+        let (replaced, files) = rows_with_files(&table, "x = 2").await;
+        assert_eq!(files.len(), 1);
+        let (_, file_of_5) = rows_with_files(&table, "x = 5").await;
+        let spec = Replacement {
+            table_name: "kv",
+            keys: &["x".to_string()],
+            replaced: &replaced,
+            files: &files,
+            txn: Some(("app", 1)),
+        };
+        let props = || commit_info("test", serde_json::json!({}));
+        // Key 2 replaced, key 7 inserted.
+        let rows = [kv(&[2, 7], 100)];
+        let (table, m) = replace_rows(table, &session(), &spec, &rows, props())
+            .await
+            .unwrap();
+        assert_eq!((m.inserted, m.updated, m.deleted), (1, 1, 0));
+        let (all, _) = rows_with_files(&table, "true").await;
+        let mut pairs: Vec<(i64, i64)> = all
+            .iter()
+            .flat_map(|b| {
+                let col = |i: usize| b.column(i).as_any().downcast_ref::<Int64Array>().unwrap();
+                (0..b.num_rows())
+                    .map(|r| (col(0).value(r), col(1).value(r)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            [(1, 1), (2, 102), (3, 3), (4, 4), (5, 5), (6, 6), (7, 107)]
+        );
+        // The file of keys 4..6 was not touched; the one of 1..3 became 1, 3; the
+        // upserted rows are a file of their own.
+        assert_eq!(rows_with_files(&table, "x = 5").await.1, file_of_5);
+        let (_, file_of_1) = rows_with_files(&table, "x = 1").await;
+        assert_eq!(rows_with_files(&table, "x = 3").await.1, file_of_1);
+        assert_ne!(file_of_1, files);
+        assert_ne!(rows_with_files(&table, "x = 7").await.1, file_of_1);
+        let ops = history(&table, "kv", Some(1)).await.unwrap();
+        assert_eq!(ops[0].operation, "MERGE");
+        let version = table.version();
+        // Replacing again from the same, now stale, files fails and changes nothing.
+        let spec = Replacement { txn: None, ..spec };
+        let stale = replace_rows(table, &session(), &spec, &rows, props()).await;
+        assert!(stale.is_err());
+        let table = lake.open("kv").await.unwrap().unwrap();
+        assert_eq!(table.version(), version);
+        assert_eq!(row_count(&session(), &table, "kv").await.unwrap(), 7);
+        std::fs::remove_dir_all(dir).ok();
+    });
+}

@@ -3,6 +3,8 @@
 //! A process that dies between the two leaves only unreferenced data files, which no
 //! reader sees and `vacuum` removes.
 
+use std::collections::HashSet;
+
 use deltalake::DeltaTable;
 use deltalake::arrow::array::new_null_array;
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
@@ -14,7 +16,7 @@ use deltalake::kernel::{Action, Add, Metadata, MetadataExt, StructType, Transact
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::protocol::{DeltaOperation, MergePredicate, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
 use crate::error::{MedallionError, Result};
@@ -70,6 +72,9 @@ pub struct AppendWriter {
     staged: Vec<Add>,
     /// The table's new metadata when this write replaces every current file.
     replacing: Option<Metadata>,
+    /// Data files the commit removes (their rows rewritten by this writer), as a scan's
+    /// file column names them.
+    removing: Vec<String>,
 }
 
 impl AppendWriter {
@@ -88,6 +93,7 @@ impl AppendWriter {
             rows: 0,
             staged: Vec::new(),
             replacing: None,
+            removing: Vec::new(),
         })
     }
 
@@ -135,7 +141,16 @@ impl AppendWriter {
             rows: 0,
             staged: Vec::new(),
             replacing: Some(metadata),
+            removing: Vec::new(),
         })
+    }
+
+    /// Make the commit also remove the data files `file_ids` (URLs, as a scan's file
+    /// column names them) whose rows this writer rewrote: a copy-on-write MERGE. The
+    /// commit fails if one of them is no longer in the table.
+    pub fn removing(mut self, file_ids: Vec<String>) -> Self {
+        self.removing = file_ids;
+        self
     }
 
     /// Encode a batch (no commit yet), conformed to the table's columns (see
@@ -155,6 +170,15 @@ impl AppendWriter {
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Take over what `other` (a writer to the same table) wrote, its data files
+    /// uploaded, to commit them with this writer's.
+    pub async fn absorb(&mut self, mut other: AppendWriter) -> Result<()> {
+        other.stage().await?;
+        self.rows += other.rows;
+        self.staged.extend(other.staged);
+        Ok(())
     }
 
     /// Upload every data file written so far (still invisible until `commit`).
@@ -183,7 +207,11 @@ impl AppendWriter {
         txn: Option<(&str, i64)>,
     ) -> Result<Committed> {
         self.stage().await?;
-        if self.staged.is_empty() && txn.is_none() && self.replacing.is_none() {
+        if self.staged.is_empty()
+            && txn.is_none()
+            && self.replacing.is_none()
+            && self.removing.is_empty()
+        {
             return Ok(Committed::Nothing);
         }
         let already =
@@ -205,7 +233,7 @@ impl AppendWriter {
                 table,
                 props.clone(),
                 actions,
-                self.replacing.is_some(),
+                self.operation(),
             )
             .await
             {
@@ -247,8 +275,67 @@ impl AppendWriter {
                     .map(|f| Action::Remove(f.remove_action(true))),
             );
         }
+        actions.extend(self.removes(table)?);
         actions.extend(self.staged.iter().cloned().map(Action::Add));
         Ok(actions)
+    }
+
+    /// The remove actions of the files in `removing`, all of which must still be in the
+    /// table (a file another writer removed meanwhile would make the rewrite drop or
+    /// repeat rows).
+    fn removes(&self, table: &DeltaTable) -> Result<Vec<Action>> {
+        if self.removing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let err = || MedallionError::delta("rewrite", &self.table_name);
+        let snapshot = table.snapshot().map_err(err())?;
+        let mut root = table.table_url().clone();
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        let mut wanted: HashSet<&str> = self.removing.iter().map(String::as_str).collect();
+        let mut removes = Vec::new();
+        for file in snapshot.log_data().iter() {
+            let id = root.join(&file.path());
+            if id.is_ok_and(|id| wanted.remove(id.as_str())) {
+                removes.push(Action::Remove(file.remove_action(true)));
+            }
+        }
+        match wanted.len() {
+            0 => Ok(removes),
+            n => Err(MedallionError::Internal(format!(
+                "{}: {n} data file(s) being rewritten are no longer in the table \
+                 (another writer changed it); the batch is retried by the next run",
+                self.table_name
+            ))),
+        }
+    }
+
+    /// The operation the commit records: an append, an overwrite ([`Self::replacing`])
+    /// or a copy-on-write MERGE ([`Self::removing`]).
+    fn operation(&self) -> DeltaOperation {
+        if !self.removing.is_empty() {
+            let clause = |action: &str| MergePredicate {
+                action_type: action.to_string(),
+                predicate: None,
+            };
+            return DeltaOperation::Merge {
+                predicate: None,
+                merge_predicate: None,
+                matched_predicates: vec![clause("update")],
+                not_matched_predicates: vec![clause("insert")],
+                not_matched_by_source_predicates: Vec::new(),
+            };
+        }
+        let mode = match self.replacing {
+            Some(_) => SaveMode::Overwrite,
+            None => SaveMode::Append,
+        };
+        DeltaOperation::Write {
+            mode,
+            partition_by: None,
+            predicate: None,
+        }
     }
 }
 
@@ -320,19 +407,10 @@ async fn try_commit(
     table: &mut DeltaTable,
     props: CommitProperties,
     actions: Vec<Action>,
-    overwrite: bool,
+    operation: DeltaOperation,
 ) -> Result<i64> {
     let err = || MedallionError::delta("commit append", table_name);
     let snapshot = table.snapshot().map_err(err())?;
-    let operation = DeltaOperation::Write {
-        mode: if overwrite {
-            SaveMode::Overwrite
-        } else {
-            SaveMode::Append
-        },
-        partition_by: None,
-        predicate: None,
-    };
     let finalized = CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)

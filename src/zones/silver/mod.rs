@@ -5,11 +5,13 @@
 //! rows those keys replace; `upsert_batch` writes the slice: an existing key is replaced
 //! (newest batch wins), a new key inserted. When no key of the slice is in silver yet
 //! (the common case: new readings), the rows are appended without a MERGE, which would
-//! only have joined them against target files to find nothing; otherwise the new keys
-//! are appended and only the rows that replace one are MERGEd. Running it twice for the
-//! same slice leaves silver unchanged the second time: the second time, every key is
-//! found, so it MERGEs the same values. The slices of a batch that replace no silver row
-//! are appended by [`BatchAppend`] in one commit.
+//! only have joined them against target files to find nothing; otherwise the files
+//! holding the replaced rows (found with them) are rewritten without them and the slice
+//! added, in one commit ([`storage::replace_rows`]; with `sequence_by` or `delete_when`
+//! the new keys are appended and only the rows that replace one are MERGEd). Running it
+//! twice for the same slice leaves silver unchanged the second time: the second time,
+//! every key is found, so it writes the same values. The slices of a batch that replace
+//! no silver row are appended by [`BatchAppend`] in one commit.
 
 mod batch_append;
 mod builders;
@@ -107,6 +109,28 @@ impl Slices {
     }
 }
 
+/// The silver rows an upsert replaces ([`replaced_rows`]), and the data files they are in.
+#[derive(Debug, Default)]
+pub struct Replaced {
+    pub rows: Vec<RecordBatch>,
+    /// URLs of the data files holding `rows`.
+    pub files: Vec<String>,
+}
+
+impl Replaced {
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn count(&self) -> usize {
+        self.rows.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// The scan column naming each silver row's data file (not a configurable name: those
+/// never start with two underscores).
+const FILE_COLUMN: &str = "__medallion_file";
+
 /// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
 /// the rows an upsert of `rows` replaces. The keys' literal bounds let the scan skip
 /// silver files whose statistics lie outside them.
@@ -114,22 +138,23 @@ pub async fn replaced_rows(
     p: &Pipeline,
     silver: &DeltaTable,
     rows: &[RecordBatch],
-) -> Result<Vec<RecordBatch>> {
+) -> Result<Replaced> {
     if rows.iter().all(|b| b.num_rows() == 0) || silver.version().unwrap_or(0) == 0 {
-        return Ok(Vec::new());
+        return Ok(Replaced::default());
     }
     let ctx = storage::session();
     let err = || MedallionError::sql("silver rows replaced by the batch");
     let staged = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
     let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
-    storage::register(&ctx, "__silver", silver).await?;
+    storage::register_with_files(&ctx, "__silver", silver, FILE_COLUMN).await?;
     let keys: Vec<&str> = p.source.key.iter().map(String::as_str).collect();
     let silver_df = ctx.table("__silver").await.map_err(err())?;
     let replaced = storage::within_key_bounds(silver_df, &batch, &p.source.key).await?;
     // The batch's keys are the join's build side (the small one); silver streams by.
     // In the configured layout (the table may also keep columns no longer configured).
     let columns = schema::column_names(&p.source.silver_schema());
-    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let mut columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    columns.push(FILE_COLUMN);
     let replaced = batch
         .select_columns(&keys)
         .map_err(err())?
@@ -140,17 +165,43 @@ pub async fn replaced_rows(
         .collect()
         .await
         .map_err(err())?;
-    Ok(replaced.into_iter().filter(|b| b.num_rows() > 0).collect())
+    split_files(replaced.into_iter().filter(|b| b.num_rows() > 0))
+}
+
+/// Rows with a last column naming their data file, as the rows and the distinct files.
+fn split_files(batches: impl Iterator<Item = RecordBatch>) -> Result<Replaced> {
+    use deltalake::arrow::array::{Array, StringArray};
+    use deltalake::arrow::datatypes::DataType;
+    let err = || MedallionError::arrow("read the replaced rows' files");
+    let mut files = std::collections::BTreeSet::new();
+    let mut rows = Vec::new();
+    for b in batches {
+        let last = b.num_columns() - 1;
+        let names =
+            deltalake::arrow::compute::cast(b.column(last), &DataType::Utf8).map_err(err())?;
+        let names = names
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| MedallionError::Internal("file column is not text".into()))?;
+        files.extend(names.iter().flatten().map(str::to_string));
+        rows.push(b.project(&(0..last).collect::<Vec<_>>()).map_err(err())?);
+    }
+    Ok(Replaced {
+        rows,
+        files: files.into_iter().collect(),
+    })
 }
 
 /// Write one deduplicated slice into silver: appended when `replaced` (from
-/// [`replaced_rows`] on this same silver state) is empty, MERGEd on the natural key
-/// otherwise. The commit carries `txn` when given.
+/// [`replaced_rows`] on this same silver state) is empty, otherwise the files holding
+/// the replaced rows are rewritten with the slice (or, with `sequence_by` or
+/// `delete_when`, the slice is MERGEd on the natural key). The commit carries `txn`
+/// when given.
 pub async fn upsert_batch(
     ctx: &SessionContext,
     p: &Pipeline,
     silver: DeltaTable,
-    (rows, replaced): (&[RecordBatch], &[RecordBatch]),
+    (rows, replaced): (&[RecordBatch], &Replaced),
     lineage: &Lineage,
     txn: Option<(&str, i64)>,
 ) -> Result<(DeltaTable, UpsertMetrics)> {
@@ -158,9 +209,22 @@ pub async fn upsert_batch(
         let rows = sequence::present_only(p, rows).await?;
         return append_batch(p, silver, &rows, lineage, txn).await;
     }
+    if p.source.sequence_by.is_none() && p.source.delete_when.is_none() {
+        let name = p.source.tables().silver;
+        let spec = storage::Replacement {
+            table_name: &name,
+            keys: &p.source.key,
+            replaced: &replaced.rows,
+            files: &replaced.files,
+            txn,
+        };
+        let n_rows = rows.iter().map(|b| b.num_rows()).sum();
+        let props = commit_info(lineage, n_rows);
+        return storage::replace_rows(silver, ctx, &spec, rows, props).await;
+    }
     // Only the rows that replace one go through the MERGE: its key bounds, and so the
     // files it scans and rewrites, are theirs alone; the new keys are appended first.
-    let (replacing, new) = dedupe::split_by_keys(&p.source.key, rows, replaced)?;
+    let (replacing, new) = dedupe::split_by_keys(&p.source.key, rows, &replaced.rows)?;
     if replacing.is_empty() {
         // Every row that would replace one was superseded (`sequence_by`).
         let new = sequence::present_only(p, &new).await?;

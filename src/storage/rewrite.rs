@@ -1,0 +1,308 @@
+//! Upsert by key as a copy-on-write rewrite, file by file, when the rows it replaces
+//! and the data files holding them are already known (found by a scan with the file
+//! column, see [`super::register_with_files`]).
+//!
+//! Each such file is read once and its other rows are written to a new file of their
+//! own, so the table keeps its layout (a feed's time order stays in its files' key
+//! statistics); the upserted rows follow in files of their own. One commit removes the
+//! files read and adds the new ones, recorded as a MERGE. A Delta MERGE of the same rows
+//! would scan the files again to find the matches and write them in join order.
+//!
+//! Exactly the replaced rows are dropped: if the files hold more or fewer rows with
+//! those keys (the table changed since they were found), nothing is committed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
+use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::{AppendWriter, Committed, UpsertMetrics};
+use crate::error::{MedallionError, Result};
+
+/// What a rewrite replaces.
+pub struct Replacement<'a> {
+    /// Table name for messages.
+    pub table_name: &'a str,
+    /// Key columns (equal keys replace; a null key never matches).
+    pub keys: &'a [String],
+    /// The table's rows being replaced, found on its current version.
+    pub replaced: &'a [RecordBatch],
+    /// The data files holding them, as the scan's file column named them.
+    pub files: &'a [String],
+    /// Application transaction (app id, batch sequence) committed with the rewrite.
+    pub txn: Option<(&'a str, i64)>,
+}
+
+/// Replace `spec.replaced` by `rows` (one row per key; a key not replaced is inserted)
+/// in one commit. Returns the table after the commit and its counts.
+pub async fn replace_rows(
+    mut table: DeltaTable,
+    ctx: &SessionContext,
+    spec: &Replacement<'_>,
+    rows: &[RecordBatch],
+    props: CommitProperties,
+) -> Result<(DeltaTable, UpsertMetrics)> {
+    let name = spec.table_name;
+    let keys = Arc::new(KeySet::new(spec.keys, spec.replaced)?);
+    let expected: usize = spec.replaced.iter().map(|b| b.num_rows()).sum();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(MedallionError::delta("register", name))?;
+    let t = std::time::Instant::now();
+    let mut writer = AppendWriter::new(&table, name)?;
+    let mut dropped = 0;
+    let mut tasks = rewrite_tasks(&table, ctx, name, spec.files, &keys).into_iter();
+    while let Some(task) = tasks.next() {
+        let done = match task.await {
+            Ok(done) => done,
+            Err(e) => Err(MedallionError::Internal(format!(
+                "rewriting {name} stopped: {e}"
+            ))),
+        };
+        let (part, n) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                // What the others write is never committed: stop them.
+                tasks.for_each(|t| t.abort());
+                return Err(e);
+            }
+        };
+        writer.absorb(part).await?;
+        dropped += n;
+    }
+    let kept = writer.rows();
+    if dropped != expected {
+        return Err(MedallionError::Internal(format!(
+            "{name}: {expected} row(s) to replace, but their files hold {dropped} \
+             (the table changed meanwhile); the batch is retried by the next run"
+        )));
+    }
+    for b in rows {
+        writer.write(b.clone()).await?;
+    }
+    let n_rows = writer.rows() - kept;
+    tracing::debug!(
+        table = name,
+        files = spec.files.len(),
+        kept,
+        ms = t.elapsed().as_millis() as u64,
+        "files rewritten"
+    );
+    let committed = writer
+        .removing(spec.files.to_vec())
+        .commit(&mut table, props, spec.txn)
+        .await?;
+    let metrics = match committed {
+        Committed::Wrote(_) => UpsertMetrics {
+            inserted: n_rows - expected as u64,
+            updated: expected as u64,
+            deleted: 0,
+            version: committed.version(),
+        },
+        _ => UpsertMetrics {
+            version: committed.version(),
+            ..UpsertMetrics::default()
+        },
+    };
+    Ok((table, metrics))
+}
+
+/// One task per core, each rewriting its share of `files` with a writer of its own
+/// (encoding Parquet is what a rewrite spends its time on); each returns its writer
+/// and how many rows it dropped.
+fn rewrite_tasks(
+    table: &DeltaTable,
+    ctx: &SessionContext,
+    name: &str,
+    files: &[String],
+    keys: &Arc<KeySet>,
+) -> Vec<JoinHandle<Result<(AppendWriter, usize)>>> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = n.clamp(1, files.len().max(1));
+    (0..n)
+        .map(|i| {
+            let share: Vec<String> = files.iter().skip(i).step_by(n).cloned().collect();
+            let (table, ctx, keys) = (table.clone(), ctx.clone(), keys.clone());
+            let name = name.to_string();
+            tokio::spawn(async move {
+                let mut writer = AppendWriter::new(&table, &name)?;
+                let mut dropped = 0;
+                for file in &share {
+                    dropped += rewrite_file(&table, &ctx, file, &keys, &mut writer).await?;
+                }
+                Ok((writer, dropped))
+            })
+        })
+        .collect()
+}
+
+/// Write the rows of data file `file` whose key is not in `keys` to a new file of
+/// their own; returns how many rows it dropped.
+async fn rewrite_file(
+    table: &DeltaTable,
+    ctx: &SessionContext,
+    file: &str,
+    keys: &KeySet,
+    writer: &mut AppendWriter,
+) -> Result<usize> {
+    let step = || MedallionError::sql("read a data file to rewrite");
+    let provider = table
+        .table_provider()
+        .with_session(Arc::new(ctx.state()))
+        .with_file_paths([file.to_string()])
+        .await
+        .map_err(step())?;
+    let df = ctx.read_table(provider).map_err(step())?;
+    let mut stream = df.execute_stream().await.map_err(step())?;
+    let mut dropped = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(step())?;
+        let kept = keys.without(&batch)?;
+        dropped += batch.num_rows() - kept.num_rows();
+        writer.write(kept).await?;
+    }
+    writer.stage().await?;
+    Ok(dropped)
+}
+
+/// A set of keys, compared in Arrow's row format (one byte string per key).
+struct KeySet {
+    columns: Vec<String>,
+    types: Vec<DataType>,
+    converter: RowConverter,
+    keys: HashSet<Vec<u8>>,
+}
+
+impl KeySet {
+    /// The keys of `rows` (none of them null: they were found by equality).
+    fn new(columns: &[String], rows: &[RecordBatch]) -> Result<Self> {
+        let err = || MedallionError::arrow("index the replaced keys");
+        let Some(first) = rows.first() else {
+            return Err(MedallionError::Internal("no rows to replace".into()));
+        };
+        let types = columns
+            .iter()
+            .map(|c| Ok(column(first, c)?.data_type().clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let fields = types.iter().cloned().map(SortField::new).collect();
+        let converter = RowConverter::new(fields).map_err(err())?;
+        let mut set = KeySet {
+            columns: columns.to_vec(),
+            types,
+            converter,
+            keys: HashSet::new(),
+        };
+        for b in rows {
+            let converted = set.convert(b)?;
+            set.keys
+                .extend(converted.iter().map(|row| row.as_ref().to_vec()));
+        }
+        Ok(set)
+    }
+
+    /// `batch`'s key columns in the set's row format (cast to the set's types).
+    fn convert(&self, batch: &RecordBatch) -> Result<deltalake::arrow::row::Rows> {
+        let err = || MedallionError::arrow("compare keys");
+        let columns = self
+            .columns
+            .iter()
+            .zip(&self.types)
+            .map(|(c, t)| {
+                let a = column(batch, c)?;
+                match a.data_type() == t {
+                    true => Ok(a),
+                    false => cast(&a, t).map_err(err()),
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        self.converter.convert_columns(&columns).map_err(err())
+    }
+
+    /// The rows of `batch` whose key is not in the set.
+    fn without(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let rows = self.convert(batch)?;
+        let keep: BooleanArray = rows
+            .iter()
+            .map(|r| Some(!self.keys.contains(r.as_ref())))
+            .collect();
+        if keep.true_count() == keep.len() {
+            return Ok(batch.clone());
+        }
+        filter_record_batch(batch, &keep).map_err(MedallionError::arrow("drop replaced rows"))
+    }
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    batch
+        .column_by_name(name)
+        .cloned()
+        .ok_or_else(|| MedallionError::Internal(format!("no key column \"{name}\" in the rows")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::array::{Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{Field, Schema};
+
+    fn batch(ids: &[Option<&str>], n: &[i64]) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(ids.to_vec())),
+                Arc::new(Int64Array::from(n.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn drops_exactly_the_keys_in_the_set() {
+        let keys = vec!["id".to_string(), "n".to_string()];
+        let set = KeySet::new(&keys, &[batch(&[Some("a"), Some("b")], &[1, 2])]).unwrap();
+        let scanned = batch(&[Some("a"), Some("a"), None, Some("b")], &[1, 2, 1, 2]);
+        let kept = set.without(&scanned).unwrap();
+        let ids = kept
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let n = kept
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        // ("a", 2) differs in its second key column; a null key never matches.
+        assert_eq!(kept.num_rows(), 2);
+        assert_eq!((ids.value(0), n.value(0)), ("a", 2));
+        assert!(ids.is_null(1));
+    }
+
+    #[test]
+    fn compares_across_string_types() {
+        let keys = vec!["id".to_string()];
+        let set = KeySet::new(&keys, &[batch(&[Some("x")], &[0])]).unwrap();
+        let scanned = batch(&[Some("x"), Some("y")], &[0, 0]);
+        let views = cast(scanned.column(0), &DataType::Utf8View).unwrap();
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8View, true),
+            Field::new("n", DataType::Int64, false),
+        ]);
+        let scanned =
+            RecordBatch::try_new(Arc::new(schema), vec![views, scanned.column(1).clone()]).unwrap();
+        assert_eq!(set.without(&scanned).unwrap().num_rows(), 1);
+    }
+}
