@@ -11,7 +11,7 @@
 //! Exactly the replaced rows are dropped: if the files hold more or fewer rows with
 //! those keys (the table changed since they were found), nothing is committed.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
@@ -21,6 +21,7 @@ use deltalake::arrow::datatypes::DataType;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::Action;
 use deltalake::kernel::transaction::CommitProperties;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
@@ -60,22 +61,14 @@ pub async fn replace_rows(
     let t = std::time::Instant::now();
     let mut writer = AppendWriter::new(&table, name)?;
     let mut dropped = 0;
-    let mut tasks = rewrite_tasks(&table, ctx, name, spec.files, &keys).into_iter();
-    while let Some(task) = tasks.next() {
-        let done = match task.await {
-            Ok(done) => done,
-            Err(e) => Err(MedallionError::Internal(format!(
-                "rewriting {name} stopped: {e}"
-            ))),
-        };
-        let (part, n) = match done {
-            Ok(done) => done,
-            Err(e) => {
-                // What the others write is never committed: stop them.
-                tasks.for_each(|t| t.abort());
-                return Err(e);
-            }
-        };
+    // Dropped (an error, or this future cancelled): the tasks still running are
+    // stopped, since what they write would never be committed.
+    let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &keys));
+    while let Some(task) = tasks.0.front_mut() {
+        let done = task.await;
+        tasks.0.pop_front();
+        let (part, n) =
+            done.map_err(|e| MedallionError::Internal(format!("rewriting {name} stopped: {e}")))??;
         writer.absorb(part).await?;
         dropped += n;
     }
@@ -103,7 +96,7 @@ pub async fn replace_rows(
         .await?;
     let metrics = match committed {
         Committed::Wrote(_) => UpsertMetrics {
-            inserted: n_rows - expected as u64,
+            inserted: n_rows.saturating_sub(expected as u64),
             updated: expected as u64,
             deleted: 0,
             version: committed.version(),
@@ -116,6 +109,15 @@ pub async fn replace_rows(
     Ok((table, metrics))
 }
 
+/// Rewrite tasks, aborted when dropped.
+struct Tasks(VecDeque<JoinHandle<Result<(AppendWriter, usize)>>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
 /// One task per core, each rewriting its share of `files` with a writer of its own
 /// (encoding Parquet is what a rewrite spends its time on); each returns its writer
 /// and how many rows it dropped.
@@ -125,7 +127,7 @@ fn rewrite_tasks(
     name: &str,
     files: &[String],
     keys: &Arc<KeySet>,
-) -> Vec<JoinHandle<Result<(AppendWriter, usize)>>> {
+) -> VecDeque<JoinHandle<Result<(AppendWriter, usize)>>> {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = n.clamp(1, files.len().max(1));
     (0..n)
@@ -248,6 +250,52 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
         .ok_or_else(|| MedallionError::Internal(format!("no key column \"{name}\" in the rows")))
 }
 
+/// The remove actions of the data files `ids` (URLs, as a scan's file column names
+/// them), all of which must still be in the table (a file another writer removed
+/// meanwhile would make the rewrite drop or repeat rows).
+pub(super) fn removes(table: &DeltaTable, table_name: &str, ids: &[String]) -> Result<Vec<Action>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let err = || MedallionError::delta("rewrite", table_name);
+    let snapshot = table.snapshot().map_err(err())?;
+    let mut root = table.table_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    // The file column names a file by its URL (the log's raw path joined to the
+    // root); the log's files are compared by their decoded paths.
+    let mut wanted: HashSet<String> = ids.iter().filter_map(|id| log_path(&root, id)).collect();
+    if wanted.len() != ids.len() {
+        return Err(MedallionError::Internal(format!(
+            "{}: a data file to rewrite is not under the table's root",
+            table_name
+        )));
+    }
+    let mut removes = Vec::new();
+    for file in snapshot.log_data().iter() {
+        if wanted.remove(file.path().as_ref()) {
+            removes.push(Action::Remove(file.remove_action(true)));
+        }
+    }
+    match wanted.len() {
+        0 => Ok(removes),
+        n => Err(MedallionError::Internal(format!(
+            "{}: {n} data file(s) being rewritten are no longer in the table \
+             (another writer changed it); the batch is retried by the next run",
+            table_name
+        ))),
+    }
+}
+
+/// The path in the log (decoded) of the data file a scan's file column names `id`,
+/// when it is under `root` (ending in `/`).
+fn log_path(root: &url::Url, id: &str) -> Option<String> {
+    let relative = id.strip_prefix(root.as_str())?;
+    let decoded = percent_encoding::percent_decode_str(relative).decode_utf8();
+    decoded.ok().map(|p| p.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +352,16 @@ mod tests {
         let scanned =
             RecordBatch::try_new(Arc::new(schema), vec![views, scanned.column(1).clone()]).unwrap();
         assert_eq!(set.without(&scanned).unwrap().num_rows(), 1);
+    }
+
+    #[test]
+    fn file_ids_map_to_decoded_log_paths() {
+        let root = url::Url::parse("s3://bucket/lake/silver/t/").unwrap();
+        let id = "s3://bucket/lake/silver/t/day%3D1/part-0%20a.parquet";
+        assert_eq!(
+            log_path(&root, id).as_deref(),
+            Some("day=1/part-0 a.parquet")
+        );
+        assert_eq!(log_path(&root, "s3://other/part.parquet"), None);
     }
 }

@@ -3,8 +3,6 @@
 //! A process that dies between the two leaves only unreferenced data files, which no
 //! reader sees and `vacuum` removes.
 
-use std::collections::HashSet;
-
 use deltalake::DeltaTable;
 use deltalake::arrow::array::new_null_array;
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
@@ -243,6 +241,10 @@ impl AppendWriter {
             let Some((app, seq)) = txn else {
                 return Err(err);
             };
+            // A rewrite read the table before the commit that won: rows it added (a key
+            // the rewrite also inserts) would go unnoticed by a retry. The batch is
+            // redone instead (unless that commit was this rewrite's own).
+            let rewrite = !self.removing.is_empty();
             table
                 .update_state()
                 .await
@@ -251,7 +253,7 @@ impl AppendWriter {
                 return Ok(already(table));
             }
             attempt += 1;
-            if !super::is_conflict(&err) || attempt >= 6 {
+            if rewrite || !super::is_conflict(&err) || attempt >= 6 {
                 return Err(err);
             }
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
@@ -275,40 +277,13 @@ impl AppendWriter {
                     .map(|f| Action::Remove(f.remove_action(true))),
             );
         }
-        actions.extend(self.removes(table)?);
+        actions.extend(super::rewrite::removes(
+            table,
+            &self.table_name,
+            &self.removing,
+        )?);
         actions.extend(self.staged.iter().cloned().map(Action::Add));
         Ok(actions)
-    }
-
-    /// The remove actions of the files in `removing`, all of which must still be in the
-    /// table (a file another writer removed meanwhile would make the rewrite drop or
-    /// repeat rows).
-    fn removes(&self, table: &DeltaTable) -> Result<Vec<Action>> {
-        if self.removing.is_empty() {
-            return Ok(Vec::new());
-        }
-        let err = || MedallionError::delta("rewrite", &self.table_name);
-        let snapshot = table.snapshot().map_err(err())?;
-        let mut root = table.table_url().clone();
-        if !root.path().ends_with('/') {
-            root.set_path(&format!("{}/", root.path()));
-        }
-        let mut wanted: HashSet<&str> = self.removing.iter().map(String::as_str).collect();
-        let mut removes = Vec::new();
-        for file in snapshot.log_data().iter() {
-            let id = root.join(&file.path());
-            if id.is_ok_and(|id| wanted.remove(id.as_str())) {
-                removes.push(Action::Remove(file.remove_action(true)));
-            }
-        }
-        match wanted.len() {
-            0 => Ok(removes),
-            n => Err(MedallionError::Internal(format!(
-                "{}: {n} data file(s) being rewritten are no longer in the table \
-                 (another writer changed it); the batch is retried by the next run",
-                self.table_name
-            ))),
-        }
     }
 
     /// The operation the commit records: an append, an overwrite ([`Self::replacing`])
