@@ -165,6 +165,18 @@ fn later_batches_of_new_readings_are_one_append_until_a_slice_replaces_a_row() {
     assert_eq!(kwh(&w, 3, 65), "68");
     assert_silver_keys_unique(&w);
     assert_gold_is_recompute(&w);
+    // The correction rewrote only the file holding hour 5 (the first batch's): silver
+    // has not removed any other.
+    let paths = |version: u32, action: &str| -> Vec<String> {
+        let log = w.table_path("silver/readings").join("_delta_log");
+        let text = std::fs::read_to_string(log.join(format!("{version:020}.json"))).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|v| Some(v.get(action)?.get("path")?.as_str()?.to_string()))
+            .collect()
+    };
+    assert_eq!(paths(1, "add").len(), 1);
+    assert_eq!(paths(4, "remove"), paths(1, "add"));
 }
 
 #[test]
