@@ -202,3 +202,36 @@ fn batches_without_accepted_rows_load() {
     assert_silver_keys_unique(&w);
     assert_gold_is_recompute(&w);
 }
+
+#[test]
+fn an_hour_spanning_several_slices_is_one_append() {
+    // 150 meters × 2 hours, each hour in three files (a slice each) of every third
+    // meter: the three slices of an hour have bounds that all meet, so their keys are
+    // compared one by one, and the load is one append. Then two more hours the same
+    // way, and a file repeating a reading of the first of them.
+    let w = Workdir::with_config(&config());
+    let hours = |w: &Workdir, hours: std::ops::Range<u32>| {
+        for h in hours {
+            for part in 0..3 {
+                let mut csv = String::from(HEADER);
+                let meters = (1..=150).filter(|m| m % 3 == part);
+                csv.extend(meters.map(|m| line(m, h, m + h)));
+                w.write_raw(&format!("readings_{h:02}_{part}.csv"), &csv);
+            }
+        }
+    };
+    hours(&w, 0..2);
+    w.run_expect(0);
+    assert_eq!(silver_operations(&w), ["CREATE TABLE", "WRITE"]);
+    hours(&w, 2..4);
+    w.write_raw("readings_99.csv", &format!("{HEADER}{}", line(3, 2, 99)));
+    w.run_expect(0);
+    let ops = silver_operations(&w);
+    assert_eq!(ops[2..], ["WRITE", "MERGE"], "{ops:?}");
+    assert_eq!(w.count("FROM bronze.readings"), 601);
+    assert_eq!(w.count("FROM silver.readings"), 600);
+    assert_eq!(kwh(&w, 3, 2), "99");
+    assert_eq!(kwh(&w, 4, 2), "6");
+    assert_silver_keys_unique(&w);
+    assert_gold_is_recompute(&w);
+}

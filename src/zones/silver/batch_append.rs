@@ -3,11 +3,14 @@
 //! and committed once. They may still repeat a key of the batch's own earlier slices,
 //! which are not committed yet: each slice is checked against those by its key bounds
 //! (every key column's [min, max]) against every earlier slice's, and, where the bounds
-//! meet only the previous slice's (a file in key or time order: adjacent slices share
-//! a boundary value), key by key against that slice's keys. A slice that may share a
+//! meet only those of the latest slices, whose keys are kept (a file in key or time
+//! order: adjacent slices share a boundary value, or an hour spans several slices),
+//! key by key against those slices' keys. A slice that may share a
 //! key with an earlier one is not written: the caller commits what was written and
 //! upserts the rest of the batch the usual way, which then finds and replaces those
 //! rows.
+
+use std::collections::VecDeque;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
@@ -124,6 +127,10 @@ impl SliceKeys {
         Ok(SliceKeys { columns, bounds })
     }
 
+    fn rows(&self) -> usize {
+        self.columns.first().map_or(0, |c| c.len())
+    }
+
     fn meets(&self, other: &[ColumnBounds]) -> bool {
         self.bounds.iter().zip(other).all(|(a, b)| a.meets(b))
     }
@@ -168,13 +175,20 @@ impl SliceKeys {
     }
 }
 
+/// Key rows of the latest slices kept for the key-by-key comparison; older slices keep
+/// only their bounds. About 1.5 M keys (six slices of the default size): a file in time
+/// order with more readings per hour than that has slices whose hour meets slices
+/// whose keys were dropped, and the rest of its batch is upserted slice by slice.
+const KEYS_KEPT: usize = 3 << 19;
+
 /// The open append of a batch's slices that replace no silver row.
 pub struct BatchAppend {
     writer: AppendWriter,
     keys: Vec<String>,
-    /// Bounds of every slice written, but the last.
+    /// Bounds of the slices written whose keys are no longer kept.
     written: Vec<Vec<ColumnBounds>>,
-    last: Option<SliceKeys>,
+    /// The latest slices written, with their keys (at most [`KEYS_KEPT`] rows, or one).
+    recent: VecDeque<SliceKeys>,
 }
 
 impl BatchAppend {
@@ -183,7 +197,7 @@ impl BatchAppend {
             writer: AppendWriter::new(silver, name)?,
             keys: keys.to_vec(),
             written: Vec::new(),
-            last: None,
+            recent: VecDeque::new(),
         })
     }
 
@@ -201,15 +215,20 @@ impl BatchAppend {
         if self.written.iter().any(|b| keys.meets(b)) {
             return Ok(false);
         }
-        if let Some(last) = &self.last
-            && keys.meets(&last.bounds)
-            && keys.shares_a_key(last)?
-        {
-            return Ok(false);
+        for earlier in &self.recent {
+            if keys.meets(&earlier.bounds) && keys.shares_a_key(earlier)? {
+                return Ok(false);
+            }
         }
         self.writer.write(batch).await?;
-        if let Some(last) = self.last.replace(keys) {
-            self.written.push(last.bounds);
+        self.recent.push_back(keys);
+        let mut kept: usize = self.recent.iter().map(SliceKeys::rows).sum();
+        while kept > KEYS_KEPT && self.recent.len() > 1 {
+            let Some(oldest) = self.recent.pop_front() else {
+                break;
+            };
+            kept -= oldest.rows();
+            self.written.push(oldest.bounds);
         }
         Ok(true)
     }
