@@ -93,7 +93,7 @@ pub struct SourceConfig {
     /// `snapshot`: accept a file with no data rows (it empties silver).
     #[serde(default)]
     pub allow_empty_snapshot: bool,
-    /// Rows per silver MERGE (in the shorthand form: `silver.batch_rows`).
+    /// Rows per silver upsert (in the shorthand form: `silver.batch_rows`).
     #[serde(default)]
     pub batch_rows: Option<u64>,
     /// Columns `medallion optimize --zorder` orders silver by (default: the key).
@@ -235,7 +235,7 @@ pub enum RuleAction {
 pub struct SilverConfig {
     /// Natural key; a later row with the same key replaces the earlier one.
     pub key: Vec<String>,
-    /// Rows per silver MERGE: a larger file is upserted in slices of this size, which
+    /// Rows per silver upsert: a larger file is upserted in slices of this size, which
     /// bounds memory (the last line of a key still wins).
     #[serde(default = "default_silver_batch_rows")]
     pub batch_rows: u64,

@@ -54,7 +54,7 @@ pub struct SourceSpec {
     pub delete_when: Option<RowRule>,
     /// `snapshot`: a file with no data rows is accepted (it empties silver).
     pub allow_empty_snapshot: bool,
-    /// Rows per silver MERGE.
+    /// Rows per silver upsert.
     pub batch_rows: u64,
     /// Columns `optimize --zorder` orders silver by: `zorder_by`, else the key.
     pub zorder_by: Vec<String>,

@@ -73,9 +73,10 @@ pub enum FileSize {
     /// Tables that are only appended to (bronze, rejected, the ledger, the lease):
     /// 32 MiB, so readers open few files.
     Append,
-    /// Tables that are MERGEd into (silver, gold): 8 MiB. MERGE rewrites every file
-    /// that holds a key it updates, so a batch of late corrections rewrites a few small
-    /// files instead of a large one, and each file's key range stays narrow for pruning.
+    /// Tables that are upserted into (silver, gold): 8 MiB. An upsert (MERGE, or
+    /// silver's rewrite) rewrites every file that holds a key it updates, so a batch of
+    /// late corrections rewrites a few small files instead of a large one, and each
+    /// file's key range stays narrow for pruning.
     Upsert,
 }
 
