@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
+use deltalake::arrow::array::{Array, ArrayRef, BooleanArray, MutableArrayData, make_array};
 use deltalake::arrow::compute::kernels::boolean::{and, or_kleene};
 use deltalake::arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use deltalake::arrow::compute::{concat_batches, filter, is_null};
@@ -127,6 +127,26 @@ impl SliceKeys {
         Ok(SliceKeys { columns, bounds })
     }
 
+    /// The same keys in buffers of their own: a slice read back from the staging file
+    /// shares one buffer among all its columns, which kept keys must not hold on to.
+    fn owned(self) -> Result<Self> {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let data = c.to_data();
+                let mut copy = MutableArrayData::new(vec![&data], false, c.len());
+                copy.try_extend(0, 0, c.len())
+                    .map_err(MedallionError::arrow("keep the keys of a silver slice"))?;
+                Ok(make_array(copy.freeze()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(SliceKeys {
+            columns,
+            bounds: self.bounds,
+        })
+    }
+
     fn rows(&self) -> usize {
         self.columns.first().map_or(0, |c| c.len())
     }
@@ -176,9 +196,10 @@ impl SliceKeys {
 }
 
 /// Key rows of the latest slices kept for the key-by-key comparison; older slices keep
-/// only their bounds. About 1.5 M keys (six slices of the default size): a file in time
-/// order with more readings per hour than that has slices whose hour meets slices
-/// whose keys were dropped, and the rest of its batch is upserted slice by slice.
+/// only their bounds. About 1.5 M keys (five or six slices of the default size, which
+/// may exceed `batch_rows` by up to a staged chunk): a file in time order with more
+/// readings per hour than that has slices whose hour meets slices whose keys were
+/// dropped, and the rest of its batch is upserted slice by slice.
 const KEYS_KEPT: usize = 3 << 19;
 
 /// The open append of a batch's slices that replace no silver row.
@@ -221,7 +242,7 @@ impl BatchAppend {
             }
         }
         self.writer.write(batch).await?;
-        self.recent.push_back(keys);
+        self.recent.push_back(keys.owned()?);
         let mut kept: usize = self.recent.iter().map(SliceKeys::rows).sum();
         while kept > KEYS_KEPT && self.recent.len() > 1 {
             let Some(oldest) = self.recent.pop_front() else {
