@@ -93,23 +93,23 @@ pub(super) async fn slices(
             silver::sequence::not_superseded(p, rows, &replaced.rows, &tombstones).await?;
         br.superseded += superseded;
         tombstones.extend(silver::sequence::deletes(p, &rows).await?);
-        if !stage.full {
-            let touched = rows.iter().chain(&replaced.rows).cloned().collect();
-            add_affected(lake, p, affected, touched).await?;
-        }
         tracing::debug!(
             ms = lap(&mut t),
             replaced = replaced.count(),
-            "silver rows and gold keys the slice touches"
+            "silver rows the slice replaces"
         );
         lease.check()?;
         let txn = last.then_some((APP_SILVER, stage.seq));
-        let (after, m) =
+        let (after, m, whole) =
             silver::upsert_batch(&ctx, p, silver, (&rows, &replaced), stage.lineage, txn).await?;
         tracing::debug!(ms = lap(&mut t), "slice written");
         silver = after;
         lake.keep(&name, &silver);
         touched |= count(br, &m);
+        if !stage.full {
+            // Its rows and the rows they replaced, whole.
+            add_affected(lake, p, affected, rows.into_iter().chain(whole).collect()).await?;
+        }
     }
     if !ended {
         // Never commit a batch's silver stage without its last slice.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
-use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::compute::{cast, filter_record_batch, not};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
@@ -44,14 +44,16 @@ pub struct Replacement<'a> {
 }
 
 /// Replace `spec.replaced` by `rows` (one row per key; a key not replaced is inserted)
-/// in one commit. Returns the table after the commit and its counts.
+/// in one commit. Returns the table after the commit, its counts, and the replaced
+/// rows whole, as the files held them (in the table's columns): `spec.replaced` need
+/// only hold the keys.
 pub async fn replace_rows(
     mut table: DeltaTable,
     ctx: &SessionContext,
     spec: &Replacement<'_>,
     rows: &[RecordBatch],
     props: CommitProperties,
-) -> Result<(DeltaTable, UpsertMetrics)> {
+) -> Result<(DeltaTable, UpsertMetrics, Vec<RecordBatch>)> {
     let name = spec.table_name;
     let keys = Arc::new(KeySet::new(spec.keys, spec.replaced)?);
     let expected: usize = spec.replaced.iter().map(|b| b.num_rows()).sum();
@@ -60,22 +62,23 @@ pub async fn replace_rows(
         .map_err(MedallionError::delta("register", name))?;
     let t = std::time::Instant::now();
     let mut writer = AppendWriter::new(&table, name)?;
-    let mut dropped = 0;
+    let mut dropped = Vec::new();
     // Dropped (an error, or this future cancelled): the tasks still running are
     // stopped, since what they write would never be committed.
     let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &keys));
     while let Some(task) = tasks.0.front_mut() {
         let done = task.await;
         tasks.0.pop_front();
-        let (part, n) =
+        let (part, rows) =
             done.map_err(|e| MedallionError::Internal(format!("rewriting {name} stopped: {e}")))??;
         writer.absorb(part).await?;
-        dropped += n;
+        dropped.extend(rows);
     }
     let kept = writer.rows();
-    if dropped != expected {
+    let n_dropped: usize = dropped.iter().map(|b| b.num_rows()).sum();
+    if n_dropped != expected {
         return Err(MedallionError::Internal(format!(
-            "{name}: {expected} row(s) to replace, but their files hold {dropped} \
+            "{name}: {expected} row(s) to replace, but their files hold {n_dropped} \
              (the table changed meanwhile); the batch is retried by the next run"
         )));
     }
@@ -106,11 +109,14 @@ pub async fn replace_rows(
             ..UpsertMetrics::default()
         },
     };
-    Ok((table, metrics))
+    Ok((table, metrics, dropped))
 }
 
+/// A rewrite task's writer (its files staged) and the rows it dropped.
+type Part = Result<(AppendWriter, Vec<RecordBatch>)>;
+
 /// Rewrite tasks, aborted when dropped.
-struct Tasks(VecDeque<JoinHandle<Result<(AppendWriter, usize)>>>);
+struct Tasks(VecDeque<JoinHandle<Part>>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {
@@ -120,14 +126,14 @@ impl Drop for Tasks {
 
 /// One task per core, each rewriting its share of `files` with a writer of its own
 /// (encoding Parquet is what a rewrite spends its time on); each returns its writer
-/// and how many rows it dropped.
+/// and the rows it dropped.
 fn rewrite_tasks(
     table: &DeltaTable,
     ctx: &SessionContext,
     name: &str,
     files: &[String],
     keys: &Arc<KeySet>,
-) -> VecDeque<JoinHandle<Result<(AppendWriter, usize)>>> {
+) -> VecDeque<JoinHandle<Part>> {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = n.clamp(1, files.len().max(1));
     (0..n)
@@ -137,9 +143,9 @@ fn rewrite_tasks(
             let name = name.to_string();
             tokio::spawn(async move {
                 let mut writer = AppendWriter::new(&table, &name)?;
-                let mut dropped = 0;
+                let mut dropped = Vec::new();
                 for file in &share {
-                    dropped += rewrite_file(&table, &ctx, file, &keys, &mut writer).await?;
+                    dropped.extend(rewrite_file(&table, &ctx, file, &keys, &mut writer).await?);
                 }
                 Ok((writer, dropped))
             })
@@ -148,14 +154,14 @@ fn rewrite_tasks(
 }
 
 /// Write the rows of data file `file` whose key is not in `keys` to a new file of
-/// their own; returns how many rows it dropped.
+/// their own; returns the rows it dropped.
 async fn rewrite_file(
     table: &DeltaTable,
     ctx: &SessionContext,
     file: &str,
     keys: &KeySet,
     writer: &mut AppendWriter,
-) -> Result<usize> {
+) -> Result<Vec<RecordBatch>> {
     let step = || MedallionError::sql("read a data file to rewrite");
     let provider = table
         .table_provider()
@@ -165,11 +171,10 @@ async fn rewrite_file(
         .map_err(step())?;
     let df = ctx.read_table(provider).map_err(step())?;
     let mut stream = df.execute_stream().await.map_err(step())?;
-    let mut dropped = 0;
+    let mut dropped = Vec::new();
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(step())?;
-        let kept = keys.without(&batch)?;
-        dropped += batch.num_rows() - kept.num_rows();
+        let (kept, replaced) = keys.split(&batch.map_err(step())?)?;
+        dropped.extend(replaced);
         writer.write(kept).await?;
     }
     writer.stage().await?;
@@ -229,17 +234,21 @@ impl KeySet {
         self.converter.convert_columns(&columns).map_err(err())
     }
 
-    /// The rows of `batch` whose key is not in the set.
-    fn without(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    /// The rows of `batch` whose key is not in the set, and those whose key is (if any).
+    fn split(&self, batch: &RecordBatch) -> Result<(RecordBatch, Option<RecordBatch>)> {
         let rows = self.convert(batch)?;
         let keep: BooleanArray = rows
             .iter()
             .map(|r| Some(!self.keys.contains(r.as_ref())))
             .collect();
         if keep.true_count() == keep.len() {
-            return Ok(batch.clone());
+            return Ok((batch.clone(), None));
         }
-        filter_record_batch(batch, &keep).map_err(MedallionError::arrow("drop replaced rows"))
+        let err = || MedallionError::arrow("drop replaced rows");
+        let kept = filter_record_batch(batch, &keep).map_err(err())?;
+        let dropped = not(&keep).map_err(err())?;
+        let dropped = filter_record_batch(batch, &dropped).map_err(err())?;
+        Ok((kept, Some(dropped)))
     }
 }
 
@@ -322,7 +331,8 @@ mod tests {
         let keys = vec!["id".to_string(), "n".to_string()];
         let set = KeySet::new(&keys, &[batch(&[Some("a"), Some("b")], &[1, 2])]).unwrap();
         let scanned = batch(&[Some("a"), Some("a"), None, Some("b")], &[1, 2, 1, 2]);
-        let kept = set.without(&scanned).unwrap();
+        let (kept, dropped) = set.split(&scanned).unwrap();
+        assert_eq!(dropped.unwrap().num_rows(), 2);
         let ids = kept
             .column(0)
             .as_any()
@@ -351,7 +361,7 @@ mod tests {
         ]);
         let scanned =
             RecordBatch::try_new(Arc::new(schema), vec![views, scanned.column(1).clone()]).unwrap();
-        assert_eq!(set.without(&scanned).unwrap().num_rows(), 1);
+        assert_eq!(set.split(&scanned).unwrap().0.num_rows(), 1);
     }
 
     #[test]

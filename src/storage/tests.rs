@@ -217,10 +217,18 @@ fn replacing_rows_rewrites_only_the_files_that_hold_them() {
         let props = || commit_info("test", serde_json::json!({}));
         // Key 2 replaced, key 7 inserted.
         let rows = [kv(&[2, 7], 100)];
-        let (table, m) = replace_rows(table, &session(), &spec, &rows, props())
+        let keys_only: Vec<RecordBatch> =
+            replaced.iter().map(|b| b.project(&[0]).unwrap()).collect();
+        let spec = Replacement {
+            replaced: &keys_only,
+            ..spec
+        };
+        let (table, m, dropped) = replace_rows(table, &session(), &spec, &rows, props())
             .await
             .unwrap();
         assert_eq!((m.inserted, m.updated, m.deleted), (1, 1, 0));
+        // The replaced row, whole, as the file held it.
+        assert_eq!(dropped, replaced);
         let (all, _) = rows_with_files(&table, "true").await;
         let mut pairs: Vec<(i64, i64)> = all
             .iter()

@@ -112,6 +112,9 @@ impl Slices {
 /// The silver rows an upsert replaces ([`replaced_rows`]), and the data files they are in.
 #[derive(Debug, Default)]
 pub struct Replaced {
+    /// The rows whole, or only their key columns for an upsert that rewrites their
+    /// files (no `sequence_by` or `delete_when`, see [`rewrites`]): the rewrite reads
+    /// them whole.
     pub rows: Vec<RecordBatch>,
     /// URLs of the data files holding `rows`.
     pub files: Vec<String>,
@@ -131,9 +134,16 @@ impl Replaced {
 /// never start with two underscores).
 const FILE_COLUMN: &str = "__medallion_file";
 
+/// Whether an upsert of this source rewrites the files holding the rows it replaces
+/// (otherwise it MERGEs: its rows may delete or lose to silver's).
+pub fn rewrites(p: &Pipeline) -> bool {
+    p.source.sequence_by.is_none() && p.source.delete_when.is_none()
+}
+
 /// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
-/// the rows an upsert of `rows` replaces. The keys' literal bounds let the scan skip
-/// silver files whose statistics lie outside them.
+/// the rows an upsert of `rows` replaces (only their keys when it [`rewrites`]). The
+/// keys' literal bounds let the scan skip silver files whose statistics lie outside
+/// them.
 pub async fn replaced_rows(
     p: &Pipeline,
     silver: &DeltaTable,
@@ -152,7 +162,10 @@ pub async fn replaced_rows(
     let replaced = storage::within_key_bounds(silver_df, &batch, &p.source.key).await?;
     // The batch's keys are the join's build side (the small one); silver streams by.
     // In the configured layout (the table may also keep columns no longer configured).
-    let columns = schema::column_names(&p.source.silver_schema());
+    let columns = match rewrites(p) {
+        true => p.source.key.clone(),
+        false => schema::column_names(&p.source.silver_schema()),
+    };
     let mut columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     columns.push(FILE_COLUMN);
     let replaced = batch
@@ -196,7 +209,7 @@ fn split_files(batches: impl Iterator<Item = RecordBatch>) -> Result<Replaced> {
 /// [`replaced_rows`] on this same silver state) is empty, otherwise the files holding
 /// the replaced rows are rewritten with the slice (or, with `sequence_by` or
 /// `delete_when`, the slice is MERGEd on the natural key). The commit carries `txn`
-/// when given.
+/// when given. Also returns the replaced rows whole, in the configured columns.
 pub async fn upsert_batch(
     ctx: &SessionContext,
     p: &Pipeline,
@@ -204,12 +217,13 @@ pub async fn upsert_batch(
     (rows, replaced): (&[RecordBatch], &Replaced),
     lineage: &Lineage,
     txn: Option<(&str, i64)>,
-) -> Result<(DeltaTable, UpsertMetrics)> {
+) -> Result<(DeltaTable, UpsertMetrics, Vec<RecordBatch>)> {
     if replaced.is_empty() {
         let rows = sequence::present_only(p, rows).await?;
-        return append_batch(p, silver, &rows, lineage, txn).await;
+        let (silver, m) = append_batch(p, silver, &rows, lineage, txn).await?;
+        return Ok((silver, m, Vec::new()));
     }
-    if p.source.sequence_by.is_none() && p.source.delete_when.is_none() {
+    if rewrites(p) {
         let name = p.source.tables().silver;
         let spec = storage::Replacement {
             table_name: &name,
@@ -220,8 +234,41 @@ pub async fn upsert_batch(
         };
         let n_rows = rows.iter().map(|b| b.num_rows()).sum();
         let props = commit_info(lineage, n_rows);
-        return storage::replace_rows(silver, ctx, &spec, rows, props).await;
+        let (silver, m, whole) = storage::replace_rows(silver, ctx, &spec, rows, props).await?;
+        return Ok((silver, m, configured_columns(p, whole)?));
     }
+    let (silver, m) = merge_replacing(ctx, p, silver, (rows, replaced), lineage, txn).await?;
+    Ok((silver, m, replaced.rows.clone()))
+}
+
+/// The rows in the configured silver columns (a table may also keep columns no longer
+/// configured, and in another order).
+fn configured_columns(p: &Pipeline, rows: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let layout = p.source.silver_schema();
+    rows.into_iter()
+        .map(|b| {
+            let indices = layout
+                .fields()
+                .iter()
+                .map(|f| b.schema().index_of(f.name()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(MedallionError::arrow("read the replaced rows"))?;
+            b.project(&indices)
+                .map_err(MedallionError::arrow("read the replaced rows"))
+        })
+        .collect()
+}
+
+/// Upsert a slice some of whose keys are in silver with MERGE (`sequence_by` or
+/// `delete_when`): the new keys are appended, the rows that replace one MERGEd.
+async fn merge_replacing(
+    ctx: &SessionContext,
+    p: &Pipeline,
+    silver: DeltaTable,
+    (rows, replaced): (&[RecordBatch], &Replaced),
+    lineage: &Lineage,
+    txn: Option<(&str, i64)>,
+) -> Result<(DeltaTable, UpsertMetrics)> {
     // Only the rows that replace one go through the MERGE: its key bounds, and so the
     // files it scans and rewrites, are theirs alone; the new keys are appended first.
     let (replacing, new) = dedupe::split_by_keys(&p.source.key, rows, &replaced.rows)?;
