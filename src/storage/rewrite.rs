@@ -182,7 +182,7 @@ async fn rewrite_file(
 }
 
 /// A set of keys, compared in Arrow's row format (one byte string per key).
-struct KeySet {
+pub struct KeySet {
     columns: Vec<String>,
     types: Vec<DataType>,
     converter: RowConverter,
@@ -191,7 +191,7 @@ struct KeySet {
 
 impl KeySet {
     /// The keys of `rows` (none of them null: they were found by equality).
-    fn new(columns: &[String], rows: &[RecordBatch]) -> Result<Self> {
+    pub fn new(columns: &[String], rows: &[RecordBatch]) -> Result<Self> {
         let err = || MedallionError::arrow("index the replaced keys");
         let Some(first) = rows.first() else {
             return Err(MedallionError::Internal("no rows to replace".into()));
@@ -235,7 +235,7 @@ impl KeySet {
     }
 
     /// The rows of `batch` whose key is not in the set, and those whose key is (if any).
-    fn split(&self, batch: &RecordBatch) -> Result<(RecordBatch, Option<RecordBatch>)> {
+    pub fn split(&self, batch: &RecordBatch) -> Result<(RecordBatch, Option<RecordBatch>)> {
         let rows = self.convert(batch)?;
         let keep: BooleanArray = rows
             .iter()

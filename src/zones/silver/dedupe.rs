@@ -7,9 +7,8 @@
 
 use std::collections::HashMap;
 
-use deltalake::arrow::array::{ArrayRef, BooleanArray, UInt32Array};
-use deltalake::arrow::compute::kernels::boolean::not;
-use deltalake::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
+use deltalake::arrow::array::{ArrayRef, UInt32Array};
+use deltalake::arrow::compute::{concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
@@ -77,28 +76,27 @@ pub fn last_line_per_key(
 }
 
 /// `rows` split into those whose `keys` are among `others`' keys and the rest (keys
-/// compared in the row format, as in the dedupe).
+/// compared in the row format, as the rewrite drops replaced rows).
 pub fn split_by_keys(
     keys: &[String],
     rows: &[RecordBatch],
     others: &[RecordBatch],
 ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
-    let err = || MedallionError::arrow("split rows by replaced keys");
-    let rows: Vec<&RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).collect();
-    let others: Vec<&RecordBatch> = others.iter().filter(|b| b.num_rows() > 0).collect();
-    let Some(first) = rows.first() else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let converter = converter_of(first, keys)?;
-    let known: Vec<Rows> = convert(&converter, &others, keys)?;
-    let known: std::collections::HashSet<_, foldhash::fast::RandomState> =
-        known.iter().flat_map(|r| r.iter()).collect();
+    let rows = rows.iter().filter(|b| b.num_rows() > 0);
+    let others: Vec<RecordBatch> = others
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .cloned()
+        .collect();
+    if others.is_empty() {
+        return Ok((Vec::new(), rows.cloned().collect()));
+    }
+    let known = crate::storage::KeySet::new(keys, &others)?;
     let (mut matching, mut rest) = (Vec::new(), Vec::new());
-    for (b, r) in rows.iter().zip(convert(&converter, &rows, keys)?) {
-        let mask: BooleanArray = r.iter().map(|k| Some(known.contains(&k))).collect();
-        let unmatched = not(&mask).map_err(err())?;
-        matching.push(filter_record_batch(b, &mask).map_err(err())?);
-        rest.push(filter_record_batch(b, &unmatched).map_err(err())?);
+    for b in rows {
+        let (unmatched, matched) = known.split(b)?;
+        rest.push(unmatched);
+        matching.extend(matched);
     }
     let non_empty = |v: Vec<RecordBatch>| v.into_iter().filter(|b| b.num_rows() > 0).collect();
     Ok((non_empty(matching), non_empty(rest)))
