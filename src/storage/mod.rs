@@ -20,6 +20,7 @@ mod read;
 mod rewrite;
 #[cfg(test)]
 mod test_store;
+mod utc_date;
 mod vacuum;
 mod write;
 
@@ -169,7 +170,8 @@ pub async fn sql_batches(
 
 /// A DataFusion session with delta-rs' settings, minus view types: files written from
 /// plans of this session embed plain `Utf8` (also for `CAST(… AS VARCHAR)` in a gold
-/// model), which every reader accepts.
+/// model), which every reader accepts. Casts of UTC timestamps to dates are integer
+/// divisions (see `utc_date`).
 pub fn session() -> SessionContext {
     let overrides = HashMap::from([
         (
@@ -181,11 +183,13 @@ pub fn session() -> SessionContext {
             "false".to_string(),
         ),
     ]);
-    match DeltaSessionContext::new_with_session_overrides(&overrides) {
+    let ctx = match DeltaSessionContext::new_with_session_overrides(&overrides) {
         Ok(ctx) => ctx.into_inner(),
         // The key is a known DataFusion option; this branch is unreachable in practice.
         Err(_) => DeltaSessionContext::new().into_inner(),
-    }
+    };
+    ctx.add_optimizer_rule(Arc::new(utc_date::UtcDateCast));
+    ctx
 }
 
 /// A [`session`] whose operators may hold at most `memory_limit` bytes: sorts and
