@@ -6,7 +6,9 @@
 //! is deleted when dropped.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
+use std::sync::mpsc::SyncSender;
+use std::thread::JoinHandle;
 
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
@@ -40,21 +42,38 @@ pub fn staging_properties() -> WriterProperties {
         .build()
 }
 
-/// Accepted rows being staged.
+/// Batches queued for the staging thread: a couple of chunks, so memory stays bounded.
+const QUEUED: usize = 4;
+
+/// Accepted rows being staged. A thread of its own encodes and writes them, so the
+/// task that validates the next chunk does not wait for the encoding and the disk.
 pub struct Staging {
-    writer: FileWriter<BufWriter<File>>,
-    file: File,
+    tx: Option<SyncSender<RecordBatch>>,
+    writer: Option<JoinHandle<Result<File>>>,
     rows: u64,
 }
 
 impl Staging {
     pub fn new(schema: &SchemaRef) -> Result<Self> {
         let file = tempfile::tempfile().map_err(io)?;
-        let writer = FileWriter::try_new_buffered(file.try_clone().map_err(io)?, schema)
+        let mut writer = FileWriter::try_new_buffered(file.try_clone().map_err(io)?, schema)
             .map_err(ipc("stage accepted rows"))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("medallion-staging".into())
+            .spawn(move || {
+                for batch in rx {
+                    writer.write(&batch).map_err(ipc("stage accepted rows"))?;
+                }
+                writer.finish().map_err(ipc("stage accepted rows"))?;
+                // Flushes the buffer; the file's handle is shared with `file`.
+                writer.into_inner().map_err(ipc("stage accepted rows"))?;
+                Ok(file)
+            })
+            .map_err(io)?;
         Ok(Staging {
-            writer,
-            file,
+            tx: Some(tx),
+            writer: Some(thread),
             rows: 0,
         })
     }
@@ -64,20 +83,38 @@ impl Staging {
             return Ok(());
         }
         self.rows += batch.num_rows() as u64;
-        self.writer.write(batch).map_err(ipc("stage accepted rows"))
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(batch.clone()).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error.
+        self.join()?;
+        Err(MedallionError::Internal(
+            "the staging thread stopped before the end of the rows".into(),
+        ))
+    }
+
+    /// End the thread's input and wait for it: the file, or the thread's error.
+    fn join(&mut self) -> Result<File> {
+        self.tx.take();
+        let stopped = || MedallionError::Internal("the staging thread stopped".into());
+        self.writer
+            .take()
+            .ok_or_else(stopped)?
+            .join()
+            .map_err(|_| stopped())?
     }
 
     /// Stop writing; the rows can then be read back in slices.
     pub fn finish(mut self) -> Result<StagedRows> {
-        self.writer.finish().map_err(ipc("stage accepted rows"))?;
-        // Flushes the buffer; the file's handle is shared with `self.file`.
-        self.writer
-            .into_inner()
-            .map_err(ipc("stage accepted rows"))?;
+        let file = self.join()?;
         let reader = if self.rows == 0 {
             None
         } else {
-            Some(FileReader::try_new_buffered(self.file, None).map_err(ipc("read staged rows"))?)
+            Some(FileReader::try_new_buffered(file, None).map_err(ipc("read staged rows"))?)
         };
         Ok(StagedRows {
             reader,
