@@ -10,6 +10,7 @@
 mod alter;
 mod azure;
 mod compact;
+mod keyset;
 mod lakehouse;
 pub mod location;
 mod merge;
@@ -35,6 +36,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 pub use alter::{add_columns, rewrite_with_columns, set_properties};
 pub use compact::compact_if_fragmented;
+pub use keyset::KeySet;
 pub use lakehouse::Lakehouse;
 pub use location::{Location, StorageOptions};
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert, within_key_bounds};
@@ -43,7 +45,7 @@ pub use read::{
     HistoryEntry, SnapshotSize, TimeTravel, batch_commit_info, history, open_at, row_count,
     snapshot_size,
 };
-pub use rewrite::{KeySet, Replacement, replace_rows};
+pub use rewrite::{Replacement, replace_rows};
 pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::{AppendWriter, Committed, conform};
 

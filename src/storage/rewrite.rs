@@ -15,17 +15,14 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
-use deltalake::arrow::compute::{cast, filter_record_batch, not};
-use deltalake::arrow::datatypes::DataType;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Action;
 use deltalake::kernel::transaction::CommitProperties;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
+use super::keyset::KeySet;
 use super::{AppendWriter, Committed, UpsertMetrics};
 use crate::error::{MedallionError, Result};
 
@@ -181,84 +178,6 @@ async fn rewrite_file(
     Ok(dropped)
 }
 
-/// A set of keys, compared in Arrow's row format (one byte string per key).
-pub struct KeySet {
-    columns: Vec<String>,
-    types: Vec<DataType>,
-    converter: RowConverter,
-    keys: HashSet<Vec<u8>>,
-}
-
-impl KeySet {
-    /// The keys of `rows` (none of them null: they were found by equality).
-    pub fn new(columns: &[String], rows: &[RecordBatch]) -> Result<Self> {
-        let err = || MedallionError::arrow("index the replaced keys");
-        let Some(first) = rows.first() else {
-            return Err(MedallionError::Internal("no rows to replace".into()));
-        };
-        let types = columns
-            .iter()
-            .map(|c| Ok(column(first, c)?.data_type().clone()))
-            .collect::<Result<Vec<_>>>()?;
-        let fields = types.iter().cloned().map(SortField::new).collect();
-        let converter = RowConverter::new(fields).map_err(err())?;
-        let mut set = KeySet {
-            columns: columns.to_vec(),
-            types,
-            converter,
-            keys: HashSet::new(),
-        };
-        for b in rows {
-            let converted = set.convert(b)?;
-            set.keys
-                .extend(converted.iter().map(|row| row.as_ref().to_vec()));
-        }
-        Ok(set)
-    }
-
-    /// `batch`'s key columns in the set's row format (cast to the set's types).
-    fn convert(&self, batch: &RecordBatch) -> Result<deltalake::arrow::row::Rows> {
-        let err = || MedallionError::arrow("compare keys");
-        let columns = self
-            .columns
-            .iter()
-            .zip(&self.types)
-            .map(|(c, t)| {
-                let a = column(batch, c)?;
-                match a.data_type() == t {
-                    true => Ok(a),
-                    false => cast(&a, t).map_err(err()),
-                }
-            })
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        self.converter.convert_columns(&columns).map_err(err())
-    }
-
-    /// The rows of `batch` whose key is not in the set, and those whose key is (if any).
-    pub fn split(&self, batch: &RecordBatch) -> Result<(RecordBatch, Option<RecordBatch>)> {
-        let rows = self.convert(batch)?;
-        let keep: BooleanArray = rows
-            .iter()
-            .map(|r| Some(!self.keys.contains(r.as_ref())))
-            .collect();
-        if keep.true_count() == keep.len() {
-            return Ok((batch.clone(), None));
-        }
-        let err = || MedallionError::arrow("drop replaced rows");
-        let kept = filter_record_batch(batch, &keep).map_err(err())?;
-        let dropped = not(&keep).map_err(err())?;
-        let dropped = filter_record_batch(batch, &dropped).map_err(err())?;
-        Ok((kept, Some(dropped)))
-    }
-}
-
-fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
-    batch
-        .column_by_name(name)
-        .cloned()
-        .ok_or_else(|| MedallionError::Internal(format!("no key column \"{name}\" in the rows")))
-}
-
 /// The remove actions of the data files `ids` (URLs, as a scan's file column names
 /// them), all of which must still be in the table (a file another writer removed
 /// meanwhile would make the rewrite drop or repeat rows).
@@ -308,61 +227,6 @@ fn log_path(root: &url::Url, id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deltalake::arrow::array::{Int64Array, StringArray};
-    use deltalake::arrow::datatypes::{Field, Schema};
-
-    fn batch(ids: &[Option<&str>], n: &[i64]) -> RecordBatch {
-        let schema = Schema::new(vec![
-            Field::new("id", DataType::Utf8, true),
-            Field::new("n", DataType::Int64, false),
-        ]);
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(StringArray::from(ids.to_vec())),
-                Arc::new(Int64Array::from(n.to_vec())),
-            ],
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn drops_exactly_the_keys_in_the_set() {
-        let keys = vec!["id".to_string(), "n".to_string()];
-        let set = KeySet::new(&keys, &[batch(&[Some("a"), Some("b")], &[1, 2])]).unwrap();
-        let scanned = batch(&[Some("a"), Some("a"), None, Some("b")], &[1, 2, 1, 2]);
-        let (kept, dropped) = set.split(&scanned).unwrap();
-        assert_eq!(dropped.unwrap().num_rows(), 2);
-        let ids = kept
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
-        let n = kept
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        // ("a", 2) differs in its second key column; a null key never matches.
-        assert_eq!(kept.num_rows(), 2);
-        assert_eq!((ids.value(0), n.value(0)), ("a", 2));
-        assert!(ids.is_null(1));
-    }
-
-    #[test]
-    fn compares_across_string_types() {
-        let keys = vec!["id".to_string()];
-        let set = KeySet::new(&keys, &[batch(&[Some("x")], &[0])]).unwrap();
-        let scanned = batch(&[Some("x"), Some("y")], &[0, 0]);
-        let views = cast(scanned.column(0), &DataType::Utf8View).unwrap();
-        let schema = Schema::new(vec![
-            Field::new("id", DataType::Utf8View, true),
-            Field::new("n", DataType::Int64, false),
-        ]);
-        let scanned =
-            RecordBatch::try_new(Arc::new(schema), vec![views, scanned.column(1).clone()]).unwrap();
-        assert_eq!(set.split(&scanned).unwrap().0.num_rows(), 1);
-    }
 
     #[test]
     fn file_ids_map_to_decoded_log_paths() {

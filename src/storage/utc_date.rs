@@ -11,24 +11,25 @@
 //! A comparison of such a date with a literal date becomes a range of the timestamp
 //! itself (`CAST(ts AS DATE) <= DATE '2026-01-31'` is `ts < 2026-02-01T00:00Z`): no
 //! date to compute, and a scan prunes files by the timestamp's statistics. In a scan's
-//! filters any other cast stays a cast, which pruning understands and a function not.
+//! filters any other such date stays (or, pushed down after its rewrite, becomes again)
+//! a cast, which pruning understands and a function not.
 
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, Date32Array};
 use deltalake::arrow::datatypes::{
-    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    DataType, FieldRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode};
-use deltalake::datafusion::common::{DFSchema, ExprSchema, Result, ScalarValue};
+use deltalake::datafusion::common::{DFSchema, ExprSchema, Result, ScalarValue, plan_err};
 use deltalake::datafusion::logical_expr::ExprSchemable;
 use deltalake::datafusion::logical_expr::expr::ScalarFunction;
 use deltalake::datafusion::logical_expr::expr_rewriter::NamePreserver;
 use deltalake::datafusion::logical_expr::utils::merge_schema;
 use deltalake::datafusion::logical_expr::{
-    BinaryExpr, Cast, ColumnarValue, Expr, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    BinaryExpr, Cast, ColumnarValue, Expr, LogicalPlan, Operator, ReturnFieldArgs,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use deltalake::datafusion::optimizer::optimizer::ApplyOrder;
 use deltalake::datafusion::optimizer::{OptimizerConfig, OptimizerRule};
@@ -69,13 +70,21 @@ impl OptimizerRule for UtcDateCast {
         };
         // The plan's output names (and so its schema) must not change.
         let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
+        let mut rewrite_expr = |expr: Expr| {
             let name = names.save(&expr);
             let rewritten = expr.transform_up(|e| Ok(rewrite(e, &schema, in_scan)))?;
             Ok(Transformed::new_transformed(
                 name.restore(rewritten.data),
                 rewritten.transformed,
             ))
+        };
+        plan.map_expressions(|expr| {
+            // A grouping set keeps its members' names, and takes no alias itself.
+            if let Expr::GroupingSet(_) = &expr {
+                expr.map_children(&mut rewrite_expr)
+            } else {
+                rewrite_expr(expr)
+            }
         })
     }
 }
@@ -87,14 +96,18 @@ fn rewrite(e: Expr, schema: &DFSchema, in_scan: bool) -> Transformed<Expr> {
     if let Some(range) = as_range(&e, schema) {
         return Transformed::yes(range);
     }
-    match utc_date_arg(&e, schema) {
-        Some((ts, _)) if !in_scan && matches!(e, Expr::Cast(_)) => {
+    match (utc_date_arg(&e, schema), &e) {
+        (Some((ts, _)), Expr::Cast(_)) if !in_scan => {
             let udf = Arc::new(ScalarUDF::from(UtcDate::default()));
             Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
                 udf,
                 vec![ts.clone()],
             )))
         }
+        // A filter pushed into a scan after its rewrite: pruning understands the cast.
+        (Some((ts, _)), Expr::ScalarFunction(_)) if in_scan => Transformed::yes(Expr::Cast(
+            Cast::new(Box::new(ts.clone()), DataType::Date32),
+        )),
         _ => Transformed::no(e),
     }
 }
@@ -102,7 +115,15 @@ fn rewrite(e: Expr, schema: &DFSchema, in_scan: bool) -> Transformed<Expr> {
 /// The timestamp whose UTC date `e` is (a cast, or [`UtcDate`]), and its type.
 fn utc_date_arg<'a>(e: &'a Expr, schema: &DFSchema) -> Option<(&'a Expr, DataType)> {
     let ts = match e {
-        Expr::Cast(Cast { expr, field }) if *field.data_type() == DataType::Date32 => expr.as_ref(),
+        // A plain `CAST(… AS DATE)`: a target field with a name or metadata of its own
+        // would give the result that name or metadata.
+        Expr::Cast(Cast { expr, field })
+            if *field.data_type() == DataType::Date32
+                && field.name().is_empty()
+                && field.metadata().is_empty() =>
+        {
+            expr.as_ref()
+        }
         Expr::ScalarFunction(f) if f.func.name() == UTC_DATE && f.args.len() == 1 => &f.args[0],
         _ => return None,
     };
@@ -160,7 +181,7 @@ fn days_of(t: &DataType) -> Option<i64> {
     };
     let utc = match tz.as_deref() {
         None => true,
-        Some(tz) => ["UTC", "utc", "Etc/UTC", "Z", "+00:00", "+0000", "+00"].contains(&tz),
+        Some(tz) => ["UTC", "Etc/UTC", "+00:00", "+0000", "+00"].contains(&tz),
     };
     utc.then_some(match unit {
         TimeUnit::Second => 86_400,
@@ -197,6 +218,23 @@ impl ScalarUDFImpl for UtcDate {
         Ok(DataType::Date32)
     }
 
+    /// The field a cast gives: the argument's, as a date (null where it is null), without
+    /// an extension type.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let Some(arg) = args.arg_fields.first() else {
+            return plan_err!("{UTC_DATE} takes one argument");
+        };
+        let mut metadata = arg.metadata().clone();
+        metadata.remove("ARROW:extension:name");
+        metadata.remove("ARROW:extension:metadata");
+        Ok(Arc::new(
+            arg.as_ref()
+                .clone()
+                .with_data_type(DataType::Date32)
+                .with_metadata(metadata),
+        ))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
             ColumnarValue::Array(a) => Ok(ColumnarValue::Array(utc_dates(a)?)),
@@ -211,23 +249,28 @@ impl ScalarUDFImpl for UtcDate {
 }
 
 fn utc_dates(a: &ArrayRef) -> Result<ArrayRef> {
+    use deltalake::arrow::error::ArrowError;
     use deltalake::datafusion::common::exec_err;
     let Some(per_day) = days_of(a.data_type()) else {
         return exec_err!("medallion_utc_date of {}", a.data_type());
     };
-    let day = |v: i64| v.div_euclid(per_day) as i32;
+    // Beyond Date32's range (only seconds and milliseconds reach it), Arrow's cast fails.
+    let day = |v: i64| {
+        i32::try_from(v.div_euclid(per_day))
+            .map_err(|_| ArrowError::CastError(format!("{v} is out of the range of a date")))
+    };
     let dates: Date32Array = match a.data_type() {
         DataType::Timestamp(TimeUnit::Second, _) => {
-            a.as_primitive::<TimestampSecondType>().unary(day)
+            a.as_primitive::<TimestampSecondType>().try_unary(day)?
         }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            a.as_primitive::<TimestampMillisecondType>().unary(day)
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            a.as_primitive::<TimestampMicrosecondType>().unary(day)
-        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => a
+            .as_primitive::<TimestampMillisecondType>()
+            .try_unary(day)?,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => a
+            .as_primitive::<TimestampMicrosecondType>()
+            .try_unary(day)?,
         DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            a.as_primitive::<TimestampNanosecondType>().unary(day)
+            a.as_primitive::<TimestampNanosecondType>().try_unary(day)?
         }
         t => return exec_err!("medallion_utc_date of {t}"),
     };
@@ -236,84 +279,5 @@ fn utc_dates(a: &ArrayRef) -> Result<ArrayRef> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use deltalake::arrow::array::TimestampMicrosecondArray;
-    use deltalake::arrow::compute::cast;
-    use deltalake::arrow::datatypes::{Field, Schema};
-    use deltalake::arrow::record_batch::RecordBatch;
-    use deltalake::datafusion::prelude::SessionContext;
-
-    fn timestamps() -> TimestampMicrosecondArray {
-        TimestampMicrosecondArray::from(vec![
-            Some(0),
-            Some(-1),
-            None,
-            Some(86_400_000_000 - 1),
-            Some(86_400_000_000),
-            Some(-86_400_000_000 * 365 * 300 - 7),
-            Some(1_767_225_600_000_000 + 3_600_000_000 * 23),
-        ])
-    }
-
-    #[test]
-    fn same_dates_as_arrows_cast() {
-        for tz in [None, Some("UTC"), Some("+00:00")] {
-            let ts: ArrayRef = Arc::new(timestamps().with_timezone_opt(tz));
-            let expected = cast(&ts, &DataType::Date32).unwrap();
-            assert_eq!(
-                utc_dates(&ts).unwrap().as_ref(),
-                expected.as_ref(),
-                "{tz:?}"
-            );
-        }
-        let other: ArrayRef = Arc::new(timestamps().with_timezone("Europe/Berlin"));
-        assert!(utc_dates(&other).is_err());
-    }
-
-    #[tokio::test]
-    async fn the_rule_rewrites_utc_casts_only_and_keeps_names_and_results() {
-        let utc = timestamps().with_timezone("UTC");
-        let berlin = timestamps().with_timezone("Europe/Berlin");
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("utc", utc.data_type().clone(), true),
-            Field::new("berlin", berlin.data_type().clone(), true),
-        ]));
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(utc), Arc::new(berlin)]).unwrap();
-        let grouped = "SELECT CAST(utc AS DATE), CAST(berlin AS DATE) AS b, count(*) AS n FROM t \
-                       WHERE CAST(utc AS DATE) >= DATE '1700-01-01' \
-                       GROUP BY CAST(utc AS DATE), CAST(berlin AS DATE) ORDER BY 1, 2";
-        let mut queries = vec![grouped.to_string()];
-        for op in ["=", "<", "<=", ">", ">=", "<>"] {
-            for day in ["1969-12-31", "1970-01-01", "1970-01-02"] {
-                queries.push(format!(
-                    "SELECT utc, CAST(utc AS DATE) {op} DATE '{day}' AS f FROM t \
-                     WHERE CAST(utc AS DATE) {op} DATE '{day}' OR DATE '{day}' {op} CAST(utc AS DATE) \
-                     ORDER BY utc"
-                ));
-            }
-        }
-        for sql in &queries {
-            let mut results = Vec::new();
-            for rule in [false, true] {
-                let ctx = SessionContext::new();
-                if rule {
-                    ctx.add_optimizer_rule(Arc::new(UtcDateCast));
-                }
-                ctx.register_batch("t", batch.clone()).unwrap();
-                let df = ctx.sql(sql).await.unwrap();
-                let plan = format!(
-                    "{}",
-                    df.clone().into_optimized_plan().unwrap().display_indent()
-                );
-                assert!(!plan.contains("medallion_utc_date(t.berlin)"), "{plan}");
-                if rule {
-                    assert!(!plan.contains("CAST(t.utc AS Date)"), "{plan}");
-                }
-                results.push(df.collect().await.unwrap());
-            }
-            assert_eq!(results[0][0].schema(), results[1][0].schema(), "{sql}");
-            assert_eq!(results[0], results[1], "{sql}");
-        }
-    }
-}
+#[path = "utc_date_tests.rs"]
+mod tests;

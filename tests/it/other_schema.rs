@@ -53,6 +53,11 @@ gold:
       SELECT station, CAST(observed_at AS DATE) AS day, AVG(temp_c) AS avg_temp,
              MAX(humidity) AS max_humidity, COUNT(*) AS n
       FROM silver GROUP BY station, CAST(observed_at AS DATE)
+  - name: arrivals
+    keys: [day]
+    sql: |
+      SELECT CAST(received_at AS DATE) AS day, COUNT(*) AS n
+      FROM silver GROUP BY CAST(received_at AS DATE)
 "#;
 
 const DATA: &str = "Station ID;Observed (local) ;Temp °C;humidity;calibrated;service_date
@@ -114,4 +119,37 @@ fn second_schema_from_config_alone() {
         0
     );
     assert_eq!(w.count("FROM gold.station_daily"), 4);
+    // BER1's readings at 00:30 and 01:30 Berlin time on 10 Jan are on 9 and 10 Jan, UTC.
+    assert_eq!(
+        w.scalar(
+            "SELECT CAST(MIN(day) AS VARCHAR) || ' ' || CAST(MAX(day) AS VARCHAR) \
+             FROM gold.station_daily WHERE station = 'BER1'"
+        ),
+        "2026-01-09 2026-01-10"
+    );
+
+    // A later file: both models are maintained by keys, one of them keyed by the date
+    // of a column that cannot be null (`received_at`).
+    std::fs::write(
+        w.root.join("lake/landing/obs_2.txt"),
+        "Station ID;Observed (local) ;Temp °C;humidity;calibrated;service_date\n\
+         BER1;2026-01-10 01:00:00.0000000;-1.0;80;false;\n\
+         HAM2;2026-01-11 12:00:00.0000000;5.0;85;false;\n",
+    )
+    .unwrap();
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("loaded obs_2.txt"), "{r:?}");
+    assert_eq!(
+        w.gold_recompute_diff("gold.station_daily", model, "silver.weather"),
+        0
+    );
+    let arrivals = "SELECT CAST(received_at AS DATE) AS day, COUNT(*) AS n FROM silver GROUP BY CAST(received_at AS DATE)";
+    assert_eq!(
+        w.gold_recompute_diff("gold.arrivals", arrivals, "silver.weather"),
+        0
+    );
+    assert_eq!(
+        w.scalar("SELECT CAST(SUM(n) AS VARCHAR) FROM gold.arrivals"),
+        "6"
+    );
 }
