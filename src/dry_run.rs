@@ -220,11 +220,7 @@ fn collect_examples(
 
 /// A row's content, cut to [`SHOWN_CHARS`] characters (with `…` when cut).
 fn shown(row: &RawRow, delimiter: char) -> String {
-    let text: Vec<&str> = row
-        .fields
-        .iter()
-        .map(|f| f.as_deref().unwrap_or(""))
-        .collect();
+    let text: Vec<&str> = row.fields().map(|f| f.unwrap_or("")).collect();
     truncate(&text.join(&delimiter.to_string()), SHOWN_CHARS)
 }
 
@@ -250,12 +246,12 @@ mod tests {
 
     #[test]
     fn a_row_shows_its_fields_joined_by_the_delimiter() {
-        let row = RawRow {
-            line: 2,
-            fields: vec![Some("a".into()), None, Some("c".into())],
-            problems: vec![],
-            cut: false,
-        };
+        let row = RawRow::new(
+            2,
+            vec![Some("a".into()), None, Some("c".into())],
+            vec![],
+            false,
+        );
         assert_eq!(shown(&row, ';'), "a;;c");
     }
 }

@@ -186,6 +186,17 @@ impl MedallionError {
         }
     }
 
+    /// A query stopped because its operators reached their session's memory cap (and
+    /// could not spill).
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            MedallionError::Sql { source, .. } => {
+                matches!(source.find_root(), DataFusionError::ResourcesExhausted(_))
+            }
+            _ => false,
+        }
+    }
+
     /// The process exit code for this error: 2 when the configuration or the command
     /// line is wrong (nothing was attempted), 1 for every data or runtime failure.
     pub fn exit_code(&self) -> i32 {

@@ -12,7 +12,7 @@
 use std::io::{BufRead, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
-use medallion_csv::{Record, RecordReader, excerpt};
+use medallion_csv::{PackedRecord, RecordReader, excerpt};
 
 use super::RawFile;
 use crate::config::SourceSpec;
@@ -102,7 +102,7 @@ impl CsvChunks {
             let header = chunks
                 .read_record()?
                 .ok_or_else(|| bad("the file is empty (no header line)".into()))?;
-            if !header.problems.is_empty() || header.fields.iter().any(|f| f.contains('\0')) {
+            if !header.problems.is_empty() || header.fields().any(|f| f.contains('\0')) {
                 return Err(bad(format!(
                     "the header line is not readable text ({}); the file looks binary",
                     header
@@ -111,15 +111,16 @@ impl CsvChunks {
                         .map_or("NUL bytes".into(), |p| p.message())
                 )));
             }
-            chunks.mapping = map_header(&header.fields, spec, file)?;
-            chunks.expected_fields = header.fields.len();
+            let names: Vec<String> = header.fields().map(str::to_string).collect();
+            chunks.mapping = map_header(&names, spec, file)?;
+            chunks.expected_fields = header.len();
         }
         Ok(chunks)
     }
 
-    fn read_record(&mut self) -> Result<Option<Record>> {
+    fn read_record(&mut self) -> Result<Option<PackedRecord>> {
         self.records
-            .next_record()
+            .next_packed()
             .map_err(|e| MedallionError::BadFile {
                 file: self.file.clone(),
                 message: if self.gzip {
@@ -146,7 +147,7 @@ impl CsvChunks {
         Ok(if rows.is_empty() { None } else { Some(rows) })
     }
 
-    fn convert(&self, record: Record) -> RawRow {
+    fn convert(&self, record: PackedRecord) -> RawRow {
         let mut problems: Vec<Violation> = Vec::new();
         let cut = record.problems.iter().any(|p| p.field().is_none());
         for p in &record.problems {
@@ -156,7 +157,7 @@ impl CsvChunks {
                 .map(|c| self.names[c].as_str());
             problems.push(Violation::new(p.rule(), column, p.message()));
         }
-        let n = record.fields.len();
+        let n = record.len();
         if n != self.expected_fields && !cut {
             problems.push(Violation::new(
                 "field_count",
@@ -164,23 +165,12 @@ impl CsvChunks {
                 format!("expected {} fields, found {n}", self.expected_fields),
             ));
         }
-        let identity =
-            n == self.mapping.len() && self.mapping.iter().enumerate().all(|(c, &m)| m == Some(c));
-        // `map(Some)` collects in place (an `Option<String>` is a `String`'s size).
-        let mut fields: Vec<Option<String>> = record.fields.into_iter().map(Some).collect();
-        if !identity {
-            fields = self
-                .mapping
-                .iter()
-                .map(|&i| i.and_then(|i| fields.get_mut(i).and_then(Option::take)))
-                .collect();
-        }
-        RawRow {
-            line: record.line,
-            fields,
-            problems,
-            cut,
-        }
+        let spans = self
+            .mapping
+            .iter()
+            .map(|&i| i.and_then(|i| record.span(i)))
+            .collect();
+        RawRow::packed(record.line, record.text, spans, problems, cut)
     }
 }
 

@@ -81,7 +81,7 @@ pub(super) async fn slices(
                 break;
             }
             Offered::Rest(rest, found) => {
-                rows = rest;
+                rows = silver::one_batch(p, rest)?;
                 found
             }
         };

@@ -12,6 +12,7 @@ mod azure;
 mod compact;
 mod keyset;
 mod lakehouse;
+mod lanes;
 pub mod location;
 mod merge;
 mod objects;
@@ -38,6 +39,7 @@ pub use alter::{add_columns, rewrite_with_columns, set_properties};
 pub use compact::compact_if_fragmented;
 pub use keyset::KeySet;
 pub use lakehouse::Lakehouse;
+pub use lanes::ParallelAppend;
 pub use location::{Location, StorageOptions};
 pub use merge::{UpsertMetrics, UpsertSpec, key_bounds, upsert, within_key_bounds};
 pub use optimize::{FileStats, Layout, OptimizeMetrics, optimize};
@@ -195,21 +197,30 @@ pub fn session() -> SessionContext {
 }
 
 /// A [`session`] whose operators may hold at most `memory_limit` bytes: sorts and
-/// windows beyond it spill to local temporary files instead of growing memory.
+/// windows beyond it spill to local temporary files instead of growing memory. One
+/// partition: one sort holds the whole budget (two halve it and double the buffers
+/// that merging spilled runs needs).
 pub fn bounded_session(memory_limit: usize) -> Result<SessionContext> {
+    capped_session(memory_limit, Some(1))
+}
+
+/// A [`session`] whose spilling operators (sorts, aggregates) share `memory_limit`
+/// bytes, with `partitions` partitions (the session's default when `None`). An
+/// operator that cannot spill (a hash join's build side) fails past the cap.
+pub fn capped_session(memory_limit: usize, partitions: Option<usize>) -> Result<SessionContext> {
     use deltalake::datafusion::execution::memory_pool::FairSpillPool;
     use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    // Fair: each spilling operator (one sort per partition) gets its share, instead of
-    // the first one taking it all and the others failing.
+    // Fair: each spilling operator (one per partition) gets its share, instead of the
+    // first one taking it all and the others failing.
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
         .build_arc()
         .map_err(MedallionError::sql("start a bounded session"))?;
     let state = session().state();
     let mut config = state.config().clone();
-    // One partition: one sort holds the whole budget (two halve it and double the
-    // buffers that merging spilled runs needs).
-    config.options_mut().execution.target_partitions = 1;
+    if let Some(n) = partitions {
+        config.options_mut().execution.target_partitions = n;
+    }
     let state = deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .with_runtime_env(runtime)

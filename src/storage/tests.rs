@@ -264,3 +264,49 @@ fn replacing_rows_rewrites_only_the_files_that_hold_them() {
         std::fs::remove_dir_all(dir).ok();
     });
 }
+
+/// Every batch handed to any writer of a parallel append is in the one version it
+/// commits, once; the writers join in past a number of rows, each with a file of its own.
+#[test]
+fn a_parallel_append_commits_every_lane_once() {
+    runtime().block_on(async {
+        for (spread_after, files) in [(u64::MAX, 1), (300, 3)] {
+            let (lake, dir) = temp_lake();
+            let mut table = lake
+                .open_or_create("t", &schema(), FileSize::Append)
+                .await
+                .unwrap();
+            let before = table.version().unwrap();
+            let mut w = ParallelAppend::new(&table, "t", 3)
+                .unwrap()
+                .spreading_after(spread_after);
+            for i in 0..7i64 {
+                let xs = Int64Array::from_iter_values(i * 100..(i + 1) * 100);
+                let batch = RecordBatch::try_new(schema(), vec![Arc::new(xs)]).unwrap();
+                w.write(batch).await.unwrap();
+            }
+            assert_eq!(w.rows(), 700);
+            let props = commit_info("test", serde_json::json!({}));
+            let committed = w.commit(&mut table, props, Some(("app", 1))).await.unwrap();
+            assert!(matches!(committed, Committed::Wrote(v) if v as u64 == before + 1));
+            let n_files = table.snapshot().unwrap().log_data().iter().count();
+            assert_eq!(n_files, files, "spread after {spread_after}");
+            let ctx = session();
+            register(&ctx, "t", &table).await.unwrap();
+            let sql = "SELECT count(*), count(DISTINCT x), min(x), max(x) FROM t";
+            let got = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            let row: Vec<i64> = (0..4)
+                .map(|c| {
+                    got[0]
+                        .column(c)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .value(0)
+                })
+                .collect();
+            assert_eq!(row, vec![700, 700, 0, 699]);
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    });
+}

@@ -20,8 +20,8 @@ pub fn raw_columns(rows: &[&RawRow], n_columns: usize) -> Vec<ArrayRef> {
     // Row by row (not column by column): a row's fields are read while in cache.
     let mut bytes = vec![0; n_columns];
     for r in rows {
-        for (n, f) in bytes.iter_mut().zip(&r.fields) {
-            *n += f.as_deref().map_or(0, str::len);
+        for (n, f) in bytes.iter_mut().zip(r.fields()) {
+            *n += f.map_or(0, str::len);
         }
     }
     let mut builders: Vec<StringBuilder> = bytes
@@ -30,7 +30,7 @@ pub fn raw_columns(rows: &[&RawRow], n_columns: usize) -> Vec<ArrayRef> {
         .collect();
     for r in rows {
         for (i, b) in builders.iter_mut().enumerate() {
-            b.append_option(r.fields.get(i).and_then(Option::as_deref));
+            b.append_option(r.field(i));
         }
     }
     builders
@@ -74,17 +74,15 @@ pub fn read_back(batch: &RecordBatch, n_columns: usize) -> Result<Vec<RawRow>> {
         .map_err(MedallionError::arrow("read bronze rows back"))?;
     let lines = batch.column(n_columns).as_primitive::<Int64Type>();
     Ok((0..batch.num_rows())
-        .map(|r| RawRow {
-            line: lines.value(r) as u64,
-            fields: text
+        .map(|r| {
+            let fields = text
                 .iter()
                 .map(|c| {
                     let c = c.as_string::<i32>();
                     c.is_valid(r).then(|| c.value(r).to_string())
                 })
-                .collect(),
-            problems: Vec::new(),
-            cut: false,
+                .collect();
+            RawRow::new(lines.value(r) as u64, fields, Vec::new(), false)
         })
         .collect())
 }

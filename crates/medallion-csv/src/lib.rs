@@ -5,9 +5,11 @@
 //! - [`checks`]: column rules (pattern, range, allowed values) on typed values.
 
 pub mod checks;
+pub mod packed;
 pub mod records;
 pub mod values;
 
 pub use checks::ColumnCheck;
+pub use packed::PackedRecord;
 pub use records::{Dialect, Problem, Record, RecordReader};
 pub use values::{ColumnType, Value, ValueParser, excerpt, parse_decimal};

@@ -21,6 +21,8 @@ use std::io::{self, BufRead};
 
 use csv_core::{ReadRecordResult, Terminator};
 
+use crate::packed::{PackedRecord, pack, pack_contiguous};
+
 /// How to split records, and the limits that bound memory.
 #[derive(Debug, Clone)]
 pub struct Dialect {
@@ -149,6 +151,11 @@ impl<R: BufRead> RecordReader<R> {
 
     /// The next record, or `None` at the end of the input.
     pub fn next_record(&mut self) -> io::Result<Option<Record>> {
+        Ok(self.next_packed()?.map(PackedRecord::into_record))
+    }
+
+    /// The next record with its fields in one string, or `None` at the end of the input.
+    pub fn next_packed(&mut self) -> io::Result<Option<PackedRecord>> {
         let first = loop {
             match self.next_line()? {
                 None => return Ok(None),
@@ -161,9 +168,10 @@ impl<R: BufRead> RecordReader<R> {
             let problems = vec![Problem::LineTooLong {
                 limit: self.dialect.max_record_bytes,
             }];
-            return Ok(Some(Record {
+            return Ok(Some(PackedRecord {
                 line: first.no,
-                fields: Vec::new(),
+                text: String::new(),
+                ends: Vec::new(),
                 problems,
             }));
         }
@@ -190,8 +198,8 @@ impl<R: BufRead> RecordReader<R> {
                     for l in continuation.into_iter().rev() {
                         self.pending.push_front(l);
                     }
-                    let (fields, mut problems) =
-                        self.finish_fields(split_unquoted(&first.bytes, self.dialect.delimiter));
+                    let fields = first.bytes.split(|&b| b == self.dialect.delimiter);
+                    let (text, ends, mut problems) = pack(fields, self.dialect.max_field_bytes);
                     problems.insert(
                         0,
                         Problem::UnterminatedQuote {
@@ -199,54 +207,26 @@ impl<R: BufRead> RecordReader<R> {
                             max_bytes: self.dialect.max_record_bytes,
                         },
                     );
-                    return Ok(Some(Record {
+                    return Ok(Some(PackedRecord {
                         line: first.no,
-                        fields,
+                        text,
+                        ends,
                         problems,
                     }));
                 }
             }
         }
-        let (fields, problems) = self.finish_fields(self.parser.fields());
-        Ok(Some(Record {
+        let (text, ends, problems) = pack_contiguous(
+            &self.parser.out[..self.parser.outlen],
+            &self.parser.ends[..self.parser.endlen],
+            self.dialect.max_field_bytes,
+        );
+        Ok(Some(PackedRecord {
             line: first.no,
-            fields,
+            text,
+            ends,
             problems,
         }))
-    }
-
-    /// Turn raw fields into text, checking encoding, NUL bytes and size.
-    fn finish_fields(&self, raw: Vec<&[u8]>) -> (Vec<String>, Vec<Problem>) {
-        let mut problems = Vec::new();
-        let fields = raw
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let mut f = f;
-                if f.len() > self.dialect.max_field_bytes {
-                    problems.push(Problem::FieldTooLarge {
-                        field: i,
-                        bytes: f.len(),
-                        limit: self.dialect.max_field_bytes,
-                    });
-                    f = &f[..self.dialect.max_field_bytes];
-                }
-                if f.contains(&0) {
-                    problems.push(Problem::NulByte { field: i });
-                }
-                match std::str::from_utf8(f) {
-                    Ok(s) => s.to_string(),
-                    Err(e) => {
-                        problems.push(Problem::Encoding {
-                            field: i,
-                            at: e.valid_up_to(),
-                        });
-                        String::from_utf8_lossy(f).into_owned()
-                    }
-                }
-            })
-            .collect();
-        (fields, problems)
     }
 
     /// The next physical line (without its terminator), stored up to the record limit.
@@ -370,23 +350,6 @@ impl Parser {
             }
         }
     }
-
-    fn fields(&self) -> Vec<&[u8]> {
-        let mut start = 0;
-        self.ends[..self.endlen]
-            .iter()
-            .map(|&end| {
-                let f = &self.out[start..end];
-                start = end;
-                f
-            })
-            .collect()
-    }
-}
-
-/// Fields of a line split on the delimiter alone (for records whose quoting is broken).
-fn split_unquoted(line: &[u8], delimiter: u8) -> Vec<&[u8]> {
-    line.split(|&b| b == delimiter).collect()
 }
 
 #[cfg(test)]

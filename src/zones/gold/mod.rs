@@ -35,6 +35,21 @@ use crate::zones::Lineage;
 /// The source column that marks a recomputed row as present (false: delete its key).
 const PRESENT: &str = "__present";
 
+/// Memory the first fill of a gold table may hold in its spilling operators: a model
+/// grouping a large silver (2 M groups at 100 M readings) holds every group, and its
+/// aggregate then spills instead of raising the run's peak memory. A model whose
+/// operators cannot spill past it (a large hash join) is filled again without the cap.
+const FILL_MEMORY: usize = 256 << 20;
+
+/// [`FILL_MEMORY`], or `MEDALLION_GOLD_FILL_MEMORY` bytes (tests only: a tiny cap
+/// makes the models fail under it and be filled again).
+fn fill_memory() -> usize {
+    std::env::var("MEDALLION_GOLD_FILL_MEMORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FILL_MEMORY)
+}
+
 /// The gold table property holding the fingerprint of the model it was built from.
 pub const FINGERPRINT_PROPERTY: &str = "medallion.model.fingerprint";
 
@@ -82,7 +97,15 @@ pub async fn refresh(
         && model.maintenance == Maintenance::ByKeys
         && storage::is_empty(&table, &model.table())?
     {
-        return fill(table, &ctx, model, lineage, txn).await;
+        let capped = storage::capped_session(fill_memory(), None)?;
+        register_silver(&capped, lake, p, Some(silver)).await?;
+        return match fill(table.clone(), &capped, model, lineage, txn).await {
+            Err(e) if e.is_out_of_memory() => {
+                tracing::debug!(model = %model.name, "filling again without a memory cap: {e}");
+                fill(table, &ctx, model, lineage, txn).await
+            }
+            filled => filled,
+        };
     }
     let (rows, full) = match affected {
         Some(keys) if incremental => (incremental::recompute(&ctx, model, keys).await?, false),

@@ -16,7 +16,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, BooleanArray, MutableArrayData, make_array};
 use deltalake::arrow::compute::kernels::boolean::{and, or_kleene};
 use deltalake::arrow::compute::kernels::cmp::{gt_eq, lt_eq};
-use deltalake::arrow::compute::{concat_batches, filter, is_null};
+use deltalake::arrow::compute::{concat, filter, is_null};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::common::ScalarValue;
@@ -24,7 +24,7 @@ use deltalake::datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAcc
 use deltalake::datafusion::logical_expr::Accumulator;
 
 use crate::error::{MedallionError, Result};
-use crate::storage::{AppendWriter, UpsertMetrics};
+use crate::storage::{ParallelAppend, UpsertMetrics};
 use crate::zones::Lineage;
 
 /// One key column's values over a slice: `[lo, hi]` of its non-null values (none when
@@ -111,13 +111,31 @@ struct SliceKeys {
 }
 
 impl SliceKeys {
-    fn of(batch: &RecordBatch, keys: &[String]) -> Result<Self> {
+    /// The key columns of a slice's batches, one array per column in buffers of its
+    /// own: batches read back from the staging file share one buffer among all their
+    /// columns, which kept keys must not hold on to.
+    fn of(batches: &[&RecordBatch], keys: &[String]) -> Result<Self> {
         let columns = keys
             .iter()
             .map(|k| {
-                batch.column_by_name(k).cloned().ok_or_else(|| {
-                    MedallionError::Internal(format!("silver has no key column {k}"))
-                })
+                let parts = batches
+                    .iter()
+                    .map(|b| {
+                        b.column_by_name(k).map(|c| c.as_ref()).ok_or_else(|| {
+                            MedallionError::Internal(format!("silver has no key column {k}"))
+                        })
+                    })
+                    .collect::<Result<Vec<&dyn Array>>>()?;
+                let err = MedallionError::arrow("keep the keys of a silver slice");
+                match parts.as_slice() {
+                    [one] => {
+                        let data = one.to_data();
+                        let mut copy = MutableArrayData::new(vec![&data], false, one.len());
+                        copy.try_extend(0, 0, one.len()).map_err(err)?;
+                        Ok(make_array(copy.freeze()))
+                    }
+                    _ => concat(&parts).map_err(err),
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         let bounds = columns
@@ -125,26 +143,6 @@ impl SliceKeys {
             .map(ColumnBounds::of)
             .collect::<Result<_>>()?;
         Ok(SliceKeys { columns, bounds })
-    }
-
-    /// The same keys in buffers of their own: a slice read back from the staging file
-    /// shares one buffer among all its columns, which kept keys must not hold on to.
-    fn owned(self) -> Result<Self> {
-        let columns = self
-            .columns
-            .iter()
-            .map(|c| {
-                let data = c.to_data();
-                let mut copy = MutableArrayData::new(vec![&data], false, c.len());
-                copy.try_extend(0, 0, c.len())
-                    .map_err(MedallionError::arrow("keep the keys of a silver slice"))?;
-                Ok(make_array(copy.freeze()))
-            })
-            .collect::<Result<_>>()?;
-        Ok(SliceKeys {
-            columns,
-            bounds: self.bounds,
-        })
     }
 
     fn rows(&self) -> usize {
@@ -202,9 +200,10 @@ impl SliceKeys {
 /// dropped, and the rest of its batch is upserted slice by slice.
 const KEYS_KEPT: usize = 3 << 19;
 
-/// The open append of a batch's slices that replace no silver row.
+/// The open append of a batch's slices that replace no silver row, encoded by one
+/// writer per core ([`ParallelAppend`]).
 pub struct BatchAppend {
-    writer: AppendWriter,
+    writer: ParallelAppend,
     keys: Vec<String>,
     /// Bounds of the slices written whose keys are no longer kept.
     written: Vec<Vec<ColumnBounds>>,
@@ -215,7 +214,7 @@ pub struct BatchAppend {
 impl BatchAppend {
     pub fn new(silver: &DeltaTable, name: &str, keys: &[String]) -> Result<Self> {
         Ok(BatchAppend {
-            writer: AppendWriter::new(silver, name)?,
+            writer: ParallelAppend::new(silver, name, ParallelAppend::lanes())?,
             keys: keys.to_vec(),
             written: Vec::new(),
             recent: VecDeque::new(),
@@ -226,13 +225,10 @@ impl BatchAppend {
     /// (then nothing is written): whether it was written.
     pub async fn write(&mut self, rows: &[RecordBatch]) -> Result<bool> {
         let rows: Vec<&RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).collect();
-        let batch = match rows.as_slice() {
-            [] => return Ok(true),
-            [one] => (*one).clone(),
-            [first, ..] => concat_batches(&first.schema(), rows.iter().copied())
-                .map_err(MedallionError::arrow("compare the keys of silver slices"))?,
-        };
-        let keys = SliceKeys::of(&batch, &self.keys)?;
+        if rows.is_empty() {
+            return Ok(true);
+        }
+        let keys = SliceKeys::of(&rows, &self.keys)?;
         if self.written.iter().any(|b| keys.meets(b)) {
             return Ok(false);
         }
@@ -241,8 +237,10 @@ impl BatchAppend {
                 return Ok(false);
             }
         }
-        self.writer.write(batch).await?;
-        self.recent.push_back(keys.owned()?);
+        for batch in rows {
+            self.writer.write(batch.clone()).await?;
+        }
+        self.recent.push_back(keys);
         let mut kept: usize = self.recent.iter().map(SliceKeys::rows).sum();
         while kept > KEYS_KEPT && self.recent.len() > 1 {
             let Some(oldest) = self.recent.pop_front() else {
@@ -293,7 +291,7 @@ mod tests {
         let meters: StringArray = rows.iter().map(|r| r.0).collect();
         let hours = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
         let batch = RecordBatch::try_new(schema, vec![Arc::new(meters), Arc::new(hours)]).unwrap();
-        SliceKeys::of(&batch, &["meter".into(), "hour".into()]).unwrap()
+        SliceKeys::of(&[&batch], &["meter".into(), "hour".into()]).unwrap()
     }
 
     #[test]
@@ -332,8 +330,8 @@ mod tests {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(a)]).unwrap()
         };
         let keys = ["x".to_string()];
-        let a = SliceKeys::of(&batch(vec![1.0, f64::NAN]), &keys).unwrap();
-        let b = SliceKeys::of(&batch(vec![5.0, f64::NAN]), &keys).unwrap();
+        let a = SliceKeys::of(&[&batch(vec![1.0, f64::NAN])], &keys).unwrap();
+        let b = SliceKeys::of(&[&batch(vec![5.0, f64::NAN])], &keys).unwrap();
         assert!(b.meets(&a.bounds));
         assert!(b.shares_a_key(&a).unwrap());
     }

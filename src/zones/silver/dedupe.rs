@@ -25,18 +25,50 @@ pub fn last_line_per_key(
     sequence_by: Option<&str>,
     batches: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
-    let err = || MedallionError::arrow("dedupe accepted rows");
+    let out = last_line_per_key_as_read(schema, keys, sequence_by, batches)?;
+    Ok(match out.len() {
+        0 | 1 => out,
+        _ => vec![
+            concat_batches(schema, &out).map_err(MedallionError::arrow("dedupe accepted rows"))?,
+        ],
+    })
+}
+
+/// [`last_line_per_key`], but when no key repeats the batches come back as they were
+/// (no copy: a slice to be appended need not be one batch).
+pub fn last_line_per_key_as_read(
+    schema: &SchemaRef,
+    keys: &[String],
+    sequence_by: Option<&str>,
+    batches: &[RecordBatch],
+) -> Result<Vec<RecordBatch>> {
     let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+    let Some(keep) = winners(keys, sequence_by, &batches)? else {
+        return Ok(batches.into_iter().cloned().collect());
+    };
+    let err = || MedallionError::arrow("dedupe accepted rows");
+    let all = concat_batches(schema, batches).map_err(err())?;
+    let kept = take_record_batch(&all, &UInt32Array::from(keep)).map_err(err())?;
+    Ok(vec![kept])
+}
+
+/// The positions (over all `batches`, in order) of the rows that win their key, or
+/// `None` when every key comes once.
+fn winners(
+    keys: &[String],
+    sequence_by: Option<&str>,
+    batches: &[&RecordBatch],
+) -> Result<Option<Vec<u32>>> {
     let Some(first) = batches.first() else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let converter = converter_of(first, keys)?;
-    let rows = convert(&converter, &batches, keys)?;
+    let rows = convert(&converter, batches, keys)?;
     let sequence = match sequence_by {
         Some(column) => {
             let column = [column.to_string()];
             let converter = converter_of(first, &column)?;
-            Some(convert(&converter, &batches, &column)?)
+            Some(convert(&converter, batches, &column)?)
         }
         None => None,
     };
@@ -66,13 +98,11 @@ pub fn last_line_per_key(
         }
     }
     if latest.len() == total {
-        return Ok(vec![concat_batches(schema, batches).map_err(err())?]);
+        return Ok(None);
     }
     let mut keep: Vec<u32> = latest.into_values().map(|(p, _)| p).collect();
     keep.sort_unstable();
-    let all = concat_batches(schema, batches).map_err(err())?;
-    let kept = take_record_batch(&all, &UInt32Array::from(keep)).map_err(err())?;
-    Ok(vec![kept])
+    Ok(Some(keep))
 }
 
 /// `rows` split into those whose `keys` are among `others`' keys and the rest (keys

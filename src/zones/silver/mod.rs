@@ -53,7 +53,21 @@ pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<Reco
     )
 }
 
-/// A deduplicated slice ([`dedupe_batch`]) of staged rows, and whether it is the last.
+/// `rows` as one batch (none when empty): a join's or MERGE's source is best one batch,
+/// which DataFusion builds its hash table from (with several, the corrections MERGE took
+/// far more time and memory; see BENCHMARKS.md).
+pub fn one_batch(p: &Pipeline, rows: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let rows: Vec<RecordBatch> = rows.into_iter().filter(|b| b.num_rows() > 0).collect();
+    if rows.len() < 2 {
+        return Ok(rows);
+    }
+    let one = deltalake::arrow::compute::concat_batches(&p.source.silver_schema(), &rows)
+        .map_err(MedallionError::arrow("dedupe accepted rows"))?;
+    Ok(vec![one])
+}
+
+/// A deduplicated slice of staged rows (in the batches they were read in when no key
+/// repeated, else in one), and whether it is the last.
 pub type Slice = Result<(Vec<RecordBatch>, bool)>;
 
 /// The staged rows read back in slices of about `batch_rows` rows, each deduplicated,
@@ -76,7 +90,8 @@ impl Slices {
                 let slice = match staged.next_slice(rows) {
                     Ok(None) => break,
                     Ok(Some((slice, last))) => {
-                        dedupe::last_line_per_key(&schema, &keys, sequence.as_deref(), &slice)
+                        let seq = sequence.as_deref();
+                        dedupe::last_line_per_key_as_read(&schema, &keys, seq, &slice)
                             .map(|rows| (rows, last))
                     }
                     Err(e) => Err(e),

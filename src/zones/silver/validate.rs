@@ -122,7 +122,7 @@ impl Validator {
             // A cut record is rejected for being cut; its fields mean nothing more.
             let out = if row.cut { &mut ignored } else { v };
             for (i, (col, builder)) in specs.iter().zip(&mut builders).enumerate() {
-                let raw = row.fields.get(i).and_then(Option::as_deref);
+                let raw = row.field(i);
                 match self.type_value(col, raw, out) {
                     Typed::Null => builder.append(None),
                     Typed::Default(v) => builder.append(Some(v)),

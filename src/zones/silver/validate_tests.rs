@@ -37,12 +37,8 @@ fn validator() -> Validator {
 }
 
 fn row(line: u64, fields: &[Option<&str>]) -> RawRow {
-    RawRow {
-        line,
-        fields: fields.iter().map(|f| f.map(str::to_string)).collect(),
-        problems: Vec::new(),
-        cut: false,
-    }
+    let fields = fields.iter().map(|f| f.map(str::to_string)).collect();
+    RawRow::new(line, fields, Vec::new(), false)
 }
 
 fn lineage() -> Lineage {
