@@ -58,8 +58,14 @@ pub(super) async fn slices(
     let mut ended = staged.is_empty();
     let mut slices = silver::Slices::new(p, staged);
     while let Some(slice) = slices.next().await {
-        let (mut rows, last) = slice?;
+        let (rows, last) = slice?;
         ended = last;
+        // Looking up the rows a slice replaces wants it as one batch (see
+        // `silver::one_batch`); a first load looks up nothing.
+        let mut rows = match stage.fresh {
+            true => rows,
+            false => silver::one_batch(p, rows)?,
+        };
         tracing::debug!(ms = lap(&mut t), "waited for the next deduplicated slice");
         let found = match offer(
             (lake, lease),

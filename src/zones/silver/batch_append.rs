@@ -24,7 +24,7 @@ use deltalake::datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAcc
 use deltalake::datafusion::logical_expr::Accumulator;
 
 use crate::error::{MedallionError, Result};
-use crate::storage::{ParallelAppend, UpsertMetrics};
+use crate::storage::{AppendWriter, UpsertMetrics};
 use crate::zones::Lineage;
 
 /// One key column's values over a slice: `[lo, hi]` of its non-null values (none when
@@ -200,10 +200,9 @@ impl SliceKeys {
 /// dropped, and the rest of its batch is upserted slice by slice.
 const KEYS_KEPT: usize = 3 << 19;
 
-/// The open append of a batch's slices that replace no silver row, encoded by one
-/// writer per core ([`ParallelAppend`]).
+/// The open append of a batch's slices that replace no silver row.
 pub struct BatchAppend {
-    writer: ParallelAppend,
+    writer: AppendWriter,
     keys: Vec<String>,
     /// Bounds of the slices written whose keys are no longer kept.
     written: Vec<Vec<ColumnBounds>>,
@@ -214,7 +213,7 @@ pub struct BatchAppend {
 impl BatchAppend {
     pub fn new(silver: &DeltaTable, name: &str, keys: &[String]) -> Result<Self> {
         Ok(BatchAppend {
-            writer: ParallelAppend::new(silver, name, ParallelAppend::lanes())?,
+            writer: AppendWriter::new(silver, name)?,
             keys: keys.to_vec(),
             written: Vec::new(),
             recent: VecDeque::new(),

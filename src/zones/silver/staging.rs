@@ -132,11 +132,14 @@ impl Layout {
         let mut runs = Vec::with_capacity(starts.len());
         for (k, &start) in starts.iter().enumerate() {
             let end = starts.get(k + 1).copied().unwrap_or(n);
+            // Copied: a slice would hold on to the whole column's buffers.
+            let at = UInt32Array::from(vec![start as u32]);
             let kept = self
                 .kept_columns
                 .iter()
-                .map(|&i| batch.column(i).slice(start, 1))
-                .collect();
+                .map(|&i| take(batch.column(i), &at, None))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(ipc("stage accepted rows"))?;
             runs.push((staged.slice(start, end - start), kept));
         }
         Ok(runs)
@@ -338,6 +341,11 @@ mod tests {
         let layout = Layout::of(&schema);
         assert_eq!(layout.staged.fields().len(), 1, "only `v` is staged");
         assert_eq!(layout.split(&batches[1]).unwrap().len(), 3, "three runs");
+        // The kept values hold nothing of the batch's buffers (10,000 rows here).
+        let big = batch(&vec!["a.csv"; 10_000], 0);
+        for (_, kept) in layout.split(&big).unwrap() {
+            assert!(kept.iter().all(|a| a.get_array_memory_size() < 1024));
+        }
         let mut staging = Staging::new(&schema).unwrap();
         for b in &batches {
             staging.write(b).unwrap();
