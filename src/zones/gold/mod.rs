@@ -90,8 +90,6 @@ pub async fn refresh(
 ) -> Result<GoldMetrics> {
     let (table, created) = open_or_create(lake, model).await?;
     let incremental = !created && model.maintenance == Maintenance::ByKeys;
-    let ctx = storage::session();
-    register_silver(&ctx, lake, p, Some(silver)).await?;
     let whole = affected.is_none() || created;
     if whole
         && model.maintenance == Maintenance::ByKeys
@@ -102,11 +100,15 @@ pub async fn refresh(
         return match fill(table.clone(), &capped, model, lineage, txn).await {
             Err(e) if e.is_out_of_memory() => {
                 tracing::debug!(model = %model.name, "filling again without a memory cap: {e}");
+                let ctx = storage::session();
+                register_silver(&ctx, lake, p, Some(silver)).await?;
                 fill(table, &ctx, model, lineage, txn).await
             }
             filled => filled,
         };
     }
+    let ctx = storage::session();
+    register_silver(&ctx, lake, p, Some(silver)).await?;
     let (rows, full) = match affected {
         Some(keys) if incremental => (incremental::recompute(&ctx, model, keys).await?, false),
         _ => (full::changes(&ctx, model, &table).await?, true),

@@ -25,13 +25,21 @@ pub fn last_line_per_key(
     sequence_by: Option<&str>,
     batches: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
-    let out = last_line_per_key_as_read(schema, keys, sequence_by, batches)?;
-    Ok(match out.len() {
-        0 | 1 => out,
-        _ => vec![
-            concat_batches(schema, &out).map_err(MedallionError::arrow("dedupe accepted rows"))?,
-        ],
-    })
+    one_batch(
+        schema,
+        last_line_per_key_as_read(schema, keys, sequence_by, batches)?,
+    )
+}
+
+/// `rows` as one batch (none when they are empty).
+pub fn one_batch(schema: &SchemaRef, rows: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let rows: Vec<RecordBatch> = rows.into_iter().filter(|b| b.num_rows() > 0).collect();
+    if rows.len() < 2 {
+        return Ok(rows);
+    }
+    let one =
+        concat_batches(schema, &rows).map_err(MedallionError::arrow("make a slice one batch"))?;
+    Ok(vec![one])
 }
 
 /// [`last_line_per_key`], but when no key repeats the batches come back as they were

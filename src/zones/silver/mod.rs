@@ -57,13 +57,7 @@ pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<Reco
 /// which DataFusion builds its hash table from (with several, the corrections MERGE took
 /// far more time and memory; see BENCHMARKS.md).
 pub fn one_batch(p: &Pipeline, rows: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    let rows: Vec<RecordBatch> = rows.into_iter().filter(|b| b.num_rows() > 0).collect();
-    if rows.len() < 2 {
-        return Ok(rows);
-    }
-    let one = deltalake::arrow::compute::concat_batches(&p.source.silver_schema(), &rows)
-        .map_err(MedallionError::arrow("dedupe accepted rows"))?;
-    Ok(vec![one])
+    dedupe::one_batch(&p.source.silver_schema(), rows)
 }
 
 /// A deduplicated slice of staged rows (in the batches they were read in when no key

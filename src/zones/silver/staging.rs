@@ -248,7 +248,7 @@ impl Staging {
         };
         Ok(StagedRows {
             reader,
-            layout: self.layout.clone(),
+            layout: self.layout,
             kept: kept.into_iter(),
             total: self.rows,
             read: 0,
