@@ -2,13 +2,11 @@
 //! are grouped into them.
 //!
 //! New files are taken in name order, into one batch until it holds
-//! `batches.max_files` files or `batches.max_bytes` bytes. A file of at least
-//! [`OWN_BATCH_BYTES`] (a gzip file counts [`GZIP_RATIO`] times its size) has a batch
-//! of its own: in a batch of many, each file's rows are held until it has been read to
-//! its end (so that a file that fails drops out alone; in memory, spilled to disk past
-//! a bound), and a batch of one streams instead. A file with the content of a file
-//! already in the open batch starts the next batch, so it is recognised as a duplicate
-//! once the first is loaded.
+//! `batches.max_files` files or `batches.max_bytes` bytes (a file larger than that has
+//! a batch of its own). A batch's files stream through its writers, however large; one
+//! that fails part-way has the others read again (see `read`). A file with the content
+//! of a file already in the open batch starts the next batch, so it is recognised as a
+//! duplicate once the first is loaded.
 
 use std::collections::HashSet;
 
@@ -20,10 +18,7 @@ use crate::ingest::{Fingerprint, RawFile};
 use crate::report::FileReport;
 use crate::zones::Lineage;
 
-/// A file at least this large has a batch of its own.
-pub const OWN_BATCH_BYTES: u64 = 64 << 20;
-
-/// How much larger than its size a gzip file is counted, for [`OWN_BATCH_BYTES`].
+/// How much larger than its size a gzip file is counted, for [`Batch::text_bytes`].
 pub const GZIP_RATIO: u64 = 8;
 
 /// One file of a batch.
@@ -86,6 +81,15 @@ impl Batch {
         }
     }
 
+    /// The bytes of text its files hold, about (gzip counted [`GZIP_RATIO`] times).
+    pub fn text_bytes(&self) -> u64 {
+        let bytes = |c: &LedgerEntry| match c.file.ends_with(".gz") {
+            true => c.size.saturating_mul(GZIP_RATIO),
+            false => c.size,
+        };
+        self.members.iter().map(|m| bytes(&m.claim)).sum()
+    }
+
     /// The members that have not failed.
     pub fn loaded(&self) -> impl Iterator<Item = &Member> {
         self.members.iter().filter(|m| m.report.loaded())
@@ -113,15 +117,6 @@ impl Batch {
     }
 }
 
-/// The bytes a file is counted for: its size, or for gzip an estimate of its text.
-fn counted_bytes(f: &RawFile) -> u64 {
-    if f.name.ends_with(".gz") {
-        f.size.saturating_mul(GZIP_RATIO)
-    } else {
-        f.size
-    }
-}
-
 /// New files being gathered into the next batch.
 #[derive(Debug, Default)]
 pub struct Gathering {
@@ -129,7 +124,6 @@ pub struct Gathering {
     pub files: Vec<(RawFile, Fingerprint, bool)>,
     bytes: u64,
     hashes: HashSet<String>,
-    alone: bool,
 }
 
 impl Gathering {
@@ -147,15 +141,10 @@ impl Gathering {
         if self.files.is_empty() {
             return true;
         }
-        let bytes = counted_bytes(file);
-        !self.alone
-            && bytes < OWN_BATCH_BYTES
-            && self.files.len() < bounds.max_files
-            && self.bytes + file.size <= bounds.max_bytes
+        self.files.len() < bounds.max_files && self.bytes + file.size <= bounds.max_bytes
     }
 
     pub fn push(&mut self, file: RawFile, print: Fingerprint, new_version: bool) {
-        self.alone |= counted_bytes(&file) >= OWN_BATCH_BYTES;
         self.bytes += file.size;
         self.hashes.insert(print.sha256.clone());
         self.files.push((file, print, new_version));
@@ -203,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_ends_at_its_bounds_and_a_large_file_goes_alone() {
+    fn a_batch_ends_at_its_bounds_and_large_files_share_one() {
         let bounds = BatchBounds {
             max_files: 3,
             max_bytes: 1000,
@@ -225,18 +214,30 @@ mod tests {
         assert!(g.holds("1") && !g.holds("2"));
         let big = BatchBounds {
             max_files: 1000,
-            max_bytes: u64::MAX,
+            max_bytes: 2000,
         };
-        assert!(!g.fits(&file("big.csv", OWN_BATCH_BYTES), big));
-        assert!(!g.fits(&file("big.csv.gz", OWN_BATCH_BYTES / GZIP_RATIO), big));
         let mut g = Gathering::default();
-        g.push(file("big.csv", OWN_BATCH_BYTES), print("1"), false);
+        g.push(file("big.csv", 1500), print("1"), false);
         assert!(
-            !g.fits(&file("small", 1), big),
-            "nothing joins a large file"
+            g.fits(&file("small", 500), big),
+            "large files share batches"
         );
+        assert!(!g.fits(&file("more", 501), big));
+        g.push(file("small", 500), print("2"), false);
         let b = g.into_batch(7);
-        assert_eq!((b.seq, b.members.len()), (7, 1));
+        assert_eq!((b.seq, b.members.len()), (7, 2));
         assert_eq!(b.members[0].claim.batch_id, b.batch_id);
+    }
+
+    #[test]
+    fn text_bytes_count_gzip_larger() {
+        let sized = |sha: &str| Fingerprint {
+            size: 100,
+            ..print(sha)
+        };
+        let mut g = Gathering::default();
+        g.push(file("a.csv", 100), sized("1"), false);
+        g.push(file("b.csv.gz", 100), sized("2"), false);
+        assert_eq!(g.into_batch(1).text_bytes(), 100 + 100 * GZIP_RATIO);
     }
 }

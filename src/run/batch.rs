@@ -114,7 +114,7 @@ pub async fn prepare(
     let mut prepared = Prepared {
         bronze_w: None,
         rejected_w: AppendWriter::new(&rejected_table, &tables.rejected)?,
-        staging: silver::Staging::new(&p.source.silver_schema())?,
+        staging: silver::staging_for(p, batch.text_bytes())?,
         rejected_done,
         rejected_version: None,
         read_time: Default::default(),
@@ -138,12 +138,33 @@ pub async fn prepare(
                 batch.fail(i, MedallionError::RawFileGone { file }.to_string());
             }
         }
-        let sinks = Sinks {
-            bronze: Some(AppendWriter::new(&bronze_table, &tables.bronze)?),
-            rejected: &mut prepared.rejected_w,
-            staging: &mut prepared.staging,
+        let mut mode = read::Mode::Stream;
+        prepared.bronze_w = loop {
+            let sinks = Sinks {
+                bronze: Some(AppendWriter::new(&bronze_table, &tables.bronze)?),
+                rejected: &mut prepared.rejected_w,
+                staging: &mut prepared.staging,
+            };
+            match read::read_files(p, validator, batch, sinks, mode).await? {
+                read::Read::Whole(bronze_w) => break bronze_w,
+                read::Read::Tainted => {
+                    // A file failed part-way: the others again, each held to its end,
+                    // into new writers (what the first read uploaded is never
+                    // committed; `vacuum` removes it).
+                    let others: Vec<usize> = (0..batch.members.len())
+                        .filter(|&i| batch.members[i].report.loaded())
+                        .collect();
+                    tracing::info!(
+                        files = others.len(),
+                        "a file failed part-way; reading the batch's other files again"
+                    );
+                    batch.reset(&others);
+                    prepared.rejected_w = AppendWriter::new(&rejected_table, &tables.rejected)?;
+                    prepared.staging = silver::staging_for(p, batch.text_bytes())?;
+                    mode = read::Mode::Hold;
+                }
+            }
         };
-        prepared.bronze_w = read::read_files(p, validator, batch, sinks).await?;
         super::modes::refuse_empty_snapshots(p, batch);
     }
     if let Some(w) = prepared.bronze_w.as_mut() {

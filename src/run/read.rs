@@ -3,11 +3,15 @@
 //! its accepted rows to the silver staging file.
 //!
 //! A file that fails (it cannot be opened or decompressed, its header does not fit, a
-//! `fail` rule breaks, it changed while it was read) fails alone: in a batch of many
-//! files, each file's rows are held until it has been read to its end (in memory, or
-//! spilled to a local temporary file past a bound, see `hold`), and only then handed
-//! to the writers, so nothing of a failed file is written. A batch of one file streams
-//! its rows straight to the writers.
+//! `fail` rule breaks, it changed while it was read) fails alone. A batch's files
+//! stream their rows straight to the writers ([`Mode::Stream`]); when a file fails
+//! after some of its rows were handed over, and the batch has other files, the read
+//! stops ([`Read::Tainted`]) and the caller reads the others again with
+//! [`Mode::Hold`]: each file's rows held until it has been read to its end (in memory,
+//! or spilled to a local temporary file past a bound, see `hold`), and only then handed
+//! to the writers, so nothing of a failed file is written. Failing part-way is rare
+//! (a broken `fail` rule, a corrupt gzip stream, a file rewritten while read); a bad
+//! header or an unreadable file fails before any row.
 //!
 //! One thread parses the files, a couple of chunks ahead of validation; a task encodes
 //! bronze Parquet; so reading the next file overlaps validating and encoding this one.
@@ -46,21 +50,40 @@ enum Parsed {
     Failed(usize, MedallionError),
 }
 
-/// Read every member of `batch` that has not failed and has its raw file; a file that fails gets its
-/// error in its report. Returns the bronze writer (when there was one). An error is
-/// one of the writers failing, which fails the whole batch.
+/// How a file's rows reach the writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As they are read.
+    Stream,
+    /// Once the file has been read to its end.
+    Hold,
+}
+
+/// How a read ended.
+pub enum Read {
+    /// Every file was read, or failed alone; the bronze writer, when there was one.
+    Whole(Option<AppendWriter>),
+    /// A file failed after some of its rows streamed to the writers (its report says
+    /// why): the batch's other files are to be read again, into new writers, held.
+    Tainted,
+}
+
+/// Read every member of `batch` that has not failed and has its raw file; a file that
+/// fails gets its error in its report. An error is one of the writers failing, which
+/// fails the whole batch.
 pub async fn read_files(
     p: &Pipeline,
     validator: &Validator,
     batch: &mut Batch,
     sinks: Sinks<'_>,
-) -> Result<Option<AppendWriter>> {
+    mode: Mode,
+) -> Result<Read> {
     let Sinks {
         bronze: bronze_w,
         rejected: rejected_w,
         staging,
     } = sinks;
-    let hold = batch.members.len() > 1;
+    let hold = mode == Mode::Hold;
     let files: Vec<(usize, RawFile)> = batch
         .members
         .iter()
@@ -83,6 +106,8 @@ pub async fn read_files(
     let mut held = Held::default();
     // Files read to their end: any other (the parser stopped short) fails below.
     let mut ended = std::collections::HashSet::new();
+    // Files some of whose rows streamed to the writers.
+    let mut streamed = std::collections::HashSet::new();
     let mut out = Outlet {
         to_bronze: to_bronze.as_ref(),
         rejected_w,
@@ -103,6 +128,7 @@ pub async fn read_files(
                     // A spill's error is the file's; a writer's fails the batch.
                     Ok(rows) if hold => held.push(rows),
                     Ok(rows) => {
+                        streamed.insert(i);
                         out.write(rows).await?;
                         Ok(())
                     }
@@ -130,6 +156,9 @@ pub async fn read_files(
                 error: Some(e.to_string()),
                 ..FileReport::new(&member.claim.file, &batch.batch_id)
             };
+            if streamed.contains(&i) && batch.loaded().next().is_some() {
+                return Ok(Read::Tainted);
+            }
         }
     }
     for i in reading {
@@ -140,14 +169,17 @@ pub async fn read_files(
                 i,
                 format!("{file}: reading stopped before the end of the file"),
             );
+            if streamed.contains(&i) && batch.loaded().next().is_some() {
+                return Ok(Read::Tainted);
+            }
         }
     }
     drop(to_bronze);
     match encoder.and_then(Aborting::into_inner) {
-        Some(task) => Ok(Some(task.await.map_err(|e| {
+        Some(task) => Ok(Read::Whole(Some(task.await.map_err(|e| {
             MedallionError::Internal(format!("the bronze encoder stopped: {e}"))
-        })??)),
-        None => Ok(None),
+        })??))),
+        None => Ok(Read::Whole(None)),
     }
 }
 

@@ -104,14 +104,20 @@ pub async fn from_committed_bronze(
         let held: Vec<usize> = (0..batch.members.len())
             .filter(|&i| batch.members[i].report.loaded())
             .collect();
-        read::read_files(p, validator, batch, sinks).await?;
+        // A file that fails is replayed from bronze instead: in a batch of many, each
+        // file's rows are held to its end, so nothing of it reaches the writers.
+        let mode = match batch.members.len() {
+            1 => read::Mode::Stream,
+            _ => read::Mode::Hold,
+        };
+        read::read_files(p, validator, batch, sinks, mode).await?;
         if batch.loaded().count() == held.len() {
             return Ok(None);
         }
         // A file no longer reads as it did (a `fail` rule added since): its bronze
         // rows are committed, so they are replayed instead.
         batch.reset(&held);
-        *staging = silver::Staging::new(&p.source.silver_schema())?;
+        *staging = silver::staging_for(p, batch.text_bytes())?;
     }
     let app = if rejected_done {
         APP_REJECTED_REPLAY

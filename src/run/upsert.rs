@@ -46,7 +46,7 @@ pub(super) async fn slices(
     br: &mut BatchReport,
 ) -> Result<(DeltaTable, bool)> {
     let name = p.source.tables().silver;
-    let mut pending = (p.source.sequence_by.is_none() && p.source.delete_when.is_none())
+    let pending = (p.source.sequence_by.is_none() && p.source.delete_when.is_none())
         .then(|| BatchAppend::new(&silver, &name, &p.source.key))
         .transpose()?;
     let mut touched = false;
@@ -57,6 +57,8 @@ pub(super) async fn slices(
     // A batch without accepted rows has no slice at all.
     let mut ended = staged.is_empty();
     let mut slices = silver::Slices::new(p, staged);
+    let unique = slices.keys_unique();
+    let mut pending = pending.map(|w| w.with_unique_keys(unique));
     while let Some(slice) = slices.next().await {
         let (rows, last) = slice?;
         ended = last;

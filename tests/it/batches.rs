@@ -339,3 +339,106 @@ fn a_completion_that_fails_while_reading_leaves_the_batch_open() {
     );
     check_invariants(&w, 5);
 }
+
+/// `n` readings of distinct keys (meter `M1000…`, one hour each), then `tail`.
+fn many_readings(n: usize, tail: &str) -> String {
+    let mut s = String::from(HEADER);
+    for i in 0..n {
+        s.push_str(&format!(
+            "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.{:03},actual\n",
+            10_000_000 + i,
+            i % 1000
+        ));
+    }
+    s.push_str(tail);
+    s
+}
+
+#[test]
+fn a_file_failing_after_its_first_chunk_fails_alone_and_the_others_are_read_again() {
+    let w = with_batches(1000);
+    w.write_raw("a_good.csv", &make_file(0));
+    // More rows than a chunk before the row that breaks the `fail` rule: the file's
+    // first rows have streamed to the writers when it fails.
+    let late = reading(1, 0, "450.000");
+    w.write_raw("b_fails_late.csv", &many_readings(20_000, &late));
+    w.write_raw("c_good.csv", &make_file(2));
+    let out = w
+        .command(&["run"])
+        .env("MEDALLION_LOG", "medallion=info")
+        .output()
+        .unwrap();
+    let r = crate::workdir::Run::from(out);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains(": 2 files loaded, 1 failed"), "{r:?}");
+    assert!(r.failure_of("b_fails_late.csv").contains("no_huge_reading"));
+    assert!(
+        r.stderr.contains("reading the batch's other files again"),
+        "the file streamed, then failed: {r:?}"
+    );
+    assert_eq!(
+        w.count("FROM bronze.readings WHERE _source_file = 'b_fails_late.csv'"),
+        0
+    );
+    assert_eq!(w.count("FROM bronze.readings"), 2 * 40);
+    assert_eq!(commits(&w, "bronze/readings"), 2, "one batch commit");
+    assert_eq!(
+        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+        0
+    );
+    crate::workdir::assert_batch_counts_and_unique_keys(&w);
+    check_delta_logs(&w);
+}
+
+#[test]
+fn corrections_in_the_same_batch_rewrite_no_silver_file() {
+    let w = with_batches(1000);
+    // Slices of 5,000 rows: the corrections come slices after the rows they correct.
+    let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+    let key = "  key: [customer_id, meter_id, start_time]\n";
+    assert!(config.contains(key));
+    w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 5000\n"), 1));
+    // Corrections of keys spread over the whole first file, in a file of their own
+    // and within the first file itself.
+    let own = format!(
+        "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,9.000,actual\n",
+        10_000_000 + 1000
+    );
+    w.write_raw("a_readings.csv", &many_readings(30_000, &own));
+    let mut fixes = String::from(HEADER);
+    for i in (0..30_000).step_by(1000) {
+        fixes.push_str(&format!(
+            "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,7.000,actual\n",
+            10_000_000 + i
+        ));
+    }
+    w.write_raw("b_corrections.csv", &fixes);
+    let r = w.run_expect(0);
+    assert!(r.stdout.contains("2 file(s) loaded, 0 failed"), "{r:?}");
+    assert_eq!(w.count("FROM silver.readings"), 30_000);
+    assert_eq!(w.count("FROM silver.readings WHERE usage_kwh = 7"), 30);
+    assert_eq!(
+        w.count("FROM silver.readings WHERE usage_kwh = 9"),
+        0,
+        "b_corrections.csv comes after a_readings.csv"
+    );
+    assert_eq!(
+        commits(&w, "silver/readings"),
+        2,
+        "created, then one append"
+    );
+    let removes = w
+        .lake_files()
+        .iter()
+        .filter(|f| f.starts_with("silver/readings/_delta_log/") && f.ends_with(".json"))
+        .map(|f| String::from_utf8(w.read_lake(f)).unwrap())
+        .filter(|log| log.contains("\"remove\""))
+        .count();
+    assert_eq!(removes, 0, "no silver file rewritten");
+    assert_eq!(
+        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+        0
+    );
+    crate::workdir::assert_batch_counts_and_unique_keys(&w);
+    check_delta_logs(&w);
+}

@@ -301,38 +301,47 @@ fn silver_upserts_in_bounded_slices() {
         "  key: [customer_id, meter_id, start_time]\n  batch_rows: 100\n",
     );
     let exp = expected();
-    let w = Workdir::with_config(&cfg);
-    w.add_sample(FILE1);
-    w.add_sample(FILE2);
-    let header = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
-    let mut dup = String::from(header);
-    for i in 0..250 {
-        // The same key on every line: 250 lines over 3 slices, the last one wins.
-        dup.push_str(&format!(
-            "C999999,M99999999,2026-02-01T00:00:00Z,2026-02-01T01:00:00Z,{}.000,actual\n",
-            i % 50
-        ));
+    for tracked in [true, false] {
+        let mut w = Workdir::with_config(&cfg);
+        if !tracked {
+            // As past its bound: repeated keys are not tracked while staging.
+            w.env
+                .push(("MEDALLION_REPEATS_MAX_NOTED".into(), "0".into()));
+        }
+        w.add_sample(FILE1);
+        w.add_sample(FILE2);
+        let header = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+        let mut dup = String::from(header);
+        for i in 0..250 {
+            // The same key on every line: 250 lines over 3 slices, the last one wins.
+            dup.push_str(&format!(
+                "C999999,M99999999,2026-02-01T00:00:00Z,2026-02-01T01:00:00Z,{}.000,actual\n",
+                i % 50
+            ));
+        }
+        w.write_raw("z_dups.csv", &dup);
+        w.run_expect(0);
+        assert_file_counts(&w, FILE1, &exp["files"][FILE1]);
+        assert_file_counts(&w, FILE2, &exp["files"][FILE2]);
+        assert_eq!(
+            w.count("FROM silver.readings"),
+            exp["silver_rows_after_all"].as_u64().unwrap() + 1
+        );
+        assert_eq!(
+            w.scalar(
+                "SELECT CAST(usage_kwh AS VARCHAR) FROM silver.readings WHERE customer_id = 'C999999'"
+            ),
+            "49.000"
+        );
+        assert_silver_keys_unique(&w);
+        assert_gold_is_recompute(&w);
+        // Tracked, the rows a later line supersedes are dropped before any slice is
+        // written: one append. Untracked, slices with only new keys are appended and
+        // slices that repeat a key are MERGEd.
+        let ops = silver_operations(&w);
+        assert!(ops.iter().any(|o| o == "WRITE"), "{ops:?}");
+        assert_eq!(ops.iter().any(|o| o == "MERGE"), !tracked, "{ops:?}");
     }
-    w.write_raw("z_dups.csv", &dup);
-    w.run_expect(0);
-    assert_file_counts(&w, FILE1, &exp["files"][FILE1]);
-    assert_file_counts(&w, FILE2, &exp["files"][FILE2]);
-    assert_eq!(
-        w.count("FROM silver.readings"),
-        exp["silver_rows_after_all"].as_u64().unwrap() + 1
-    );
-    assert_eq!(
-        w.scalar(
-            "SELECT CAST(usage_kwh AS VARCHAR) FROM silver.readings WHERE customer_id = 'C999999'"
-        ),
-        "49.000"
-    );
-    assert_silver_keys_unique(&w);
-    assert_gold_is_recompute(&w);
-    // Slices with only new keys are appended; slices that repeat a key are MERGEd.
-    let ops = silver_operations(&w);
-    assert!(ops.iter().any(|o| o == "WRITE"), "{ops:?}");
-    assert!(ops.iter().any(|o| o == "MERGE"), "{ops:?}");
 }
 
 /// Every action of every commit in `table`'s Delta log, in version order.

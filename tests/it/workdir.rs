@@ -34,7 +34,7 @@ impl Run {
         self.stdout[at..].lines().nth(1).unwrap_or_default()
     }
 
-    fn from(out: Output) -> Self {
+    pub fn from(out: Output) -> Self {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

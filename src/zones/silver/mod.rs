@@ -16,6 +16,7 @@
 mod batch_append;
 mod builders;
 mod dedupe;
+mod repeats;
 pub mod sequence;
 pub mod snapshot;
 mod staging;
@@ -32,6 +33,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
 pub use batch_append::BatchAppend;
+pub use repeats::RepeatTracker;
 pub use staging::{StagedRows, Staging, staging_properties};
 pub use validate::{ValidatedChunk, Validator};
 
@@ -53,6 +55,21 @@ pub fn dedupe_batch(p: &Pipeline, accepted: Vec<RecordBatch>) -> Result<Vec<Reco
     )
 }
 
+/// Staging for a batch of `bytes` bytes of text: an upsert without `sequence_by` or
+/// `delete_when` (whose slices may be appended unchecked) also tracks repeated keys.
+pub fn staging_for(p: &Pipeline, bytes: u64) -> Result<Staging> {
+    let schema = p.source.silver_schema();
+    let s = &p.source;
+    let tracked = s.mode == crate::config::SourceMode::Upsert
+        && s.sequence_by.is_none()
+        && s.delete_when.is_none();
+    let tracker = match tracked {
+        true => Some(RepeatTracker::new(&schema, &s.key, bytes)?),
+        false => None,
+    };
+    Staging::tracking(&schema, tracker)
+}
+
 /// `rows` as one batch (none when empty): a join's or MERGE's source is best one batch,
 /// which DataFusion builds its hash table from (with several, the corrections MERGE took
 /// far more time and memory; see BENCHMARKS.md).
@@ -70,6 +87,7 @@ pub type Slice = Result<(Vec<RecordBatch>, bool)>;
 pub struct Slices {
     rx: Receiver<Slice>,
     producer: Option<JoinHandle<()>>,
+    unique: bool,
 }
 
 impl Slices {
@@ -79,10 +97,13 @@ impl Slices {
         let keys = p.source.key.clone();
         let sequence = p.source.sequence_by.clone();
         let rows = p.source.batch_rows;
+        // The batch's repeats were dropped as the rows were read back: nothing to dedupe.
+        let unique = staged.keys_unique();
         let producer = tokio::task::spawn_blocking(move || {
             loop {
                 let slice = match staged.next_slice(rows) {
                     Ok(None) => break,
+                    Ok(Some((slice, last))) if unique => Ok((slice, last)),
                     Ok(Some((slice, last))) => {
                         let seq = sequence.as_deref();
                         dedupe::last_line_per_key_as_read(&schema, &keys, seq, &slice)
@@ -99,7 +120,13 @@ impl Slices {
         Slices {
             rx,
             producer: Some(producer),
+            unique,
         }
+    }
+
+    /// Whether no two slices share a key (the batch's repeats were tracked).
+    pub fn keys_unique(&self) -> bool {
+        self.unique
     }
 
     /// The next slice, `None` after the last; an error ends them (also a thread that

@@ -26,6 +26,7 @@ use deltalake::arrow::ipc::writer::FileWriter;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::parquet::file::properties::WriterProperties;
 
+use super::repeats::{RepeatTracker, Repeats};
 use crate::error::{MedallionError, Result};
 use crate::schema::{BATCH_ID, RECEIVED_AT, SILVER_RECEIVED_AT, SOURCE_FILE};
 
@@ -161,8 +162,9 @@ impl Layout {
     }
 }
 
-/// The staged file and the kept values of each batch in it, in order.
-type Staged = (File, Vec<Vec<ArrayRef>>);
+/// The staged file, the kept values of each batch in it (in order), and the keys that
+/// repeat (when they were tracked to the end).
+type Staged = (File, Vec<Vec<ArrayRef>>, Option<Repeats>);
 
 /// Accepted rows being staged. A thread of its own encodes and writes them, so the
 /// task that validates the next chunk does not wait for the encoding and the disk.
@@ -175,6 +177,11 @@ pub struct Staging {
 
 impl Staging {
     pub fn new(schema: &SchemaRef) -> Result<Self> {
+        Self::tracking(schema, None)
+    }
+
+    /// Staging that also notes which keys repeat, with `tracker` (see `repeats`).
+    pub fn tracking(schema: &SchemaRef, tracker: Option<RepeatTracker>) -> Result<Self> {
         let layout = Layout::of(schema);
         let file = tempfile::tempfile().map_err(io)?;
         let mut writer =
@@ -187,7 +194,14 @@ impl Staging {
             .spawn(move || {
                 // The kept values of each batch written, in order.
                 let mut kept = Vec::new();
+                let mut tracker = tracker;
                 for batch in rx {
+                    if let Some(t) = tracker.as_mut()
+                        && !t.observe(&batch)?
+                    {
+                        tracing::debug!("too many repeated keys to track; slices checked");
+                        tracker = None;
+                    }
                     for (staged, values) in split.split(&batch)? {
                         writer.write(&staged).map_err(ipc("stage accepted rows"))?;
                         kept.push(values);
@@ -196,7 +210,7 @@ impl Staging {
                 writer.finish().map_err(ipc("stage accepted rows"))?;
                 // Flushes the buffer; the file's handle is shared with `file`.
                 writer.into_inner().map_err(ipc("stage accepted rows"))?;
-                Ok((file, kept))
+                Ok((file, kept, tracker.map(RepeatTracker::finish)))
             })
             .map_err(io)?;
         Ok(Staging {
@@ -240,7 +254,7 @@ impl Staging {
 
     /// Stop writing; the rows can then be read back in slices.
     pub fn finish(mut self) -> Result<StagedRows> {
-        let (file, kept) = self.join()?;
+        let (file, kept, repeats) = self.join()?;
         let reader = if self.rows == 0 {
             None
         } else {
@@ -252,6 +266,7 @@ impl Staging {
             kept: kept.into_iter(),
             total: self.rows,
             read: 0,
+            repeats,
         })
     }
 }
@@ -264,6 +279,8 @@ pub struct StagedRows {
     kept: std::vec::IntoIter<Vec<ArrayRef>>,
     total: u64,
     read: u64,
+    /// The keys that repeat, when tracked: the rows a later row supersedes are dropped.
+    repeats: Option<Repeats>,
 }
 
 impl StagedRows {
@@ -272,27 +289,39 @@ impl StagedRows {
         self.total == 0
     }
 
-    /// The next slice of about `rows` rows, and whether it is the last; `None` when done.
+    /// Whether no two rows read back share a key: repeats were tracked, and every row
+    /// but the last of its key is dropped.
+    pub fn keys_unique(&self) -> bool {
+        self.repeats.is_some()
+    }
+
+    /// The next slice of about `rows` rows (fewer when rows of it are superseded), and
+    /// whether it is the last; `None` when done.
     pub fn next_slice(&mut self, rows: u64) -> Result<Option<(Vec<RecordBatch>, bool)>> {
         let Some(reader) = self.reader.as_mut() else {
             return Ok(None);
         };
         let mut out = Vec::new();
-        let mut n = 0;
-        while n < rows {
-            match reader.next() {
-                Some(b) => {
-                    let b = b.map_err(MedallionError::arrow("read staged rows"))?;
-                    let kept = self.kept.next().ok_or_else(|| {
-                        MedallionError::Internal("a staged batch without its lineage".into())
-                    })?;
-                    n += b.num_rows() as u64;
-                    out.push(self.layout.join(b, &kept)?);
-                }
-                None => break,
+        // Rows kept (a slice all of whose rows are superseded reads on).
+        let mut kept_rows = 0;
+        while kept_rows < rows {
+            let Some(b) = reader.next() else { break };
+            let b = b.map_err(MedallionError::arrow("read staged rows"))?;
+            let kept = self.kept.next().ok_or_else(|| {
+                MedallionError::Internal("a staged batch without its lineage".into())
+            })?;
+            let first = self.read;
+            self.read += b.num_rows() as u64;
+            let b = self.layout.join(b, &kept)?;
+            let b = match &self.repeats {
+                Some(r) => r.drop_superseded(b, first)?,
+                None => b,
+            };
+            kept_rows += b.num_rows() as u64;
+            if b.num_rows() > 0 {
+                out.push(b);
             }
         }
-        self.read += n;
         if out.is_empty() {
             return Ok(None);
         }
