@@ -146,7 +146,7 @@ pub async fn prepare(
                 staging: &mut prepared.staging,
             };
             match read::read_files(p, validator, batch, sinks, mode).await? {
-                read::Read::Whole(bronze_w) => break bronze_w,
+                read::Read::Whole(bronze_w) => break bronze_w.map(|w| *w),
                 read::Read::Tainted => {
                     // A file failed part-way: the others again, each held to its end,
                     // into new writers (what the first read uploaded is never

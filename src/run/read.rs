@@ -62,7 +62,7 @@ pub enum Mode {
 /// How a read ended.
 pub enum Read {
     /// Every file was read, or failed alone; the bronze writer, when there was one.
-    Whole(Option<AppendWriter>),
+    Whole(Option<Box<AppendWriter>>),
     /// A file failed after some of its rows streamed to the writers (its report says
     /// why): the batch's other files are to be read again, into new writers, held.
     Tainted,
@@ -176,9 +176,9 @@ pub async fn read_files(
     }
     drop(to_bronze);
     match encoder.and_then(Aborting::into_inner) {
-        Some(task) => Ok(Read::Whole(Some(task.await.map_err(|e| {
+        Some(task) => Ok(Read::Whole(Some(Box::new(task.await.map_err(|e| {
             MedallionError::Internal(format!("the bronze encoder stopped: {e}"))
-        })??))),
+        })??)))),
         None => Ok(Read::Whole(None)),
     }
 }

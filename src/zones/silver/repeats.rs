@@ -231,7 +231,7 @@ impl Bloom {
     /// Insert `hash`; whether it was (probably) there already.
     fn insert(&mut self, hash: u64) -> bool {
         let n = self.blocks.len() as u64;
-        let block = &mut self.blocks[((hash >> 32) * n >> 32) as usize];
+        let block = &mut self.blocks[(((hash >> 32) * n) >> 32) as usize];
         // The low half, mixed again, picks the bits (9 bits each).
         let mut m = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         m ^= m >> 32;
