@@ -64,7 +64,7 @@ pub fn staging_for(p: &Pipeline, bytes: u64) -> Result<Staging> {
         && s.sequence_by.is_none()
         && s.delete_when.is_none();
     let tracker = match tracked {
-        true => Some(RepeatTracker::new(&schema, &s.key, bytes)?),
+        true => RepeatTracker::new(&schema, &s.key, bytes)?,
         false => None,
     };
     Staging::tracking(&schema, tracker)

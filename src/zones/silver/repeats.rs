@@ -10,8 +10,11 @@
 //! row of a key after its first is noted, so a noted key keeps the position of its last
 //! row. Reading back, a row whose key hash was noted is dropped unless it is that row.
 //!
-//! Memory stays bounded: past [`MAX_NOTED`] noted keys (a batch much larger than its
-//! filter was sized for, or one that repeats most of its keys) tracking stops, and the
+//! Memory and time stay bounded: a batch too large for a filter of [`MAX_BITS`] (about
+//! 22 M rows, 1.4 GB of text: past that the filter would no longer fit in a CPU cache,
+//! nor keep its false positives few) is not tracked; tracking stops past [`MAX_NOTED`]
+//! noted keys (a batch that repeats most of its keys) or twice the rows the filter was
+//! sized for (a gzip file that held far more than its size suggested). An untracked
 //! batch's slices are deduplicated each on its own and checked against one another.
 
 use std::collections::{HashMap, HashSet};
@@ -43,9 +46,9 @@ const BITS_PER_ROW: u64 = 12;
 /// Expected rows per byte of raw file: one per 64 bytes errs towards a larger filter.
 const BYTES_PER_ROW: u64 = 64;
 
-/// Bounds of the filter's size: 8 KiB to 64 MiB.
+/// Bounds of the filter's size: 8 KiB to 32 MiB.
 const MIN_BITS: u64 = 1 << 16;
-const MAX_BITS: u64 = 1 << 29;
+pub const MAX_BITS: u64 = 1 << 28;
 
 fn hasher() -> RandomState {
     RandomState::with_seed(0x6d65_6461_6c6c_696f)
@@ -57,6 +60,8 @@ pub struct RepeatTracker {
     bloom: Bloom,
     noted: Noted,
     max_noted: usize,
+    /// Rows the filter was sized for.
+    capacity: u64,
     rows: u64,
     hashes: Vec<u64>,
 }
@@ -118,12 +123,15 @@ struct Noted {
 }
 
 impl RepeatTracker {
-    /// A tracker for rows of `schema` keyed by `keys`, from raw files of `bytes` bytes.
-    pub fn new(schema: &Schema, keys: &[String], bytes: u64) -> Result<Self> {
-        let bits = (bytes / BYTES_PER_ROW)
-            .saturating_mul(BITS_PER_ROW)
-            .clamp(MIN_BITS, MAX_BITS);
-        Ok(RepeatTracker {
+    /// A tracker for rows of `schema` keyed by `keys`, from raw files of `bytes` bytes;
+    /// `None` when they are too many to track.
+    pub fn new(schema: &Schema, keys: &[String], bytes: u64) -> Result<Option<Self>> {
+        let bits = (bytes / BYTES_PER_ROW).saturating_mul(BITS_PER_ROW);
+        if bits > MAX_BITS {
+            return Ok(None);
+        }
+        let bits = bits.max(MIN_BITS);
+        Ok(Some(RepeatTracker {
             keys: Keys::of(schema, keys)?,
             bloom: Bloom::with_bits(bits),
             noted: Noted {
@@ -131,12 +139,14 @@ impl RepeatTracker {
                 hashes: HashSet::with_hasher(hasher()),
             },
             max_noted: max_noted(),
+            capacity: bits / BITS_PER_ROW,
             rows: 0,
             hashes: Vec::new(),
-        })
+        }))
     }
 
-    /// Take in the next staged rows. `false`: too many keys were noted, tracking stopped.
+    /// Take in the next staged rows. `false`: too many keys were noted, or rows seen,
+    /// and tracking stops.
     pub fn observe(&mut self, batch: &RecordBatch) -> Result<bool> {
         let columns = self.keys.hash(batch, &mut self.hashes)?;
         let seen: Vec<u32> = (0..self.hashes.len())
@@ -157,7 +167,7 @@ impl RepeatTracker {
             }
         }
         self.rows += batch.num_rows() as u64;
-        Ok(self.noted.last.len() <= self.max_noted)
+        Ok(self.noted.last.len() <= self.max_noted && self.rows <= 2 * self.capacity)
     }
 
     /// What reading back needs (the filter is dropped).
@@ -286,7 +296,9 @@ mod tests {
 
     #[test]
     fn the_last_row_of_a_key_wins_across_batches() {
-        let mut t = RepeatTracker::new(&schema(), &keys(), 1 << 20).unwrap();
+        let mut t = RepeatTracker::new(&schema(), &keys(), 1 << 20)
+            .unwrap()
+            .unwrap();
         let a = batch(&[(Some("m1"), 1, 10), (Some("m2"), 1, 11), (None, 1, 12)]);
         let b = batch(&[(Some("m1"), 1, 20), (Some("m3"), 1, 21), (None, 1, 22)]);
         let c = batch(&[(Some("m1"), 2, 30), (Some("m1"), 1, 31)]);
@@ -303,7 +315,7 @@ mod tests {
     #[test]
     fn no_repeats_keeps_every_row_and_false_positives_are_harmless() {
         // A filter of one block: nearly every key collides in it, none repeats.
-        let mut t = RepeatTracker::new(&schema(), &keys(), 0).unwrap();
+        let mut t = RepeatTracker::new(&schema(), &keys(), 0).unwrap().unwrap();
         t.bloom = Bloom::with_bits(512);
         let rows: Vec<(Option<&str>, i64, i64)> = (0..2000).map(|i| (Some("m"), i, i)).collect();
         let all = batch(&rows);
@@ -315,13 +327,24 @@ mod tests {
 
     #[test]
     fn tracking_stops_past_its_bound() {
-        let mut t = RepeatTracker::new(&schema(), &keys(), 0).unwrap();
+        let mut t = RepeatTracker::new(&schema(), &keys(), 0).unwrap().unwrap();
         let rows: Vec<(Option<&str>, i64, i64)> = (0..10).map(|i| (Some("m"), i, i)).collect();
         let b = batch(&rows);
         assert!(t.observe(&b).unwrap());
+        t.max_noted = 100;
         t.noted
             .last
-            .extend((0..MAX_NOTED as u64).map(|i| (i.to_le_bytes().into(), i)));
-        assert!(!t.observe(&b).unwrap());
+            .extend((0..100u64).map(|i| (i.to_le_bytes().into(), i)));
+        assert!(!t.observe(&b).unwrap(), "past its noted keys");
+        let mut t = RepeatTracker::new(&schema(), &keys(), 0).unwrap().unwrap();
+        t.capacity = 5;
+        assert!(t.observe(&b).unwrap());
+        assert!(!t.observe(&b.slice(0, 1)).unwrap(), "past twice its rows");
+        let too_large = MAX_BITS / BITS_PER_ROW * BYTES_PER_ROW + BYTES_PER_ROW;
+        assert!(
+            RepeatTracker::new(&schema(), &keys(), too_large)
+                .unwrap()
+                .is_none()
+        );
     }
 }
