@@ -16,6 +16,7 @@
 //! One thread parses the files, a couple of chunks ahead of validation; a task encodes
 //! bronze Parquet; so reading the next file overlaps validating and encoding this one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -105,9 +106,9 @@ pub async fn read_files(
     let bronze_schema = encoder.is_some().then(|| p.source.bronze_schema());
     let mut held = Held::default();
     // Files read to their end: any other (the parser stopped short) fails below.
-    let mut ended = std::collections::HashSet::new();
+    let mut ended = HashSet::new();
     // Files some of whose rows streamed to the writers.
-    let mut streamed = std::collections::HashSet::new();
+    let mut streamed = HashSet::new();
     let mut out = Outlet {
         to_bronze: to_bronze.as_ref(),
         rejected_w,
@@ -156,7 +157,7 @@ pub async fn read_files(
                 error: Some(e.to_string()),
                 ..FileReport::new(&member.claim.file, &batch.batch_id)
             };
-            if streamed.contains(&i) && batch.loaded().next().is_some() {
+            if tainted(&streamed, i, batch) {
                 return Ok(Read::Tainted);
             }
         }
@@ -169,7 +170,7 @@ pub async fn read_files(
                 i,
                 format!("{file}: reading stopped before the end of the file"),
             );
-            if streamed.contains(&i) && batch.loaded().next().is_some() {
+            if tainted(&streamed, i, batch) {
                 return Ok(Read::Tainted);
             }
         }
@@ -181,6 +182,12 @@ pub async fn read_files(
         })??)))),
         None => Ok(Read::Whole(None)),
     }
+}
+
+/// Whether file `i`, just failed, leaves the writers with rows of it while other files
+/// of the batch are still to be loaded.
+fn tainted(streamed: &HashSet<usize>, i: usize, batch: &Batch) -> bool {
+    streamed.contains(&i) && batch.loaded().next().is_some()
 }
 
 /// A task aborted when dropped: a read cancelled part-way (the run stopped) takes its

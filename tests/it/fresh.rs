@@ -25,10 +25,15 @@ fn config() -> String {
 
 /// A workdir whose runs do not track repeated keys (as when a batch notes too many).
 fn untracked() -> Workdir {
-    let mut w = Workdir::with_config(&config());
-    w.env
-        .push(("MEDALLION_REPEATS_MAX_NOTED".into(), "0".into()));
-    w
+    Workdir::with_config(&config()).without_repeat_tracking()
+}
+
+/// The same case tracked (`true`) and untracked.
+fn tracked_and_untracked() -> [(Workdir, bool); 2] {
+    [
+        (Workdir::with_config(&config()), true),
+        (untracked(), false),
+    ]
 }
 
 const HEADER: &str = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
@@ -88,10 +93,7 @@ fn a_first_load_without_repeated_keys_is_one_append() {
 fn a_key_repeated_in_the_next_slice_is_upserted() {
     // The second file repeats a key of the hour it shares with the first: the key-by-key
     // check finds it.
-    for (w, tracked) in [
-        (Workdir::with_config(&config()), true),
-        (untracked(), false),
-    ] {
+    for (w, tracked) in tracked_and_untracked() {
         write_readings(&w, [&[], &[line(1, 10, 400)], &[], &[]]);
         w.run_expect(0);
         assert_loaded(&w, 281);
@@ -111,10 +113,7 @@ fn a_key_repeated_in_the_next_slice_is_upserted() {
 fn a_key_repeated_slices_later_is_upserted() {
     // The last file repeats the first reading: its bounds meet the first slice's, so
     // what was appended is committed and that slice upserted.
-    for (w, tracked) in [
-        (Workdir::with_config(&config()), true),
-        (untracked(), false),
-    ] {
+    for (w, tracked) in tracked_and_untracked() {
         write_readings(&w, [&[], &[], &[], &[line(1, 0, 321)]]);
         w.run_expect(0);
         assert_loaded(&w, 281);

@@ -302,12 +302,10 @@ fn silver_upserts_in_bounded_slices() {
     );
     let exp = expected();
     for tracked in [true, false] {
-        let mut w = Workdir::with_config(&cfg);
-        if !tracked {
-            // As past its bound: repeated keys are not tracked while staging.
-            w.env
-                .push(("MEDALLION_REPEATS_MAX_NOTED".into(), "0".into()));
-        }
+        let w = match tracked {
+            true => Workdir::with_config(&cfg),
+            false => Workdir::with_config(&cfg).without_repeat_tracking(),
+        };
         w.add_sample(FILE1);
         w.add_sample(FILE2);
         let header = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";

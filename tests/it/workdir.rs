@@ -135,6 +135,14 @@ impl Workdir {
         self.root.join("lakehouse").join(relative)
     }
 
+    /// Runs that do not track a batch's repeated keys while staging it (as past its
+    /// bound), so the slices' own checks for repeated keys are exercised.
+    pub fn without_repeat_tracking(mut self) -> Self {
+        self.env
+            .push(("MEDALLION_REPEATS_MAX_NOTED".into(), "0".into()));
+        self
+    }
+
     /// Run the binary with `args` (the config is passed for you).
     pub fn medallion(&self, args: &[&str]) -> Run {
         let out = self.command(args).output().expect("run medallion");

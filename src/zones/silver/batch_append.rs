@@ -237,24 +237,40 @@ impl BatchAppend {
         if rows.is_empty() {
             return Ok(true);
         }
-        if self.unique {
-            for batch in rows {
-                self.writer.write(batch.clone()).await?;
+        let keys = match self.unique {
+            true => None,
+            false => {
+                let keys = SliceKeys::of(&rows, &self.keys)?;
+                if self.may_repeat(&keys)? {
+                    return Ok(false);
+                }
+                Some(keys)
             }
-            return Ok(true);
-        }
-        let keys = SliceKeys::of(&rows, &self.keys)?;
-        if self.written.iter().any(|b| keys.meets(b)) {
-            return Ok(false);
-        }
-        for earlier in &self.recent {
-            if keys.meets(&earlier.bounds) && keys.shares_a_key(earlier)? {
-                return Ok(false);
-            }
-        }
+        };
         for batch in rows {
             self.writer.write(batch.clone()).await?;
         }
+        if let Some(keys) = keys {
+            self.remember(keys);
+        }
+        Ok(true)
+    }
+
+    /// Whether a slice with `keys` may share a key with an earlier slice.
+    fn may_repeat(&self, keys: &SliceKeys) -> Result<bool> {
+        if self.written.iter().any(|b| keys.meets(b)) {
+            return Ok(true);
+        }
+        for earlier in &self.recent {
+            if keys.meets(&earlier.bounds) && keys.shares_a_key(earlier)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Keep a written slice's keys; the oldest kept give way to their bounds alone.
+    fn remember(&mut self, keys: SliceKeys) {
         self.recent.push_back(keys);
         let mut kept: usize = self.recent.iter().map(SliceKeys::rows).sum();
         while kept > KEYS_KEPT && self.recent.len() > 1 {
@@ -264,7 +280,6 @@ impl BatchAppend {
             kept -= oldest.rows();
             self.written.push(oldest.bounds);
         }
-        Ok(true)
     }
 
     /// Rows written so far.

@@ -33,7 +33,6 @@ use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
 pub use batch_append::BatchAppend;
-pub use repeats::RepeatTracker;
 pub use staging::{StagedRows, Staging, staging_properties};
 pub use validate::{ValidatedChunk, Validator};
 
@@ -64,7 +63,7 @@ pub fn staging_for(p: &Pipeline, bytes: u64) -> Result<Staging> {
         && s.sequence_by.is_none()
         && s.delete_when.is_none();
     let tracker = match tracked {
-        true => RepeatTracker::new(&schema, &s.key, bytes)?,
+        true => repeats::RepeatTracker::new(&schema, &s.key, bytes)?,
         false => None,
     };
     Staging::tracking(&schema, tracker)

@@ -102,13 +102,12 @@ impl Keys {
 
     /// The keys of rows `at` of `columns`, in row format.
     fn rows_at(&self, columns: &[ArrayRef], at: &[u32]) -> Result<deltalake::arrow::row::Rows> {
-        let err = MedallionError::arrow("key rows");
         let at = UInt32Array::from(at.to_vec());
         let taken = columns
             .iter()
             .map(|c| take(c, &at, None))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(err)?;
+            .map_err(MedallionError::arrow("key rows"))?;
         self.converter
             .convert_columns(&taken)
             .map_err(MedallionError::arrow("key rows"))
@@ -187,7 +186,8 @@ pub struct Repeats {
 
 impl Repeats {
     /// Keys noted (repeated ones, and a few that only collided in the filter).
-    pub fn noted(&self) -> usize {
+    #[cfg(test)]
+    fn noted(&self) -> usize {
         self.noted.last.len()
     }
 

@@ -181,7 +181,7 @@ impl Staging {
     }
 
     /// Staging that also notes which keys repeat, with `tracker` (see `repeats`).
-    pub fn tracking(schema: &SchemaRef, tracker: Option<RepeatTracker>) -> Result<Self> {
+    pub(super) fn tracking(schema: &SchemaRef, tracker: Option<RepeatTracker>) -> Result<Self> {
         let layout = Layout::of(schema);
         let file = tempfile::tempfile().map_err(io)?;
         let mut writer =
