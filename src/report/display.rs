@@ -26,6 +26,9 @@ fn counts(f: &mut fmt::Formatter<'_>, b: &BatchReport, totals: &FileReport) -> f
     if b.silver.deleted > 0 {
         more.push_str(&format!(", {} deleted", b.silver.deleted));
     }
+    if b.repeated > 0 {
+        more.push_str(&format!(", {} replaced within the batch", b.repeated));
+    }
     if b.superseded > 0 {
         more.push_str(&format!(", {} superseded by newer rows", b.superseded));
     }

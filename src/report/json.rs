@@ -45,6 +45,7 @@ fn batch(b: &BatchReport) -> Value {
         "rejected_version": b.rejected_version,
         "silver": upsert(&b.silver),
         "superseded": b.superseded,
+        "repeated": b.repeated,
         "gold": gold,
         "files": b.files.iter().map(file).collect::<Vec<_>>(),
     })

@@ -83,6 +83,11 @@ pub struct BatchReport {
     /// Accepted rows not written to silver because it holds a newer version of their
     /// key (`sequence_by`); they stay in bronze.
     pub superseded: u64,
+    /// Accepted rows of an upsert that another row of the same batch with their key
+    /// replaced before silver (the last line of a key wins; with `sequence_by`, the
+    /// highest): they stay in bronze. With `inserted`, `updated`, `deleted` and
+    /// `superseded` they add up to the batch's accepted rows.
+    pub repeated: u64,
     pub gold: Vec<(String, UpsertMetrics)>,
     /// This completes a batch that an earlier run left part-way.
     pub recovered: bool,

@@ -10,7 +10,12 @@
 //! repeat an earlier slice's key, ends that: what was written is committed, and that
 //! slice and the rest go the usual way.
 //!
-//! The usual way: each slice's replaced silver rows are found (its keys' bounds let the
+//! When the batch's repeated keys were dropped while staged (its keys are unique
+//! across slices), the usual way goes in rounds ([`silver::Round`]): slices are
+//! written as they come and their keys kept, and each round of four slices is
+//! committed with one scan and one rewrite.
+//!
+//! Otherwise the usual way: each slice's replaced silver rows are found (its keys' bounds let the
 //! scan skip files), then it is appended (nothing replaced) or upserted (the files
 //! holding those rows rewritten), one commit per slice. Only the batch's last commit
 //! carries its silver transaction: an interrupted attempt redoes every slice, which is
@@ -28,7 +33,7 @@ use crate::ingest::lease::Lease;
 use crate::report::BatchReport;
 use crate::storage::{self, Lakehouse, UpsertMetrics};
 use crate::zones::gold;
-use crate::zones::silver::{self, BatchAppend};
+use crate::zones::silver::{self, BatchAppend, Round};
 
 use super::modes::SilverStage;
 use super::tables::APP_SILVER;
@@ -56,12 +61,17 @@ pub(super) async fn slices(
     let mut tombstones = Vec::new();
     // A batch without accepted rows has no slice at all.
     let mut ended = staged.is_empty();
+    // Rows in the slices: the others repeat a key later in the batch.
+    let (staged_rows, mut sliced) = (staged.rows(), 0u64);
     let mut slices = silver::Slices::new(p, staged);
     let unique = slices.keys_unique();
     let mut pending = pending.map(|w| w.with_unique_keys(unique));
+    // The open round of slices, when keys are unique across the batch.
+    let mut round: Option<Round> = None;
     while let Some(slice) = slices.next().await {
         let (rows, last) = slice?;
         ended = last;
+        sliced += rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         // Looking up the rows a slice replaces wants it as one batch (see
         // `silver::one_batch`); a first load looks up nothing.
         let mut rows = match stage.fresh {
@@ -93,6 +103,44 @@ pub(super) async fn slices(
                 found
             }
         };
+        if unique {
+            // Keys unique across the batch: slices go in rounds (see `silver::Round`).
+            let mut found = match found {
+                Some(found) => found,
+                None => silver::replaced_rows(p, &silver, &rows).await?,
+            };
+            tracing::debug!(
+                ms = lap(&mut t),
+                replaced = found.count(),
+                "silver rows the slice replaces"
+            );
+            if let Some(open) = round.take_if(|r| !r.takes(&found)) {
+                let stale = open.shares(&found);
+                let done = (&mut *affected, &mut *br);
+                silver = commit_round((lake, lease), p, silver, open, stage, None, done).await?;
+                tracing::debug!(ms = lap(&mut t), "round of slices written");
+                if stale {
+                    // The round rewrote files holding rows the slice replaces.
+                    found = silver::replaced_rows(p, &silver, &rows).await?;
+                }
+            }
+            let open = match round.take() {
+                Some(open) => open,
+                None => Round::new(p, &silver)?,
+            };
+            round.insert(open).add(&rows, found).await?;
+            if !stage.full {
+                add_affected(lake, p, affected, rows).await?;
+            }
+            if let Some(open) = round.take_if(|_| last) {
+                let txn = Some((APP_SILVER, stage.seq));
+                silver = commit_round((lake, lease), p, silver, open, stage, txn, (affected, br))
+                    .await?;
+                tracing::debug!(ms = lap(&mut t), "round of slices written");
+                touched = true;
+            }
+            continue;
+        }
         let replaced = match found {
             Some(replaced) => replaced,
             None => silver::replaced_rows(p, &silver, &rows).await?,
@@ -125,6 +173,7 @@ pub(super) async fn slices(
             "the staged rows ended before their last slice".into(),
         ));
     }
+    br.repeated += staged_rows.saturating_sub(sliced);
     Ok((silver, touched))
 }
 
@@ -188,6 +237,28 @@ async fn offer(
         return Ok(Offered::Rest(rows, None));
     }
     Ok(Offered::Rest(rows, (!stage.fresh).then_some(replaced)))
+}
+
+/// Commit a round of slices (with `txn` when it ends the batch), and add the gold keys
+/// of the rows it replaced. Returns silver.
+async fn commit_round(
+    (lake, lease): (&Lakehouse, &Lease),
+    p: &Pipeline,
+    silver: DeltaTable,
+    round: Round,
+    stage: &SilverStage<'_>,
+    txn: Option<(&str, i64)>,
+    (affected, br): (&mut [Vec<RecordBatch>], &mut BatchReport),
+) -> Result<DeltaTable> {
+    lease.check()?;
+    let ctx = storage::session();
+    let (silver, m, whole) = round.commit(&ctx, p, silver, stage.lineage, txn).await?;
+    lake.keep(&p.source.tables().silver, &silver);
+    count(br, &m);
+    if !stage.full {
+        add_affected(lake, p, affected, whole).await?;
+    }
+    Ok(silver)
 }
 
 /// Add the gold keys per model that the `touched` silver rows affect.

@@ -45,7 +45,7 @@ pub use read::{
     HistoryEntry, SnapshotSize, TimeTravel, batch_commit_info, history, open_at, row_count,
     snapshot_size,
 };
-pub use rewrite::{Replacement, replace_rows};
+pub use rewrite::{FILE_COLUMN, Replacement, replace_rows, replace_with, split_file_column};
 pub use vacuum::{MIN_RETENTION, vacuum};
 pub use write::{AppendWriter, Committed, conform};
 

@@ -38,6 +38,32 @@ pub struct Replacement<'a> {
     pub files: &'a [String],
     /// Application transaction (app id, batch sequence) committed with the rewrite.
     pub txn: Option<(&'a str, i64)>,
+    /// The columns of the replaced rows returned, in this order (all of the table's
+    /// when `None`): the others are let go as each file is read.
+    pub returned: Option<&'a [String]>,
+}
+
+/// The rows a rewrite drops: their keys, and the columns of them it returns.
+struct Dropping {
+    keys: KeySet,
+    returned: Option<Vec<String>>,
+}
+
+impl Dropping {
+    /// `batch` as the rows it keeps, and the rows it drops in the returned columns.
+    fn split(&self, batch: &RecordBatch) -> Result<(RecordBatch, Option<RecordBatch>)> {
+        let (kept, dropped) = self.keys.split(batch)?;
+        let (Some(dropped), Some(columns)) = (&dropped, &self.returned) else {
+            return Ok((kept, dropped));
+        };
+        let err = || MedallionError::arrow("keep the replaced rows");
+        let indices = columns
+            .iter()
+            .map(|c| dropped.schema().index_of(c))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(err())?;
+        Ok((kept, Some(dropped.project(&indices).map_err(err())?)))
+    }
 }
 
 /// Replace `spec.replaced` by `rows` (one row per key; a key not replaced is inserted)
@@ -45,24 +71,43 @@ pub struct Replacement<'a> {
 /// rows whole, as the files held them (in the table's columns): `spec.replaced` need
 /// only hold the keys.
 pub async fn replace_rows(
-    mut table: DeltaTable,
+    table: DeltaTable,
     ctx: &SessionContext,
     spec: &Replacement<'_>,
     rows: &[RecordBatch],
     props: CommitProperties,
 ) -> Result<(DeltaTable, UpsertMetrics, Vec<RecordBatch>)> {
+    let mut writer = AppendWriter::new(&table, spec.table_name)?;
+    for b in rows {
+        writer.write(b.clone()).await?;
+    }
+    replace_with(table, ctx, spec, writer, props).await
+}
+
+/// [`replace_rows`], the new rows already written by `writer` (a writer of this table,
+/// not committed).
+pub async fn replace_with(
+    mut table: DeltaTable,
+    ctx: &SessionContext,
+    spec: &Replacement<'_>,
+    mut writer: AppendWriter,
+    props: CommitProperties,
+) -> Result<(DeltaTable, UpsertMetrics, Vec<RecordBatch>)> {
     let name = spec.table_name;
-    let keys = Arc::new(KeySet::new(spec.keys, spec.replaced)?);
+    let dropping = Arc::new(Dropping {
+        keys: KeySet::new(spec.keys, spec.replaced)?,
+        returned: spec.returned.map(<[String]>::to_vec),
+    });
     let expected: usize = spec.replaced.iter().map(|b| b.num_rows()).sum();
     table
         .update_datafusion_session(&ctx.state())
         .map_err(MedallionError::delta("register", name))?;
     let t = std::time::Instant::now();
-    let mut writer = AppendWriter::new(&table, name)?;
+    let n_rows = writer.rows();
     let mut dropped = Vec::new();
     // Dropped (an error, or this future cancelled): the tasks still running are
     // stopped, since what they write would never be committed.
-    let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &keys));
+    let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &dropping));
     while let Some(task) = tasks.0.front_mut() {
         let done = task.await;
         tasks.0.pop_front();
@@ -71,7 +116,7 @@ pub async fn replace_rows(
         writer.absorb(part).await?;
         dropped.extend(rows);
     }
-    let kept = writer.rows();
+    let kept = writer.rows() - n_rows;
     let n_dropped: usize = dropped.iter().map(|b| b.num_rows()).sum();
     if n_dropped != expected {
         return Err(MedallionError::Internal(format!(
@@ -79,10 +124,6 @@ pub async fn replace_rows(
              (the table changed meanwhile); the batch is retried by the next run"
         )));
     }
-    for b in rows {
-        writer.write(b.clone()).await?;
-    }
-    let n_rows = writer.rows() - kept;
     tracing::debug!(
         table = name,
         files = spec.files.len(),
@@ -129,20 +170,20 @@ fn rewrite_tasks(
     ctx: &SessionContext,
     name: &str,
     files: &[String],
-    keys: &Arc<KeySet>,
+    dropping: &Arc<Dropping>,
 ) -> VecDeque<JoinHandle<Part>> {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = n.clamp(1, files.len().max(1));
     (0..n)
         .map(|i| {
             let share: Vec<String> = files.iter().skip(i).step_by(n).cloned().collect();
-            let (table, ctx, keys) = (table.clone(), ctx.clone(), keys.clone());
+            let (table, ctx, dropping) = (table.clone(), ctx.clone(), dropping.clone());
             let name = name.to_string();
             tokio::spawn(async move {
                 let mut writer = AppendWriter::new(&table, &name)?;
                 let mut dropped = Vec::new();
                 for file in &share {
-                    dropped.extend(rewrite_file(&table, &ctx, file, &keys, &mut writer).await?);
+                    dropped.extend(rewrite_file(&table, &ctx, file, &dropping, &mut writer).await?);
                 }
                 Ok((writer, dropped))
             })
@@ -150,13 +191,13 @@ fn rewrite_tasks(
         .collect()
 }
 
-/// Write the rows of data file `file` whose key is not in `keys` to a new file of
-/// their own; returns the rows it dropped.
+/// Write the rows of data file `file` whose key is not dropped to a new file of their
+/// own; returns the rows it dropped (their returned columns).
 async fn rewrite_file(
     table: &DeltaTable,
     ctx: &SessionContext,
     file: &str,
-    keys: &KeySet,
+    dropping: &Dropping,
     writer: &mut AppendWriter,
 ) -> Result<Vec<RecordBatch>> {
     let step = || MedallionError::sql("read a data file to rewrite");
@@ -170,12 +211,38 @@ async fn rewrite_file(
     let mut stream = df.execute_stream().await.map_err(step())?;
     let mut dropped = Vec::new();
     while let Some(batch) = stream.next().await {
-        let (kept, replaced) = keys.split(&batch.map_err(step())?)?;
+        let (kept, replaced) = dropping.split(&batch.map_err(step())?)?;
         dropped.extend(replaced);
         writer.write(kept).await?;
     }
     writer.stage().await?;
     Ok(dropped)
+}
+
+/// The scan column naming each row's data file ([`super::register_with_files`]; not a
+/// configurable name: those never start with two underscores).
+pub const FILE_COLUMN: &str = "__medallion_file";
+
+/// Rows whose last column is [`FILE_COLUMN`], as the rows without it (empty batches
+/// left out) and the distinct files, sorted.
+pub fn split_file_column(batches: Vec<RecordBatch>) -> Result<(Vec<RecordBatch>, Vec<String>)> {
+    use deltalake::arrow::array::{Array, StringArray};
+    use deltalake::arrow::datatypes::DataType;
+    let err = || MedallionError::arrow("read the data files of rows");
+    let mut files = std::collections::BTreeSet::new();
+    let mut rows = Vec::new();
+    for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
+        let last = b.num_columns() - 1;
+        let names =
+            deltalake::arrow::compute::cast(b.column(last), &DataType::Utf8).map_err(err())?;
+        let names = names
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| MedallionError::Internal("file column is not text".into()))?;
+        files.extend(names.iter().flatten().map(str::to_string));
+        rows.push(b.project(&(0..last).collect::<Vec<_>>()).map_err(err())?);
+    }
+    Ok((rows, files.into_iter().collect()))
 }
 
 /// The remove actions of the data files `ids` (URLs, as a scan's file column names

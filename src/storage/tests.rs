@@ -213,6 +213,7 @@ fn replacing_rows_rewrites_only_the_files_that_hold_them() {
             replaced: &replaced,
             files: &files,
             txn: Some(("app", 1)),
+            returned: None,
         };
         let props = || commit_info("test", serde_json::json!({}));
         // Key 2 replaced, key 7 inserted.

@@ -415,6 +415,13 @@ fn corrections_in_the_same_batch_rewrite_no_silver_file() {
     w.write_raw("b_corrections.csv", &fixes);
     let r = w.run_expect(0);
     assert!(r.stdout.contains("2 file(s) loaded, 0 failed"), "{r:?}");
+    // 30,001 rows + 30 corrections; every row but the last of its key is counted.
+    assert!(
+        r.stdout
+            .contains("30031 accepted: 30000 inserted, 0 updated, 31 replaced within the batch"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(w.count("FROM silver.readings"), 30_000);
     assert_eq!(w.count("FROM silver.readings WHERE usage_kwh = 7"), 30);
     assert_eq!(
@@ -438,4 +445,175 @@ fn corrections_in_the_same_batch_rewrite_no_silver_file() {
     );
     crate::workdir::assert_batch_counts_and_unique_keys(&w);
     check_delta_logs(&w);
+}
+
+/// A batch of corrections spread over silver, slices of it, is upserted in rounds of
+/// four slices: one scan and one rewrite of the files holding the replaced rows per
+/// round (when its keys were tracked), instead of one per slice.
+#[test]
+fn corrections_over_many_slices_rewrite_silver_once_per_round() {
+    // Slices of one staged chunk (16,384 rows) each; a round is 4 × 16,384 rows.
+    let cases: [(bool, usize, usize); 3] =
+        [(true, 40_000, 1), (true, 100_000, 2), (false, 40_000, 3)];
+    for (tracked, fixes, commits_expected) in cases {
+        let mut w = with_batches(1000);
+        if !tracked {
+            w = w.without_repeat_tracking();
+        }
+        let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+        let key = "  key: [customer_id, meter_id, start_time]\n";
+        w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 16384\n"), 1));
+        w.write_raw("a_readings.csv", &many_readings(120_000, ""));
+        w.run_expect(0);
+        let before = commits(&w, "silver/readings");
+        // Keys spread over all of silver, in key order: every silver file gets hits.
+        let mut body = String::from(HEADER);
+        for j in 0..fixes {
+            body.push_str(&format!(
+                "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,7.000,actual\n",
+                10_000_000 + j * 120_000 / fixes
+            ));
+        }
+        w.write_raw("b_corrections.csv", &body);
+        let r = w.medallion(&["run", "--json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let silver = &doc["batches"][0]["silver"];
+        assert_eq!(silver["updated"], fixes as u64, "{doc:#}");
+        assert_eq!(silver["inserted"], 0, "{doc:#}");
+        assert_eq!(
+            commits(&w, "silver/readings") - before,
+            commits_expected,
+            "tracked {tracked}, {fixes} corrections"
+        );
+        assert_eq!(w.count("FROM silver.readings"), 120_000);
+        assert_eq!(
+            w.count("FROM silver.readings WHERE usage_kwh = 7"),
+            fixes as u64
+        );
+        assert_eq!(
+            w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+            0
+        );
+        crate::workdir::assert_batch_counts_and_unique_keys(&w);
+        check_delta_logs(&w);
+    }
+}
+
+/// A slice joins the open round only when it replaces rows in a silver file the round
+/// already rewrites: corrections in silver's order rewrite their files slice by slice,
+/// corrections that every slice spreads over the same files rewrite them once.
+#[test]
+fn slices_share_a_round_only_when_they_share_silver_files() {
+    // (corrections interleaved, tracked, silver commits of the corrections batch)
+    for (interleaved, tracked, commits_expected) in
+        [(false, true, 2), (true, true, 1), (true, false, 2)]
+    {
+        let mut w = with_batches(1000);
+        if !tracked {
+            w = w.without_repeat_tracking();
+        }
+        let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+        let key = "  key: [customer_id, meter_id, start_time]\n";
+        w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 16384\n"), 1));
+        // Three runs, three silver files: keys [0, 40k), [40k, 80k), [80k, 120k).
+        let all = many_readings(120_000, "");
+        let lines: Vec<&str> = all.lines().skip(1).collect();
+        for (i, part) in lines.chunks(40_000).enumerate() {
+            w.write_raw(
+                &format!("a{i}_readings.csv"),
+                &format!("{HEADER}{}\n", part.join("\n")),
+            );
+            w.run_expect(0);
+        }
+        assert_eq!(w.count("FROM silver.readings"), 120_000);
+        let before = commits(&w, "silver/readings");
+        // 16,384 corrections in the first file and 16,384 in the third: two slices,
+        // each within one file, or each spread over both.
+        let fix = |k: usize| {
+            format!(
+                "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,7.000,actual\n",
+                10_000_000 + k
+            )
+        };
+        let mut keys: Vec<usize> = (0..16_384).map(|j| 2 * j).collect();
+        keys.extend((0..16_384).map(|j| 80_000 + 2 * j));
+        if interleaved {
+            let (first, third) = keys.split_at(16_384);
+            keys = first
+                .iter()
+                .zip(third)
+                .flat_map(|(a, b)| [*a, *b])
+                .collect();
+        }
+        let body: String = keys.iter().map(|&k| fix(k)).collect();
+        w.write_raw("b_corrections.csv", &format!("{HEADER}{body}"));
+        let r = w.medallion(&["run", "--json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(doc["batches"][0]["silver"]["updated"], 32_768, "{doc:#}");
+        assert_eq!(
+            commits(&w, "silver/readings") - before,
+            commits_expected,
+            "interleaved {interleaved}, tracked {tracked}"
+        );
+        assert_eq!(w.count("FROM silver.readings"), 120_000);
+        assert_eq!(w.count("FROM silver.readings WHERE usage_kwh = 7"), 32_768);
+        assert_eq!(
+            w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+            0
+        );
+        crate::workdir::assert_batch_counts_and_unique_keys(&w);
+        check_delta_logs(&w);
+    }
+}
+
+/// Whether a batch's repeats are tracked or found slice by slice (within a slice, and
+/// across slices as updates), its silver counts add up to the rows it accepted.
+#[test]
+fn a_batch_with_repeated_keys_accounts_for_every_accepted_row() {
+    for tracked in [true, false] {
+        let mut w = with_batches(1000);
+        if !tracked {
+            w = w.without_repeat_tracking();
+        }
+        let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+        let key = "  key: [customer_id, meter_id, start_time]\n";
+        w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 5000\n"), 1));
+        // Repeats within the first slice and across slices, then a second file.
+        let mut tail = String::new();
+        for i in [3, 4_000, 12_000, 19_999] {
+            tail.push_str(&format!(
+                "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,8.000,actual\n",
+                10_000_000 + i
+            ));
+        }
+        let mut head = many_readings(20, "");
+        head.push_str(&tail.lines().next().map(|l| format!("{l}\n")).unwrap());
+        w.write_raw("a_readings.csv", &many_readings(20_000, &tail));
+        w.write_raw("b_more.csv", &head);
+        let r = w.medallion(&["run", "--json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let b = &doc["batches"][0];
+        let n = |v: &serde_json::Value| v.as_u64().unwrap();
+        let accepted: u64 = b["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| n(&f["accepted"]))
+            .sum();
+        assert_eq!(accepted, 20_004 + 21, "{b:#}");
+        let s = &b["silver"];
+        let counted = n(&s["inserted"]) + n(&s["updated"]) + n(&s["deleted"]);
+        assert_eq!(
+            counted + n(&b["repeated"]) + n(&b["superseded"]),
+            accepted,
+            "tracked {tracked}: {b:#}"
+        );
+        assert_eq!(n(&s["inserted"]), 20_000, "tracked {tracked}: {b:#}");
+        assert_eq!(w.count("FROM silver.readings"), 20_000);
+        assert_eq!(w.count("FROM silver.readings WHERE usage_kwh = 8"), 4);
+        crate::workdir::assert_batch_counts_and_unique_keys(&w);
+    }
 }

@@ -14,6 +14,7 @@
 //! fingerprint; a table whose fingerprint is not the model's is
 //! rebuilt before any batch ([`rebuild`]).
 
+mod apply;
 mod full;
 mod incremental;
 pub mod rebuild;
@@ -29,25 +30,26 @@ use crate::config::{GoldModel, Pipeline};
 use crate::error::{MedallionError, Result};
 use crate::plan::Maintenance;
 use crate::schema;
-use crate::storage::{self, AppendWriter, FileSize, Lakehouse, UpsertMetrics, UpsertSpec};
+use crate::storage::{self, AppendWriter, FileSize, Lakehouse, UpsertMetrics};
 use crate::zones::Lineage;
 
 /// The source column that marks a recomputed row as present (false: delete its key).
 const PRESENT: &str = "__present";
 
-/// Memory the first fill of a gold table may hold in its spilling operators: a model
-/// grouping a large silver (2 M groups at 100 M readings) holds every group, and its
-/// aggregate then spills instead of raising the run's peak memory. A model whose
-/// operators cannot spill past it (a large hash join) is filled again without the cap.
-const FILL_MEMORY: usize = 256 << 20;
+/// Memory a gold refresh may hold in its spilling operators: a model grouping a large
+/// silver (2 M groups at 100 M readings) holds every group, whether it fills a new
+/// table or recomputes the keys of a batch that touched most of them; its aggregate
+/// then spills instead of raising the run's peak memory. A refresh whose operators
+/// cannot spill past it (a large hash join) is done again without the cap.
+const GOLD_MEMORY: usize = 256 << 20;
 
-/// [`FILL_MEMORY`], or `MEDALLION_GOLD_FILL_MEMORY` bytes (tests only: a tiny cap
-/// makes the models fail under it and be filled again).
-fn fill_memory() -> usize {
-    std::env::var("MEDALLION_GOLD_FILL_MEMORY")
+/// [`GOLD_MEMORY`], or `MEDALLION_GOLD_MEMORY` bytes (tests only: a tiny cap makes the
+/// refreshes fail under it and be done again).
+fn gold_memory() -> usize {
+    std::env::var("MEDALLION_GOLD_MEMORY")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(FILL_MEMORY)
+        .unwrap_or(GOLD_MEMORY)
 }
 
 /// The gold table property holding the fingerprint of the model it was built from.
@@ -79,6 +81,7 @@ async fn open_or_create(lake: &Lakehouse, model: &GoldModel) -> Result<(DeltaTab
 
 /// Refresh one model: recompute the `affected` keys (everything when `None`, or when
 /// the model is maintained in full) from `silver` and MERGE what changed into gold.
+/// Under the [`GOLD_MEMORY`] cap first, again without it when that is not enough.
 pub async fn refresh(
     lake: &Lakehouse,
     p: &Pipeline,
@@ -89,35 +92,64 @@ pub async fn refresh(
     txn: Option<(&str, i64)>,
 ) -> Result<GoldMetrics> {
     let (table, created) = open_or_create(lake, model).await?;
-    let incremental = !created && model.maintenance == Maintenance::ByKeys;
-    let whole = affected.is_none() || created;
-    if whole
-        && model.maintenance == Maintenance::ByKeys
-        && storage::is_empty(&table, &model.table())?
-    {
-        let capped = storage::capped_session(fill_memory(), None)?;
-        register_silver(&capped, lake, p, Some(silver)).await?;
-        return match fill(table.clone(), &capped, model, lineage, txn).await {
-            Err(e) if e.is_out_of_memory() => {
-                tracing::debug!(model = %model.name, "filling again without a memory cap: {e}");
-                let ctx = storage::session();
-                register_silver(&ctx, lake, p, Some(silver)).await?;
-                fill(table, &ctx, model, lineage, txn).await
-            }
-            filled => filled,
-        };
-    }
-    let ctx = storage::session();
-    register_silver(&ctx, lake, p, Some(silver)).await?;
-    let (rows, full) = match affected {
-        Some(keys) if incremental => (incremental::recompute(&ctx, model, keys).await?, false),
-        _ => (full::changes(&ctx, model, &table).await?, true),
+    let refresh = Refresh {
+        lake,
+        p,
+        model,
+        silver,
+        created,
+        lineage,
+        txn,
     };
-    let changes = merge_changes(table, &ctx, model, rows, lineage, txn, full).await?;
-    Ok(GoldMetrics {
-        model: model.name.clone(),
-        changes,
-    })
+    let capped = storage::capped_session(gold_memory(), None)?;
+    match refresh.run(&capped, table.clone(), affected.clone()).await {
+        Err(e) if e.is_out_of_memory() => {
+            tracing::debug!(model = %model.name, "refreshing again without a memory cap: {e}");
+            refresh.run(&storage::session(), table, affected).await
+        }
+        done => done,
+    }
+}
+
+/// One model's refresh for a batch, as [`refresh`] was asked for it.
+struct Refresh<'a> {
+    lake: &'a Lakehouse,
+    p: &'a Pipeline,
+    model: &'a GoldModel,
+    silver: &'a DeltaTable,
+    /// The gold table was created by this refresh.
+    created: bool,
+    lineage: &'a Lineage,
+    txn: Option<(&'a str, i64)>,
+}
+
+impl Refresh<'_> {
+    /// The refresh in session `ctx` (nothing committed when it fails).
+    async fn run(
+        &self,
+        ctx: &SessionContext,
+        table: DeltaTable,
+        affected: Option<Vec<RecordBatch>>,
+    ) -> Result<GoldMetrics> {
+        let model = self.model;
+        register_silver(ctx, self.lake, self.p, Some(self.silver)).await?;
+        let by_keys = model.maintenance == Maintenance::ByKeys;
+        let whole = affected.is_none() || self.created;
+        if whole && by_keys && storage::is_empty(&table, &model.table())? {
+            return fill(table, ctx, model, self.lineage, self.txn).await;
+        }
+        let (rows, full) = match affected {
+            Some(keys) if by_keys && !self.created => {
+                (incremental::recompute(ctx, model, keys).await?, false)
+            }
+            _ => (full::changes(ctx, model, &table).await?, true),
+        };
+        let changes = merge_changes(table, ctx, model, rows, self.lineage, self.txn, full).await?;
+        Ok(GoldMetrics {
+            model: model.name.clone(),
+            changes,
+        })
+    }
 }
 
 /// Fill an empty gold table with its model over silver: the rows streamed into one
@@ -149,7 +181,7 @@ async fn fill(
     })
 }
 
-/// MERGE recomputed rows (with their `PRESENT` flag) into the gold table.
+/// Write recomputed rows (with their `PRESENT` flag) into the gold table.
 async fn merge_changes(
     table: DeltaTable,
     ctx: &SessionContext,
@@ -159,29 +191,9 @@ async fn merge_changes(
     txn: Option<(&str, i64)>,
     full: bool,
 ) -> Result<UpsertMetrics> {
-    let Some(source_schema) = rows.first().map(|b| b.schema()) else {
-        return Ok(UpsertMetrics::default());
-    };
     let n_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
-    let staged = MemTable::try_new(source_schema, vec![rows])
-        .map_err(MedallionError::sql("stage gold rows"))?;
-    let source = ctx
-        .read_table(Arc::new(staged))
-        .map_err(MedallionError::sql("stage gold rows"))?;
-    let columns = schema::column_names(&model.schema);
-    let relative = model.table();
-    let spec = UpsertSpec {
-        table_name: &relative,
-        keys: &model.keys,
-        columns: &columns,
-        present_flag: Some(PRESENT),
-        delete_unmatched: false,
-        null_safe_keys: true,
-        txn,
-    };
     let props = commit_info(lineage, model, n_rows, full);
-    let (_, changes) = storage::upsert(table, ctx, source, &spec, props).await?;
-    Ok(changes)
+    apply::apply(table, ctx, model, rows, props, txn).await
 }
 
 /// The commit info of a batch's gold refresh.

@@ -17,6 +17,7 @@ mod batch_append;
 mod builders;
 mod dedupe;
 mod repeats;
+mod round;
 pub mod sequence;
 pub mod snapshot;
 mod staging;
@@ -33,13 +34,14 @@ use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
 pub use batch_append::BatchAppend;
+pub use round::Round;
 pub use staging::{StagedRows, Staging, staging_properties};
 pub use validate::{ValidatedChunk, Validator};
 
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::schema;
-use crate::storage::{self, AppendWriter, UpsertMetrics, UpsertSpec};
+use crate::storage::{self, AppendWriter, FILE_COLUMN, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
 /// Accepted rows of a batch, keeping the last line per natural key (with `sequence_by`,
@@ -165,20 +167,16 @@ impl Replaced {
     }
 }
 
-/// The scan column naming each silver row's data file (not a configurable name: those
-/// never start with two underscores).
-const FILE_COLUMN: &str = "__medallion_file";
-
 /// Whether an upsert of this source rewrites the files holding the rows it replaces
 /// (otherwise it MERGEs: its rows may delete or lose to silver's).
 pub fn rewrites(p: &Pipeline) -> bool {
     p.source.sequence_by.is_none() && p.source.delete_when.is_none()
 }
 
-/// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
-/// the rows an upsert of `rows` replaces (only their keys when it [`rewrites`]). The
-/// keys' literal bounds let the scan skip silver files whose statistics lie outside
-/// them.
+/// The rows of `silver` (its current state) whose natural key is among `rows`' keys
+/// (`rows` in the silver layout, or only its key columns): the rows an upsert of
+/// `rows` replaces (only their keys when it [`rewrites`]). The keys' literal bounds let
+/// the scan skip silver files whose statistics lie outside them.
 pub async fn replaced_rows(
     p: &Pipeline,
     silver: &DeltaTable,
@@ -189,7 +187,10 @@ pub async fn replaced_rows(
     }
     let ctx = storage::session();
     let err = || MedallionError::sql("silver rows replaced by the batch");
-    let staged = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
+    let Some(schema) = rows.first().map(|b| b.schema()) else {
+        return Ok(Replaced::default());
+    };
+    let staged = MemTable::try_new(schema, vec![rows.to_vec()]).map_err(err())?;
     let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
     storage::register_with_files(&ctx, "__silver", silver, FILE_COLUMN).await?;
     let keys: Vec<&str> = p.source.key.iter().map(String::as_str).collect();
@@ -213,31 +214,8 @@ pub async fn replaced_rows(
         .collect()
         .await
         .map_err(err())?;
-    split_files(replaced.into_iter().filter(|b| b.num_rows() > 0))
-}
-
-/// Rows with a last column naming their data file, as the rows and the distinct files.
-fn split_files(batches: impl Iterator<Item = RecordBatch>) -> Result<Replaced> {
-    use deltalake::arrow::array::{Array, StringArray};
-    use deltalake::arrow::datatypes::DataType;
-    let err = || MedallionError::arrow("read the replaced rows' files");
-    let mut files = std::collections::BTreeSet::new();
-    let mut rows = Vec::new();
-    for b in batches {
-        let last = b.num_columns() - 1;
-        let names =
-            deltalake::arrow::compute::cast(b.column(last), &DataType::Utf8).map_err(err())?;
-        let names = names
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| MedallionError::Internal("file column is not text".into()))?;
-        files.extend(names.iter().flatten().map(str::to_string));
-        rows.push(b.project(&(0..last).collect::<Vec<_>>()).map_err(err())?);
-    }
-    Ok(Replaced {
-        rows,
-        files: files.into_iter().collect(),
-    })
+    let (rows, files) = storage::split_file_column(replaced)?;
+    Ok(Replaced { rows, files })
 }
 
 /// Write one deduplicated slice into silver: appended when `replaced` (from
@@ -266,6 +244,7 @@ pub async fn upsert_batch(
             replaced: &replaced.rows,
             files: &replaced.files,
             txn,
+            returned: Some(&schema::column_names(&p.source.silver_schema())),
         };
         let n_rows = rows.iter().map(|b| b.num_rows()).sum();
         let props = commit_info(lineage, n_rows);

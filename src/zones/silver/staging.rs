@@ -289,6 +289,11 @@ impl StagedRows {
         self.total == 0
     }
 
+    /// How many rows were staged (every accepted row of the batch).
+    pub fn rows(&self) -> u64 {
+        self.total
+    }
+
     /// Whether no two rows read back share a key: repeats were tracked, and every row
     /// but the last of its key is dropped.
     pub fn keys_unique(&self) -> bool {
