@@ -11,9 +11,9 @@
 //! slice and the rest go the usual way.
 //!
 //! When the batch's repeated keys were dropped while staged (its keys are unique
-//! across slices), the usual way goes in rounds ([`silver::Round`]): slices are
-//! written as they come and their keys kept, and each round of four slices is
-//! committed with one scan and one rewrite.
+//! across slices), the usual way goes in rounds ([`silver::Round`]): consecutive
+//! slices that replace rows in the same silver files are written as they come and
+//! committed with one rewrite of those files.
 //!
 //! Otherwise the usual way: each slice's replaced silver rows are found (its keys' bounds let the
 //! scan skip files), then it is appended (nothing replaced) or upserted (the files

@@ -12,7 +12,9 @@ use deltalake::arrow::row::{RowConverter, SortField};
 
 use crate::error::{MedallionError, Result};
 
-/// The keys of some rows (none of them null: a null key never matches).
+/// The keys of some rows. Keys compare in Arrow's row format, where null equals null:
+/// keys found by equality hold no null (silver), keys found with `IS NOT DISTINCT FROM`
+/// may (gold groups).
 pub struct KeySet {
     columns: Vec<String>,
     types: Vec<DataType>,
@@ -22,7 +24,7 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// The keys of `rows` (none of them null: they were found by equality).
+    /// The keys of `rows`.
     pub fn new(columns: &[String], rows: &[RecordBatch]) -> Result<Self> {
         let err = || MedallionError::arrow("index the replaced keys");
         let Some(first) = rows.first() else {
@@ -65,8 +67,8 @@ impl KeySet {
             .collect()
     }
 
-    /// Which rows of `batch` have their key in the set (a null key never matches: the
-    /// set holds none).
+    /// Which rows of `batch` have their key in the set (a null key only matches a null
+    /// key the set holds).
     fn contains(&self, batch: &RecordBatch) -> Result<BooleanArray> {
         let err = || MedallionError::arrow("compare keys");
         let rows = self

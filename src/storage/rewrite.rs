@@ -30,7 +30,7 @@ use crate::error::{MedallionError, Result};
 pub struct Replacement<'a> {
     /// Table name for messages.
     pub table_name: &'a str,
-    /// Key columns (equal keys replace; a null key never matches).
+    /// Key columns (equal keys replace; a null key replaces a null key).
     pub keys: &'a [String],
     /// The table's rows being replaced, found on its current version.
     pub replaced: &'a [RecordBatch],
