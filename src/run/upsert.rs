@@ -66,8 +66,14 @@ pub(super) async fn slices(
     let mut slices = silver::Slices::new(p, staged);
     let unique = slices.keys_unique();
     let mut pending = pending.map(|w| w.with_unique_keys(unique));
-    // The open round of slices, when keys are unique across the batch.
-    let mut round: Option<Round> = None;
+    // Keys unique across the batch: slices go in rounds.
+    let mut rounds = unique.then_some(Rounds {
+        lake,
+        lease,
+        p,
+        stage,
+        open: None,
+    });
     while let Some(slice) = slices.next().await {
         let (rows, last) = slice?;
         ended = last;
@@ -103,42 +109,11 @@ pub(super) async fn slices(
                 found
             }
         };
-        if unique {
-            // Keys unique across the batch: slices go in rounds (see `silver::Round`).
-            let mut found = match found {
-                Some(found) => found,
-                None => silver::replaced_rows(p, &silver, &rows).await?,
-            };
-            tracing::debug!(
-                ms = lap(&mut t),
-                replaced = found.count(),
-                "silver rows the slice replaces"
-            );
-            if let Some(open) = round.take_if(|r| !r.takes(&found)) {
-                let stale = open.shares(&found);
-                let done = (&mut *affected, &mut *br);
-                silver = commit_round((lake, lease), p, silver, open, stage, None, done).await?;
-                tracing::debug!(ms = lap(&mut t), "round of slices written");
-                if stale {
-                    // The round rewrote files holding rows the slice replaces.
-                    found = silver::replaced_rows(p, &silver, &rows).await?;
-                }
-            }
-            let open = match round.take() {
-                Some(open) => open,
-                None => Round::new(p, &silver)?,
-            };
-            round.insert(open).add(&rows, found).await?;
-            if !stage.full {
-                add_affected(lake, p, affected, rows).await?;
-            }
-            if let Some(open) = round.take_if(|_| last) {
-                let txn = Some((APP_SILVER, stage.seq));
-                silver = commit_round((lake, lease), p, silver, open, stage, txn, (affected, br))
-                    .await?;
-                tracing::debug!(ms = lap(&mut t), "round of slices written");
-                touched = true;
-            }
+        if let Some(rounds) = rounds.as_mut() {
+            let done = (&mut *affected, &mut *br);
+            silver = rounds.slice(silver, (rows, found, last), done).await?;
+            tracing::debug!(ms = lap(&mut t), "slice written in its round");
+            touched |= last;
             continue;
         }
         let replaced = match found {
@@ -239,26 +214,78 @@ async fn offer(
     Ok(Offered::Rest(rows, (!stage.fresh).then_some(replaced)))
 }
 
-/// Commit a round of slices (with `txn` when it ends the batch), and add the gold keys
-/// of the rows it replaced. Returns silver.
-async fn commit_round(
-    (lake, lease): (&Lakehouse, &Lease),
-    p: &Pipeline,
-    silver: DeltaTable,
-    round: Round,
-    stage: &SilverStage<'_>,
-    txn: Option<(&str, i64)>,
-    (affected, br): (&mut [Vec<RecordBatch>], &mut BatchReport),
-) -> Result<DeltaTable> {
-    lease.check()?;
-    let ctx = storage::session();
-    let (silver, m, whole) = round.commit(&ctx, p, silver, stage.lineage, txn).await?;
-    lake.keep(&p.source.tables().silver, &silver);
-    count(br, &m);
-    if !stage.full {
-        add_affected(lake, p, affected, whole).await?;
+/// The rounds of a batch whose keys are unique across it (see [`silver::Round`]).
+struct Rounds<'a, 's> {
+    lake: &'a Lakehouse,
+    lease: &'a Lease,
+    p: &'a Pipeline,
+    stage: &'a SilverStage<'s>,
+    /// The round slices are added to.
+    open: Option<Round>,
+}
+
+impl Rounds<'_, '_> {
+    /// Add a deduplicated slice (with the rows it replaces when they were looked up
+    /// already), committing the open round first when the slice does not join it, and
+    /// the last round with the batch's transaction. Returns silver.
+    async fn slice(
+        &mut self,
+        mut silver: DeltaTable,
+        (rows, found, last): (Vec<RecordBatch>, Option<silver::Replaced>, bool),
+        (affected, br): (&mut [Vec<RecordBatch>], &mut BatchReport),
+    ) -> Result<DeltaTable> {
+        let p = self.p;
+        let mut found = match found {
+            Some(found) => found,
+            None => silver::replaced_rows(p, &silver, &rows).await?,
+        };
+        if let Some(open) = self.open.take_if(|r| !r.takes(&found)) {
+            let stale = open.shares(&found);
+            silver = self
+                .commit(silver, open, None, (&mut *affected, &mut *br))
+                .await?;
+            if stale {
+                // The round rewrote files holding rows the slice replaces.
+                found = silver::replaced_rows(p, &silver, &rows).await?;
+            }
+        }
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => Round::new(p, &silver)?,
+        };
+        self.open.insert(open).add(&rows, found).await?;
+        if !self.stage.full {
+            add_affected(self.lake, p, affected, rows).await?;
+        }
+        if let Some(open) = self.open.take_if(|_| last) {
+            let txn = Some((APP_SILVER, self.stage.seq));
+            silver = self.commit(silver, open, txn, (affected, br)).await?;
+        }
+        Ok(silver)
     }
-    Ok(silver)
+
+    /// Commit a round (with `txn` when it ends the batch), and add the gold keys of the
+    /// rows it replaced. Returns silver.
+    async fn commit(
+        &self,
+        silver: DeltaTable,
+        round: Round,
+        txn: Option<(&str, i64)>,
+        (affected, br): (&mut [Vec<RecordBatch>], &mut BatchReport),
+    ) -> Result<DeltaTable> {
+        let (lake, p) = (self.lake, self.p);
+        self.lease.check()?;
+        let ctx = storage::session();
+        let (silver, m, whole) = round
+            .commit(&ctx, p, silver, self.stage.lineage, txn)
+            .await?;
+        lake.keep(&p.source.tables().silver, &silver);
+        count(br, &m);
+        if !self.stage.full {
+            add_affected(lake, p, affected, whole).await?;
+        }
+        Ok(silver)
+    }
 }
 
 /// Add the gold keys per model that the `touched` silver rows affect.
