@@ -281,12 +281,7 @@ fn a_claimed_file_that_changed_or_vanished_before_any_commit_fails_alone() {
         1,
         "batch_001.csv loaded with its new content"
     );
-    crate::workdir::assert_batch_counts_and_unique_keys(&w);
-    assert_eq!(
-        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
-        0
-    );
-    check_delta_logs(&w);
+    assert_consistent(&w);
     let again = w.run_expect(0);
     assert!(again.stdout.contains("nothing to do"), "{again:?}");
 }
@@ -340,18 +335,48 @@ fn a_completion_that_fails_while_reading_leaves_the_batch_open() {
     check_invariants(&w, 5);
 }
 
+/// The reading of meter `M1000…` number `i` (one hour, the key the other readings of
+/// `i` have), of `kwh`.
+fn meter_reading(i: usize, kwh: &str) -> String {
+    format!(
+        "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,{kwh},actual\n",
+        10_000_000 + i
+    )
+}
+
 /// `n` readings of distinct keys (meter `M1000…`, one hour each), then `tail`.
 fn many_readings(n: usize, tail: &str) -> String {
     let mut s = String::from(HEADER);
     for i in 0..n {
-        s.push_str(&format!(
-            "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,1.{:03},actual\n",
-            10_000_000 + i,
-            i % 1000
-        ));
+        s.push_str(&meter_reading(i, &format!("1.{:03}", i % 1000)));
     }
     s.push_str(tail);
     s
+}
+
+/// A workdir of batches of up to 1,000 files whose silver is upserted in slices of
+/// `rows` rows, the batch's repeated keys tracked while staged or not.
+fn in_slices(rows: u64, tracked: bool) -> Workdir {
+    let mut w = with_batches(1000);
+    if !tracked {
+        w = w.without_repeat_tracking();
+    }
+    let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+    let key = "  key: [customer_id, meter_id, start_time]\n";
+    assert!(config.contains(key));
+    w.set_config(&config.replacen(key, &format!("{key}  batch_rows: {rows}\n"), 1));
+    w
+}
+
+/// Gold is its SQL over silver, the batches' counts add up, silver's keys are unique
+/// and every Delta log is valid.
+fn assert_consistent(w: &Workdir) {
+    assert_eq!(
+        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
+        0
+    );
+    crate::workdir::assert_batch_counts_and_unique_keys(w);
+    check_delta_logs(w);
 }
 
 #[test]
@@ -382,35 +407,22 @@ fn a_file_failing_after_its_first_chunk_fails_alone_and_the_others_are_read_agai
     );
     assert_eq!(w.count("FROM bronze.readings"), 2 * 40);
     assert_eq!(commits(&w, "bronze/readings"), 2, "one batch commit");
-    assert_eq!(
-        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
-        0
-    );
-    crate::workdir::assert_batch_counts_and_unique_keys(&w);
-    check_delta_logs(&w);
+    assert_consistent(&w);
 }
 
 #[test]
 fn corrections_in_the_same_batch_rewrite_no_silver_file() {
-    let w = with_batches(1000);
     // Slices of 5,000 rows: the corrections come slices after the rows they correct.
-    let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
-    let key = "  key: [customer_id, meter_id, start_time]\n";
-    assert!(config.contains(key));
-    w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 5000\n"), 1));
+    let w = in_slices(5000, true);
     // Corrections of keys spread over the whole first file, in a file of their own
     // and within the first file itself.
-    let own = format!(
-        "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,9.000,actual\n",
-        10_000_000 + 1000
+    w.write_raw(
+        "a_readings.csv",
+        &many_readings(30_000, &meter_reading(1000, "9.000")),
     );
-    w.write_raw("a_readings.csv", &many_readings(30_000, &own));
     let mut fixes = String::from(HEADER);
     for i in (0..30_000).step_by(1000) {
-        fixes.push_str(&format!(
-            "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,7.000,actual\n",
-            10_000_000 + i
-        ));
+        fixes.push_str(&meter_reading(i, "7.000"));
     }
     w.write_raw("b_corrections.csv", &fixes);
     let r = w.run_expect(0);
@@ -439,40 +451,26 @@ fn corrections_in_the_same_batch_rewrite_no_silver_file() {
         .filter(|a| a.get("remove").is_some())
         .count();
     assert_eq!(removes, 0, "no silver file rewritten");
-    assert_eq!(
-        w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
-        0
-    );
-    crate::workdir::assert_batch_counts_and_unique_keys(&w);
-    check_delta_logs(&w);
+    assert_consistent(&w);
 }
 
 /// A batch of corrections spread over silver, slices of it, is upserted in rounds of
-/// four slices: one scan and one rewrite of the files holding the replaced rows per
-/// round (when its keys were tracked), instead of one per slice.
+/// up to four slices: one rewrite of the files holding the replaced rows per round
+/// (when its keys were tracked), instead of one per slice.
 #[test]
 fn corrections_over_many_slices_rewrite_silver_once_per_round() {
     // Slices of one staged chunk (16,384 rows) each; a round is 4 × 16,384 rows.
     let cases: [(bool, usize, usize); 3] =
         [(true, 40_000, 1), (true, 100_000, 2), (false, 40_000, 3)];
     for (tracked, fixes, commits_expected) in cases {
-        let mut w = with_batches(1000);
-        if !tracked {
-            w = w.without_repeat_tracking();
-        }
-        let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
-        let key = "  key: [customer_id, meter_id, start_time]\n";
-        w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 16384\n"), 1));
+        let w = in_slices(16_384, tracked);
         w.write_raw("a_readings.csv", &many_readings(120_000, ""));
         w.run_expect(0);
         let before = commits(&w, "silver/readings");
         // Keys spread over all of silver, in key order: every silver file gets hits.
         let mut body = String::from(HEADER);
         for j in 0..fixes {
-            body.push_str(&format!(
-                "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,7.000,actual\n",
-                10_000_000 + j * 120_000 / fixes
-            ));
+            body.push_str(&meter_reading(j * 120_000 / fixes, "7.000"));
         }
         w.write_raw("b_corrections.csv", &body);
         let r = w.medallion(&["run", "--json"]);
@@ -491,12 +489,7 @@ fn corrections_over_many_slices_rewrite_silver_once_per_round() {
             w.count("FROM silver.readings WHERE usage_kwh = 7"),
             fixes as u64
         );
-        assert_eq!(
-            w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
-            0
-        );
-        crate::workdir::assert_batch_counts_and_unique_keys(&w);
-        check_delta_logs(&w);
+        assert_consistent(&w);
     }
 }
 
@@ -509,13 +502,7 @@ fn slices_share_a_round_only_when_they_share_silver_files() {
     for (interleaved, tracked, commits_expected) in
         [(false, true, 2), (true, true, 1), (true, false, 2)]
     {
-        let mut w = with_batches(1000);
-        if !tracked {
-            w = w.without_repeat_tracking();
-        }
-        let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
-        let key = "  key: [customer_id, meter_id, start_time]\n";
-        w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 16384\n"), 1));
+        let w = in_slices(16_384, tracked);
         // Three runs, three silver files: keys [0, 40k), [40k, 80k), [80k, 120k).
         let all = many_readings(120_000, "");
         let lines: Vec<&str> = all.lines().skip(1).collect();
@@ -530,12 +517,6 @@ fn slices_share_a_round_only_when_they_share_silver_files() {
         let before = commits(&w, "silver/readings");
         // 16,384 corrections in the first file and 16,384 in the third: two slices,
         // each within one file, or each spread over both.
-        let fix = |k: usize| {
-            format!(
-                "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,7.000,actual\n",
-                10_000_000 + k
-            )
-        };
         let mut keys: Vec<usize> = (0..16_384).map(|j| 2 * j).collect();
         keys.extend((0..16_384).map(|j| 80_000 + 2 * j));
         if interleaved {
@@ -546,7 +527,7 @@ fn slices_share_a_round_only_when_they_share_silver_files() {
                 .flat_map(|(a, b)| [*a, *b])
                 .collect();
         }
-        let body: String = keys.iter().map(|&k| fix(k)).collect();
+        let body: String = keys.iter().map(|&k| meter_reading(k, "7.000")).collect();
         w.write_raw("b_corrections.csv", &format!("{HEADER}{body}"));
         let r = w.medallion(&["run", "--json"]);
         assert_eq!(r.code, 0, "{r:?}");
@@ -559,12 +540,7 @@ fn slices_share_a_round_only_when_they_share_silver_files() {
         );
         assert_eq!(w.count("FROM silver.readings"), 120_000);
         assert_eq!(w.count("FROM silver.readings WHERE usage_kwh = 7"), 32_768);
-        assert_eq!(
-            w.gold_recompute_diff("gold.daily_usage", &sample_model_sql(), "silver.readings"),
-            0
-        );
-        crate::workdir::assert_batch_counts_and_unique_keys(&w);
-        check_delta_logs(&w);
+        assert_consistent(&w);
     }
 }
 
@@ -573,20 +549,11 @@ fn slices_share_a_round_only_when_they_share_silver_files() {
 #[test]
 fn a_batch_with_repeated_keys_accounts_for_every_accepted_row() {
     for tracked in [true, false] {
-        let mut w = with_batches(1000);
-        if !tracked {
-            w = w.without_repeat_tracking();
-        }
-        let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
-        let key = "  key: [customer_id, meter_id, start_time]\n";
-        w.set_config(&config.replacen(key, &format!("{key}  batch_rows: 5000\n"), 1));
+        let w = in_slices(5000, tracked);
         // Repeats within the first slice and across slices, then a second file.
         let mut tail = String::new();
         for i in [3, 4_000, 12_000, 19_999] {
-            tail.push_str(&format!(
-                "C000001,M{:08},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,8.000,actual\n",
-                10_000_000 + i
-            ));
+            tail.push_str(&meter_reading(i, "8.000"));
         }
         let mut head = many_readings(20, "");
         head.push_str(&tail.lines().next().map(|l| format!("{l}\n")).unwrap());

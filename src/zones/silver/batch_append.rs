@@ -110,37 +110,34 @@ struct SliceKeys {
     bounds: Vec<ColumnBounds>,
 }
 
-/// The key columns of a slice's batches, one array per column in buffers of its own:
-/// batches read back from the staging file share one buffer among all their columns,
-/// which kept keys must not hold on to.
-fn owned_key_columns(batches: &[&RecordBatch], keys: &[String]) -> Result<Vec<ArrayRef>> {
-    keys.iter()
-        .map(|k| {
-            let parts = batches
-                .iter()
-                .map(|b| {
-                    b.column_by_name(k).map(|c| c.as_ref()).ok_or_else(|| {
-                        MedallionError::Internal(format!("silver has no key column {k}"))
-                    })
-                })
-                .collect::<Result<Vec<&dyn Array>>>()?;
-            let err = MedallionError::arrow("keep the keys of a silver slice");
-            match parts.as_slice() {
-                [one] => {
-                    let data = one.to_data();
-                    let mut copy = MutableArrayData::new(vec![&data], false, one.len());
-                    copy.try_extend(0, 0, one.len()).map_err(err)?;
-                    Ok(make_array(copy.freeze()))
-                }
-                _ => concat(&parts).map_err(err),
-            }
-        })
-        .collect()
-}
-
 impl SliceKeys {
+    /// The key columns of a slice's batches, one array per column in buffers of its
+    /// own: batches read back from the staging file share one buffer among all their
+    /// columns, which kept keys must not hold on to.
     fn of(batches: &[&RecordBatch], keys: &[String]) -> Result<Self> {
-        let columns = owned_key_columns(batches, keys)?;
+        let columns = keys
+            .iter()
+            .map(|k| {
+                let parts = batches
+                    .iter()
+                    .map(|b| {
+                        b.column_by_name(k).map(|c| c.as_ref()).ok_or_else(|| {
+                            MedallionError::Internal(format!("silver has no key column {k}"))
+                        })
+                    })
+                    .collect::<Result<Vec<&dyn Array>>>()?;
+                let err = MedallionError::arrow("keep the keys of a silver slice");
+                match parts.as_slice() {
+                    [one] => {
+                        let data = one.to_data();
+                        let mut copy = MutableArrayData::new(vec![&data], false, one.len());
+                        copy.try_extend(0, 0, one.len()).map_err(err)?;
+                        Ok(make_array(copy.freeze()))
+                    }
+                    _ => concat(&parts).map_err(err),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         let bounds = columns
             .iter()
             .map(ColumnBounds::of)

@@ -173,10 +173,10 @@ pub fn rewrites(p: &Pipeline) -> bool {
     p.source.sequence_by.is_none() && p.source.delete_when.is_none()
 }
 
-/// The rows of `silver` (its current state) whose natural key is among `rows`' keys
-/// (`rows` in the silver layout, or only its key columns): the rows an upsert of
-/// `rows` replaces (only their keys when it [`rewrites`]). The keys' literal bounds let
-/// the scan skip silver files whose statistics lie outside them.
+/// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
+/// the rows an upsert of `rows` replaces (only their keys when it [`rewrites`]). The
+/// keys' literal bounds let the scan skip silver files whose statistics lie outside
+/// them.
 pub async fn replaced_rows(
     p: &Pipeline,
     silver: &DeltaTable,
@@ -187,10 +187,7 @@ pub async fn replaced_rows(
     }
     let ctx = storage::session();
     let err = || MedallionError::sql("silver rows replaced by the batch");
-    let Some(schema) = rows.first().map(|b| b.schema()) else {
-        return Ok(Replaced::default());
-    };
-    let staged = MemTable::try_new(schema, vec![rows.to_vec()]).map_err(err())?;
+    let staged = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
     let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
     storage::register_with_files(&ctx, "__silver", silver, FILE_COLUMN).await?;
     let keys: Vec<&str> = p.source.key.iter().map(String::as_str).collect();
@@ -237,22 +234,40 @@ pub async fn upsert_batch(
         return Ok((silver, m, Vec::new()));
     }
     if rewrites(p) {
-        let name = p.source.tables().silver;
-        let spec = storage::Replacement {
-            table_name: &name,
-            keys: &p.source.key,
-            replaced: &replaced.rows,
-            files: &replaced.files,
-            txn,
-            returned: Some(&schema::column_names(&p.source.silver_schema())),
-        };
-        let n_rows = rows.iter().map(|b| b.num_rows()).sum();
-        let props = commit_info(lineage, n_rows);
-        let (silver, m, whole) = storage::replace_rows(silver, ctx, &spec, rows, props).await?;
-        return Ok((silver, m, configured_columns(p, whole)?));
+        let mut writer = AppendWriter::new(&silver, &p.source.tables().silver)?;
+        for b in rows {
+            writer.write(b.clone()).await?;
+        }
+        return rewrite_replaced(ctx, p, silver, (replaced, writer), lineage, txn).await;
     }
     let (silver, m) = merge_replacing(ctx, p, silver, (rows, replaced), lineage, txn).await?;
     Ok((silver, m, replaced.rows.clone()))
+}
+
+/// Commit `writer` (a slice's or a round's new rows, not committed yet) with the files
+/// holding the `replaced` rows rewritten without them. Returns silver, the counts and
+/// the replaced rows whole, in the configured columns.
+async fn rewrite_replaced(
+    ctx: &SessionContext,
+    p: &Pipeline,
+    silver: DeltaTable,
+    (replaced, writer): (&Replaced, AppendWriter),
+    lineage: &Lineage,
+    txn: Option<(&str, i64)>,
+) -> Result<(DeltaTable, UpsertMetrics, Vec<RecordBatch>)> {
+    let name = p.source.tables().silver;
+    let columns = schema::column_names(&p.source.silver_schema());
+    let spec = storage::Replacement {
+        table_name: &name,
+        keys: &p.source.key,
+        replaced: &replaced.rows,
+        files: &replaced.files,
+        txn,
+        returned: Some(&columns),
+    };
+    let props = commit_info(lineage, writer.rows() as usize);
+    let (silver, m, whole) = storage::replace_with(silver, ctx, &spec, writer, props).await?;
+    Ok((silver, m, configured_columns(p, whole)?))
 }
 
 /// The rows in the configured silver columns (a table may also keep columns no longer

@@ -18,11 +18,10 @@ use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 
-use super::{Replaced, commit_info, configured_columns};
+use super::{Replaced, commit_info, rewrite_replaced};
 use crate::config::Pipeline;
 use crate::error::Result;
-use crate::schema;
-use crate::storage::{self, AppendWriter, UpsertMetrics};
+use crate::storage::{AppendWriter, UpsertMetrics};
 use crate::zones::Lineage;
 
 /// Slices per round, at most: the keys of the rows they replace are held, and those
@@ -103,18 +102,7 @@ impl Round {
                 Vec::new(),
             ));
         }
-        let name = p.source.tables().silver;
-        let columns = schema::column_names(&p.source.silver_schema());
-        let spec = storage::Replacement {
-            table_name: &name,
-            keys: &p.source.key,
-            replaced: &self.found.rows,
-            files: &self.found.files,
-            txn,
-            returned: Some(&columns),
-        };
-        let (silver, m, whole) =
-            storage::replace_with(silver, ctx, &spec, self.writer, props).await?;
-        Ok((silver, m, configured_columns(p, whole)?))
+        let (found, writer) = (&self.found, self.writer);
+        rewrite_replaced(ctx, p, silver, (found, writer), lineage, txn).await
     }
 }
