@@ -13,12 +13,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc keeps freed pages for reuse, and by default commits its arenas eagerly: at
 /// 10M rows most of a 1.1-1.2 GiB peak RSS was such retention. Medallion's defaults:
 /// arenas committed on demand, freed pages returned after 100 ms (peak 0.6-0.9 GiB at
-/// the same wall time; shorter delays save more memory but cost system time,
-/// BENCHMARKS.md). `MIMALLOC_ARENA_EAGER_COMMIT` and `MIMALLOC_PURGE_DELAY` in the
-/// environment still win.
+/// the same wall time; shorter delays save more memory but cost system time), and no
+/// transparent huge pages: mimalloc asks for them on its arenas, and the kernel then
+/// zeroes 2 MiB at a time on first touch and keeps a whole huge page resident for a
+/// few live bytes (an incremental batch spent a third of its CPU time zeroing them;
+/// BENCHMARKS.md). `MIMALLOC_ARENA_EAGER_COMMIT`, `MIMALLOC_PURGE_DELAY` and
+/// `MIMALLOC_ALLOW_THP` in the environment still win.
 fn tune_allocator() {
-    // Values of `mi_option_e` in mimalloc v2's mimalloc.h (libmimalloc-sys 0.1.49
-    // exports no constants for these two).
+    // Values of `mi_option_e` in the mimalloc v3 that libmimalloc-sys 0.1.49 builds (it
+    // exports no constants for these two; the same in its v2).
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     for (var, option, value) in [
@@ -30,6 +33,14 @@ fn tune_allocator() {
             // (mimalloc's option setters are not thread safe); the option ids are valid.
             unsafe { libmimalloc_sys::mi_option_set(option, value) };
         }
+    }
+    // mimalloc's own `allow_thp` option takes effect when it starts, before `main`;
+    // the process-wide flag it would set also applies to pages already mapped.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of
+        // ours; on failure (an old kernel) huge pages simply stay allowed.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
 }
 
