@@ -34,14 +34,26 @@ fn tune_allocator() {
             unsafe { libmimalloc_sys::mi_option_set(option, value) };
         }
     }
-    // mimalloc's own `allow_thp` option takes effect when it starts, before `main`;
-    // the process-wide flag it would set also applies to pages already mapped.
-    #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of
-        // ours; on failure (an old kernel) huge pages simply stay allowed.
-        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        no_huge_pages();
     }
+}
+
+/// Turn transparent huge pages off for this process: mimalloc's own `allow_thp`
+/// option takes effect when it starts, before `main`; the process-wide flag it would
+/// set also applies to pages already mapped. Returns whether they are off (not on an
+/// old kernel, nor off Linux).
+fn no_huge_pages() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: both calls take plain integers and touch no memory of ours.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+            libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// What is logged (to stderr): `MEDALLION_LOG`, else `RUST_LOG` (both in `tracing`'s
@@ -86,4 +98,20 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_pages_are_turned_off() {
+        assert!(super::no_huge_pages());
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])),
+            "{status}"
+        );
+    }
 }
