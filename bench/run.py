@@ -541,17 +541,17 @@ def machine_info(args):
 
 
 def medallion_info(binary):
-    b = Path(binary).resolve()
     info = {"binary": str(binary)}
     try:
-        info["version"] = subprocess.run([str(binary), "--version"], capture_output=True,
-                                         text=True).stdout.strip().removeprefix("medallion ")
+        version = subprocess.run([str(binary), "--version"], capture_output=True,
+                                 text=True).stdout.strip().removeprefix("medallion ")
     except OSError as e:
         sys.exit(f"cannot run {binary}: {e}")
-    parts = b.parts
-    # `profiling` is the release build with line tables: the same code, timed the same.
-    info["profile"] = ("release" if "release" in parts or "profiling" in parts
-                       else "debug" if "debug" in parts else "unknown")
+    # An unoptimised build says so in its version; any other (release, or `profiling`:
+    # the release build with line tables, the same code) is timed as a release build,
+    # wherever the binary was copied to.
+    info["version"] = version.removesuffix(" (debug build)")
+    info["profile"] = "debug" if version.endswith("(debug build)") else "release"
     try:
         info["commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                         capture_output=True, text=True).stdout.strip()

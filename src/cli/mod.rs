@@ -32,6 +32,14 @@ mod print;
 
 pub use execute::execute;
 
+/// What `--version` prints: the package version, and "(debug build)" after it for an
+/// unoptimised build (the benchmark harness labels its numbers by it).
+pub const VERSION: &str = if cfg!(debug_assertions) {
+    concat!(env!("CARGO_PKG_VERSION"), " (debug build)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// medallion: CSV files landing in a folder become a bronze/silver/gold Delta Lake lakehouse.
 ///
 /// Files in the raw zone are ingested exactly once: bronze keeps every row as received,
@@ -39,7 +47,7 @@ pub use execute::execute;
 /// keeps the rest with every failed rule named, and gold keeps SQL aggregates current
 /// with MERGE. Every table is a standard Delta table (DuckDB, Spark, Polars read it).
 #[derive(Debug, Parser)]
-#[command(name = "medallion", version, about, long_about)]
+#[command(name = "medallion", version = VERSION, about, long_about)]
 pub struct Cli {
     /// Configuration file.
     #[arg(

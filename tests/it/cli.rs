@@ -22,6 +22,10 @@ fn every_command_has_help() {
     }
     let r = w.medallion(&["query", "--help"]);
     assert!(r.stdout.contains("--as-of"), "{r:?}");
+    // The tests run a debug build, and it says so.
+    let r = w.medallion(&["--version"]);
+    let version = format!("medallion {} (debug build)\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!((r.code, r.stdout.as_str()), (0, version.as_str()), "{r:?}");
 }
 
 #[test]
