@@ -16,9 +16,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// the same wall time; shorter delays save more memory but cost system time), and no
 /// transparent huge pages: mimalloc asks for them on its arenas, and the kernel then
 /// zeroes 2 MiB at a time on first touch and keeps a whole huge page resident for a
-/// few live bytes (an incremental batch spent a third of its CPU time zeroing them;
-/// BENCHMARKS.md). `MIMALLOC_ARENA_EAGER_COMMIT`, `MIMALLOC_PURGE_DELAY` and
-/// `MIMALLOC_ALLOW_THP` in the environment still win.
+/// few live bytes (BENCHMARKS.md, "No transparent huge pages"). `MIMALLOC_ARENA_EAGER_COMMIT`,
+/// `MIMALLOC_PURGE_DELAY` and `MIMALLOC_ALLOW_THP` in the environment still win.
 fn tune_allocator() {
     // Values of `mi_option_e` in the mimalloc v3 that libmimalloc-sys 0.1.49 builds (it
     // exports no constants for these two; the same in its v2).
