@@ -157,6 +157,15 @@ async fn run(cli: Cli) -> Result<i32> {
                     names.join(", ")
                 );
             }
+            for (table, on) in &plan.deletion_vectors {
+                outln!(
+                    "  {table}: the next run turns deletion vectors {}",
+                    match on {
+                        true => "on (the table becomes Delta reader 3 / writer 7)",
+                        false => "off (later upserts rewrite files again)",
+                    }
+                );
+            }
             for (model, reason) in
                 crate::zones::gold::rebuild::stale_models(&lake, &pipeline).await?
             {

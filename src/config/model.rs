@@ -99,6 +99,10 @@ pub struct SourceConfig {
     /// Columns `medallion optimize --zorder` orders silver by (default: the key).
     #[serde(default)]
     pub zorder_by: Option<Vec<String>>,
+    /// `upsert`: replace rows by marking them deleted in a deletion vector instead of
+    /// rewriting their files (in the shorthand form: `silver.deletion_vectors`).
+    #[serde(default)]
+    pub deletion_vectors: Option<bool>,
 }
 
 /// How a source's accepted rows reach its silver table.
@@ -242,6 +246,10 @@ pub struct SilverConfig {
     /// Columns `medallion optimize --zorder` orders silver's files by (default: `key`).
     #[serde(default)]
     pub zorder_by: Option<Vec<String>>,
+    /// Replace a key's row by marking the old one deleted in a deletion vector (Delta
+    /// reader 3 / writer 7) instead of rewriting the data file that holds it.
+    #[serde(default)]
+    pub deletion_vectors: bool,
 }
 
 /// A gold model: a SQL query over `silver` and the keys its rows are merged on.

@@ -64,15 +64,21 @@ pub(super) fn entries(file: &ConfigFile, errs: &mut Vec<ConfigError>) -> Vec<Sou
     let mut config = source.clone();
     match &file.silver {
         Some(silver) => {
-            if source.key.is_some() || source.batch_rows.is_some() || source.zorder_by.is_some() {
+            if source.key.is_some()
+                || source.batch_rows.is_some()
+                || source.zorder_by.is_some()
+                || source.deletion_vectors.is_some()
+            {
                 errs.push(ConfigError::new(
                     "source",
-                    "key, batch_rows and zorder_by go under `silver:` in the one-source form",
+                    "key, batch_rows, zorder_by and deletion_vectors go under `silver:` in the \
+                     one-source form",
                 ));
             }
             config.key = Some(silver.key.clone());
             config.batch_rows = Some(silver.batch_rows);
             config.zorder_by = silver.zorder_by.clone();
+            config.deletion_vectors = Some(silver.deletion_vectors);
         }
         None if source.mode == SourceMode::Append || source.key.is_some() => {}
         None => errs.push(ConfigError::new(
@@ -223,7 +229,36 @@ pub(super) fn validate_source(
         allow_empty_snapshot: src.allow_empty_snapshot,
         batch_rows,
         zorder_by,
+        deletion_vectors: src.deletion_vectors.unwrap_or(false),
     })
+}
+
+/// `deletion_vectors: true` needs an upsert that replaces rows by key alone: `append`
+/// and `snapshot` never replace a row, and `sequence_by` / `delete_when` upsert with
+/// MERGE, which rewrites files.
+fn deletion_vectors_apply(entry: &SourceEntry, errs: &mut Vec<ConfigError>) {
+    let src = &entry.config;
+    let why = if src.mode != SourceMode::Upsert {
+        Some(format!(
+            "a {} source never replaces a row",
+            mode_name(src.mode)
+        ))
+    } else if src.sequence_by.is_some() || src.delete_when.is_some() {
+        Some(
+            "with sequence_by or delete_when rows are upserted by MERGE, which rewrites files"
+                .into(),
+        )
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        let parent = entry.key_place.strip_suffix("key").unwrap_or_default();
+        let place = format!("{parent}deletion_vectors");
+        errs.push(ConfigError::new(
+            place,
+            format!("deletion vectors apply to an upsert by key alone: {why}"),
+        ));
+    }
 }
 
 /// The key, checked against the mode; `sequence_by`, `delete_when` and
@@ -251,6 +286,9 @@ fn validate_key_and_mode(entry: &SourceEntry, errs: &mut Vec<ConfigError>) -> Ve
     }
     if mode != SourceMode::Snapshot && src.allow_empty_snapshot {
         only("allow_empty_snapshot", "snapshot", errs);
+    }
+    if src.deletion_vectors == Some(true) {
+        deletion_vectors_apply(entry, errs);
     }
     if mode == SourceMode::Append {
         if !key.is_empty() {

@@ -58,6 +58,8 @@ pub struct SourceSpec {
     pub batch_rows: u64,
     /// Columns `optimize --zorder` orders silver by: `zorder_by`, else the key.
     pub zorder_by: Vec<String>,
+    /// Silver marks replaced rows in deletion vectors instead of rewriting files.
+    pub deletion_vectors: bool,
 }
 
 /// A checked CSV dialect.

@@ -266,3 +266,20 @@ fn zorder_columns_default_to_the_keys_and_unknown_ones_are_reported_together() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn deletion_vectors_are_off_by_default_and_only_for_an_upsert_by_key() {
+    assert!(!load(SAMPLE).unwrap().source.deletion_vectors);
+    let on = SAMPLE.replace(
+        "  key: [customer_id, meter_id, start_time]\n",
+        "  key: [customer_id, meter_id, start_time]\n  deletion_vectors: true\n",
+    );
+    assert!(load(&on).unwrap().source.deletion_vectors);
+    let sequenced = on.replace("source:\n", "source:\n  sequence_by: start_time\n");
+    let errs = errors(&sequenced);
+    assert!(
+        errs.iter().any(|e| e.starts_with("silver.deletion_vectors")
+            && e.contains("sequence_by or delete_when")),
+        "{errs:#?}"
+    );
+}

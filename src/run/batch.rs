@@ -64,15 +64,14 @@ pub async fn source_tables(
             FileSize::Append,
         )
         .await?;
+    let properties = super::evolve::silver_properties(&p.source);
+    let properties: Vec<(&str, &str)> = properties.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let silver = lake
         .open_or_create_with(
             &tables.silver,
             &p.source.silver_schema(),
             FileSize::Upsert,
-            &[(
-                super::evolve::SILVER_KEY_PROPERTY,
-                &super::evolve::silver_key_value(&p.source),
-            )],
+            &properties,
         )
         .await?;
     Ok((bronze, rejected, silver))

@@ -12,10 +12,21 @@ use deltalake::arrow::datatypes::{Field, SchemaRef};
 
 use crate::config::{Pipeline, SourceSpec};
 use crate::error::{MedallionError, Result};
-use crate::storage::{self, Lakehouse};
+use crate::storage::{self, DELETION_VECTORS_PROPERTY, Lakehouse};
 
 /// The silver table property holding its natural key (a JSON array of column names).
 pub const SILVER_KEY_PROPERTY: &str = "medallion.silver.key";
+
+/// The table properties a new silver table of source `s` is created with. Turning
+/// deletion vectors on also raises the protocol to reader 3 / writer 7 with the
+/// `deletionVectors` feature; turning them off keeps that.
+pub fn silver_properties(s: &SourceSpec) -> Vec<(&'static str, String)> {
+    let mut props = vec![(SILVER_KEY_PROPERTY, silver_key_value(s))];
+    if s.deletion_vectors {
+        props.push((DELETION_VECTORS_PROPERTY, "true".into()));
+    }
+    props
+}
 
 /// The configured silver key, as stored in [`SILVER_KEY_PROPERTY`].
 pub fn silver_key_value(s: &SourceSpec) -> String {
@@ -30,11 +41,16 @@ pub struct SchemaPlan {
     /// Sources whose silver exists without a recorded key (made by an older
     /// medallion): record it.
     pub record_silver_key: Vec<String>,
+    /// (silver table, on): silver tables whose deletion vectors the configuration
+    /// turns on or off.
+    pub deletion_vectors: Vec<(String, bool)>,
 }
 
 impl SchemaPlan {
     pub fn is_empty(&self) -> bool {
-        self.additions.is_empty() && self.record_silver_key.is_empty()
+        self.additions.is_empty()
+            && self.record_silver_key.is_empty()
+            && self.deletion_vectors.is_empty()
     }
 }
 
@@ -88,6 +104,11 @@ async fn check_source(
                 )),
                 Some(_) => {}
                 None => plan.record_silver_key.push(source.name.clone()),
+            }
+            let on = storage::deletion_vectors_enabled(&table, relative)?;
+            if on != source.deletion_vectors {
+                plan.deletion_vectors
+                    .push((relative.clone(), source.deletion_vectors));
             }
         }
     }
@@ -160,6 +181,13 @@ pub async fn apply(lake: &Lakehouse, p: &Pipeline, plan: &SchemaPlan) -> Result<
                 &[(SILVER_KEY_PROPERTY, &silver_key_value(source))],
             )
             .await?;
+        }
+    }
+    for (relative, on) in &plan.deletion_vectors {
+        if let Some(table) = lake.open(relative).await? {
+            let value = if *on { "true" } else { "false" };
+            storage::set_properties(table, relative, &[(DELETION_VECTORS_PROPERTY, value)]).await?;
+            tracing::info!(table = %relative, "deletion vectors turned {}", if *on { "on" } else { "off" });
         }
     }
     Ok(())

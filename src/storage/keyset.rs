@@ -51,6 +51,11 @@ impl KeySet {
         Ok(set)
     }
 
+    /// The key columns.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
     /// `batch`'s key columns, cast to the set's types.
     fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
         let err = || MedallionError::arrow("compare keys");
@@ -69,7 +74,7 @@ impl KeySet {
 
     /// Which rows of `batch` have their key in the set (a null key only matches a null
     /// key the set holds).
-    fn contains(&self, batch: &RecordBatch) -> Result<BooleanArray> {
+    pub fn contains(&self, batch: &RecordBatch) -> Result<BooleanArray> {
         let err = || MedallionError::arrow("compare keys");
         let rows = self
             .converter

@@ -10,6 +10,7 @@
 mod alter;
 mod azure;
 mod compact;
+mod deletion;
 mod keyset;
 mod lakehouse;
 pub mod location;
@@ -36,6 +37,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 pub use alter::{add_columns, rewrite_with_columns, set_properties};
 pub use compact::compact_if_fragmented;
+pub use deletion::{PROPERTY as DELETION_VECTORS_PROPERTY, enabled as deletion_vectors_enabled};
 pub use keyset::KeySet;
 pub use lakehouse::Lakehouse;
 pub use location::{Location, StorageOptions};

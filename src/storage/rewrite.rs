@@ -44,9 +44,9 @@ pub struct Replacement<'a> {
 }
 
 /// The rows a rewrite drops: their keys, and the columns of them it returns.
-struct Dropping {
-    keys: KeySet,
-    returned: Option<Vec<String>>,
+pub(super) struct Dropping {
+    pub(super) keys: KeySet,
+    pub(super) returned: Option<Vec<String>>,
 }
 
 impl Dropping {
@@ -105,16 +105,25 @@ pub async fn replace_with(
     let t = std::time::Instant::now();
     let n_rows = writer.rows();
     let mut dropped = Vec::new();
-    // Dropped (an error, or this future cancelled): the tasks still running are
-    // stopped, since what they write would never be committed.
-    let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &dropping));
-    while let Some(task) = tasks.0.front_mut() {
-        let done = task.await;
-        tasks.0.pop_front();
-        let (part, rows) =
-            done.map_err(|e| MedallionError::Internal(format!("rewriting {name} stopped: {e}")))??;
-        writer.absorb(part).await?;
-        dropped.extend(rows);
+    let marking = super::deletion::enabled(&table, name)?;
+    if marking {
+        let (marked, rows) = super::deletion::mark(&table, name, spec.files, &dropping).await?;
+        writer = writer.marking(marked);
+        dropped = rows;
+    } else {
+        // Dropped (an error, or this future cancelled): the tasks still running are
+        // stopped, since what they write would never be committed.
+        let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &dropping));
+        while let Some(task) = tasks.0.front_mut() {
+            let done = task.await;
+            tasks.0.pop_front();
+            let (part, rows) = done.map_err(|e| {
+                MedallionError::Internal(format!("rewriting {name} stopped: {e}"))
+            })??;
+            writer.absorb(part).await?;
+            dropped.extend(rows);
+        }
+        writer = writer.removing(spec.files.to_vec());
     }
     let kept = writer.rows() - n_rows;
     let n_dropped: usize = dropped.iter().map(|b| b.num_rows()).sum();
@@ -129,12 +138,14 @@ pub async fn replace_with(
         files = spec.files.len(),
         kept,
         ms = t.elapsed().as_millis() as u64,
-        "files rewritten"
+        "{}",
+        if marking {
+            "rows marked deleted"
+        } else {
+            "files rewritten"
+        }
     );
-    let committed = writer
-        .removing(spec.files.to_vec())
-        .commit(&mut table, props, spec.txn)
-        .await?;
+    let committed = writer.commit(&mut table, props, spec.txn).await?;
     let metrics = match committed {
         Committed::Wrote(_) => UpsertMetrics {
             inserted: n_rows.saturating_sub(expected as u64),
@@ -254,19 +265,7 @@ pub(super) fn removes(table: &DeltaTable, table_name: &str, ids: &[String]) -> R
     }
     let err = || MedallionError::delta("rewrite", table_name);
     let snapshot = table.snapshot().map_err(err())?;
-    let mut root = table.table_url().clone();
-    if !root.path().ends_with('/') {
-        root.set_path(&format!("{}/", root.path()));
-    }
-    // The file column names a file by its URL (the log's raw path joined to the
-    // root); the log's files are compared by their decoded paths.
-    let mut wanted: HashSet<String> = ids.iter().filter_map(|id| log_path(&root, id)).collect();
-    if wanted.len() != ids.len() {
-        return Err(MedallionError::Internal(format!(
-            "{}: a data file to rewrite is not under the table's root",
-            table_name
-        )));
-    }
+    let mut wanted: HashSet<String> = log_paths(table, table_name, ids)?.into_iter().collect();
     let mut removes = Vec::new();
     for file in snapshot.log_data().iter() {
         if wanted.remove(file.path().as_ref()) {
@@ -281,6 +280,27 @@ pub(super) fn removes(table: &DeltaTable, table_name: &str, ids: &[String]) -> R
             table_name
         ))),
     }
+}
+
+/// The paths in the log (decoded) of the data files a scan's file column names `ids`.
+pub(super) fn log_paths(
+    table: &DeltaTable,
+    table_name: &str,
+    ids: &[String],
+) -> Result<Vec<String>> {
+    let mut root = table.table_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    // The file column names a file by its URL (the log's raw path joined to the
+    // root); the log's files are compared by their decoded paths.
+    let paths: Vec<String> = ids.iter().filter_map(|id| log_path(&root, id)).collect();
+    if paths.len() != ids.len() {
+        return Err(MedallionError::Internal(format!(
+            "{table_name}: a data file to rewrite is not under the table's root"
+        )));
+    }
+    Ok(paths)
 }
 
 /// The path in the log (decoded) of the data file a scan's file column names `id`,

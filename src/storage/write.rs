@@ -73,6 +73,8 @@ pub struct AppendWriter {
     /// Data files the commit removes (their rows rewritten by this writer), as a scan's
     /// file column names them.
     removing: Vec<String>,
+    /// Data files the commit re-adds with new deletion vectors.
+    marking: Vec<super::deletion::Marked>,
 }
 
 impl AppendWriter {
@@ -92,6 +94,7 @@ impl AppendWriter {
             staged: Vec::new(),
             replacing: None,
             removing: Vec::new(),
+            marking: Vec::new(),
         })
     }
 
@@ -140,6 +143,7 @@ impl AppendWriter {
             staged: Vec::new(),
             replacing: Some(metadata),
             removing: Vec::new(),
+            marking: Vec::new(),
         })
     }
 
@@ -148,6 +152,14 @@ impl AppendWriter {
     /// commit fails if one of them is no longer in the table.
     pub fn removing(mut self, file_ids: Vec<String>) -> Self {
         self.removing = file_ids;
+        self
+    }
+
+    /// Make the commit also give data files new deletion vectors (rows of them this
+    /// writer replaces; see `deletion::mark`). The commit fails if one of them is no
+    /// longer in the table with the vector it was marked from.
+    pub(super) fn marking(mut self, marked: Vec<super::deletion::Marked>) -> Self {
+        self.marking = marked;
         self
     }
 
@@ -209,6 +221,7 @@ impl AppendWriter {
             && txn.is_none()
             && self.replacing.is_none()
             && self.removing.is_empty()
+            && self.marking.is_empty()
         {
             return Ok(Committed::Nothing);
         }
@@ -244,7 +257,7 @@ impl AppendWriter {
             // A rewrite read the table before the commit that won: rows it added (a key
             // the rewrite also inserts) would go unnoticed by a retry. The batch is
             // redone instead (unless that commit was this rewrite's own).
-            let rewrite = !self.removing.is_empty();
+            let rewrite = !self.removing.is_empty() || !self.marking.is_empty();
             table
                 .update_state()
                 .await
@@ -282,6 +295,11 @@ impl AppendWriter {
             &self.table_name,
             &self.removing,
         )?);
+        actions.extend(super::deletion::actions(
+            table,
+            &self.table_name,
+            &self.marking,
+        )?);
         actions.extend(self.staged.iter().cloned().map(Action::Add));
         Ok(actions)
     }
@@ -289,7 +307,7 @@ impl AppendWriter {
     /// The operation the commit records: an append, an overwrite ([`Self::replacing`])
     /// or a copy-on-write MERGE ([`Self::removing`]).
     fn operation(&self) -> DeltaOperation {
-        if !self.removing.is_empty() {
+        if !self.removing.is_empty() || !self.marking.is_empty() {
             let clause = |action: &str| MergePredicate {
                 action_type: action.to_string(),
                 predicate: None,

@@ -4,6 +4,7 @@ mod bad_input;
 mod batches;
 mod cli;
 mod config_changes;
+mod deletion_vectors;
 mod exactly_once;
 mod exit_codes;
 mod fresh;

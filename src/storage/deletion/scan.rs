@@ -1,0 +1,259 @@
+//! Finding the rows to mark: each data file's current vector, and a scan of the file
+//! in physical order that sees every row once (checked against the file's metadata).
+
+use std::sync::{Arc, Mutex};
+
+use delta_kernel::Engine;
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{ArrayRef, BooleanArray, new_null_array};
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::{Add, DeletionVectorDescriptor};
+use deltalake::logstore::LogStore;
+use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+};
+use deltalake::{ObjectStore, Path};
+use futures::{StreamExt, TryStreamExt};
+use roaring::RoaringTreemap;
+
+use super::{Target, kernel_err};
+use crate::error::{MedallionError, Result};
+use crate::storage::rewrite::Dropping;
+
+/// What marking one data file found.
+pub(super) struct Found {
+    /// The positions its current vector deletes.
+    pub old: RoaringTreemap,
+    /// The positions of the rows to mark (none of them in `old`).
+    pub positions: Vec<u64>,
+    /// Those rows, in the returned columns.
+    pub rows: Vec<RecordBatch>,
+}
+
+/// [`Found`] for each of `targets`, in order, a few files at a time (one per core).
+pub(super) async fn find_all(
+    table: &DeltaTable,
+    name: &str,
+    targets: &[Target],
+    dropping: &Arc<Dropping>,
+) -> Result<Vec<Found>> {
+    let store = table.log_store().object_store(None);
+    let engine = table.log_store().engine(None);
+    let mut root = table.table_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    let schema = returned_schema(table, name, dropping)?;
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tasks = targets.iter().map(|t| {
+        let (store, engine, root) = (store.clone(), engine.clone(), root.clone());
+        let (add, old) = (t.add.clone(), t.old.clone());
+        let (dropping, schema, name) = (dropping.clone(), schema.clone(), name.to_string());
+        tokio::spawn(async move {
+            let old = Arc::new(read_vector(engine, &root, old, &name).await?);
+            let (positions, rows) = scan(store, &add, &dropping, &old, &schema, &name).await?;
+            let old = Arc::unwrap_or_clone(old);
+            Ok::<_, MedallionError>(Found {
+                old,
+                positions,
+                rows,
+            })
+        })
+    });
+    futures::stream::iter(tasks)
+        .buffered(n)
+        .map(|joined| {
+            joined.map_err(|e| MedallionError::Internal(format!("marking {name} stopped: {e}")))?
+        })
+        .try_collect()
+        .await
+}
+
+/// The positions a data file's current deletion vector deletes (none without one).
+async fn read_vector(
+    engine: Arc<dyn Engine>,
+    root: &url::Url,
+    old: Option<DeletionVectorDescriptor>,
+    name: &str,
+) -> Result<RoaringTreemap> {
+    let Some(old) = old else {
+        return Ok(RoaringTreemap::new());
+    };
+    let descriptor: delta_kernel::actions::deletion_vector::DeletionVectorDescriptor =
+        old.try_into().map_err(kernel_err(name))?;
+    let root = root.clone();
+    // The kernel reads synchronously (on this runtime, through its executor).
+    let read =
+        tokio::task::spawn_blocking(move || descriptor.read(engine.storage_handler(), &root));
+    read.await
+        .map_err(|e| MedallionError::Internal(format!("reading a deletion vector stopped: {e}")))?
+        .map_err(kernel_err(name))
+}
+
+/// Scan data file `add` in physical order: the positions of rows whose key `dropping`
+/// holds and `deleted` does not, and those rows in `schema`'s columns. The file is
+/// fetched whole (one request; data files are a few MiB) and decoded off the runtime.
+async fn scan(
+    store: Arc<dyn ObjectStore>,
+    add: &Add,
+    dropping: &Arc<Dropping>,
+    deleted: &Arc<RoaringTreemap>,
+    schema: &SchemaRef,
+    name: &str,
+) -> Result<(Vec<u64>, Vec<RecordBatch>)> {
+    let fetch = |e: deltalake::logstore::object_store::Error| {
+        MedallionError::Internal(format!("{name}: read data file {}: {e}", add.path))
+    };
+    let path = Path::from(add.path.as_str());
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(fetch)?
+        .bytes()
+        .await
+        .map_err(fetch)?;
+    let (add, dropping, deleted) = (add.clone(), dropping.clone(), deleted.clone());
+    let (schema, name) = (schema.clone(), name.to_string());
+    let scanned = tokio::task::spawn_blocking(move || {
+        scan_bytes(bytes, &add, &dropping, &deleted, &schema, &name)
+    });
+    scanned
+        .await
+        .map_err(|e| MedallionError::Internal(format!("marking deleted rows stopped: {e}")))?
+}
+
+/// [`scan`] of a data file's bytes.
+fn scan_bytes(
+    bytes: bytes::Bytes,
+    add: &Add,
+    dropping: &Arc<Dropping>,
+    deleted: &Arc<RoaringTreemap>,
+    schema: &SchemaRef,
+    name: &str,
+) -> Result<(Vec<u64>, Vec<RecordBatch>)> {
+    let err = |what: &'static str| {
+        let file = add.path.clone();
+        move |e: deltalake::parquet::errors::ParquetError| {
+            MedallionError::Internal(format!("{name}: {what} {file}: {e}"))
+        }
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err("open data file"))?;
+    let physical = builder.metadata().file_metadata().num_rows() as u64;
+    let parquet = builder.parquet_schema().clone();
+    let roots = |names: &mut dyn Iterator<Item = &str>| {
+        let fields = parquet.root_schema().get_fields();
+        let wanted: Vec<&str> = names.collect();
+        let indices: Vec<usize> = (0..fields.len())
+            .filter(|i| wanted.contains(&fields[*i].name()))
+            .collect();
+        (
+            ProjectionMask::roots(&parquet, indices.clone()),
+            indices.len(),
+        )
+    };
+    let keys = dropping.keys.columns();
+    let (key_mask, found_keys) = roots(&mut keys.iter().map(String::as_str));
+    if found_keys != keys.len() {
+        return Err(MedallionError::Internal(format!(
+            "{name}: data file {} lacks a key column",
+            add.path
+        )));
+    }
+    let (mask, _) = roots(&mut schema.fields().iter().map(|f| f.name().as_str()));
+    let state = Arc::new(Mutex::new((0u64, Vec::new())));
+    let filter = {
+        let (state, dropping, deleted) = (state.clone(), dropping.clone(), deleted.clone());
+        ArrowPredicateFn::new(key_mask, move |batch: RecordBatch| {
+            let found = dropping
+                .keys
+                .contains(&batch)
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+            let mut guard = state
+                .lock()
+                .map_err(|_| ArrowError::ComputeError("deletion scan state poisoned".into()))?;
+            let (seen, positions) = &mut *guard;
+            let start = *seen;
+            let hits: BooleanArray = (0..batch.num_rows())
+                .map(|i| {
+                    let pos = start + i as u64;
+                    let hit = found.value(i) && !deleted.contains(pos);
+                    if hit {
+                        positions.push(pos);
+                    }
+                    Some(hit)
+                })
+                .collect();
+            *seen += batch.num_rows() as u64;
+            Ok(hits)
+        })
+    };
+    let reader = builder
+        .with_projection(mask)
+        .with_row_filter(RowFilter::new(vec![Box::new(filter)]))
+        .build()
+        .map_err(err("read data file"))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            MedallionError::Internal(format!("{name}: read data file {}: {e}", add.path))
+        })?;
+    let (seen, positions) = std::mem::take(
+        &mut *state
+            .lock()
+            .map_err(|_| MedallionError::Internal("deletion scan state poisoned".into()))?,
+    );
+    let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if seen != physical || n_rows != positions.len() {
+        return Err(MedallionError::Internal(format!(
+            "{name}: data file {}: {seen} of its {physical} rows read, {n_rows} rows for {} \
+             positions; nothing was committed",
+            add.path,
+            positions.len()
+        )));
+    }
+    let rows = batches
+        .iter()
+        .map(|b| in_schema(b, schema, name))
+        .collect::<Result<_>>()?;
+    Ok((positions, rows))
+}
+
+/// The columns of the rows [`mark`] returns: `dropping`'s returned ones (in that
+/// order), else all of the table's.
+fn returned_schema(table: &DeltaTable, name: &str, dropping: &Dropping) -> Result<SchemaRef> {
+    let schema = crate::storage::arrow_schema(table, name)?;
+    let Some(columns) = &dropping.returned else {
+        return Ok(schema);
+    };
+    let fields = columns
+        .iter()
+        .map(|c| schema.field_with_name(c).cloned())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(MedallionError::arrow("keep the replaced rows"))?;
+    Ok(Arc::new(deltalake::arrow::datatypes::Schema::new(fields)))
+}
+
+/// `batch` (a data file's columns) in `schema`: a column the file predates is null.
+fn in_schema(batch: &RecordBatch, schema: &SchemaRef, name: &str) -> Result<RecordBatch> {
+    let err = || MedallionError::arrow("read the replaced rows");
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => deltalake::arrow::compute::cast(c, f.data_type()).map_err(err()),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows()) as ArrayRef),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = deltalake::arrow::record_batch::RecordBatchOptions::new()
+        .with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|e| {
+        MedallionError::Internal(format!(
+            "{name}: the replaced rows do not fit the table: {e}"
+        ))
+    })
+}
