@@ -2,8 +2,8 @@
 //! S3 server and on Azurite, started by the tests (see `stores`). The sample end to end
 //! with exact counts, a separate landing bucket (with `rebuild` and `vacuum`), time
 //! travel, four concurrent runs, kills and recovery, the commit-safety probe, external
-//! readers straight from the emulator, a run with nothing to do answered from the
-//! settled mark, and no secret in any output.
+//! readers straight from the emulator (also of a silver with deletion vectors), a run
+//! with nothing to do answered from the settled mark, and no secret in any output.
 
 use std::process::Child;
 use std::time::Duration;
@@ -123,6 +123,13 @@ fn kills_and_recovery(kind: Kind) {
 fn readers(kind: Kind) {
     let w = Workdir::on_store(kind, Landing::OwnBucket);
     crate::interop::readers_read_every_table(&w);
+}
+
+/// Deletion vectors on an object store: the vector files are written and read there.
+fn deletion_vectors(kind: Kind) {
+    let config = crate::deletion_vectors::with_deletion_vectors(&crate::deletion_vectors::sample());
+    let w = Workdir::on_store_with(kind, Landing::OwnBucket, &config);
+    crate::deletion_vectors::corrections_mark_rows_deleted(&w);
 }
 
 /// The probe's outcome is kept in the lakehouse, so later runs do not probe again.
@@ -248,6 +255,16 @@ fn s3_external_readers() {
 #[test]
 fn azure_external_readers() {
     readers(Kind::Azure);
+}
+
+#[test]
+fn s3_deletion_vectors() {
+    deletion_vectors(Kind::S3);
+}
+
+#[test]
+fn azure_deletion_vectors() {
+    deletion_vectors(Kind::Azure);
 }
 
 /// A store that will not refuse a second conditional create is never written to: here

@@ -5,11 +5,10 @@
 //! new file, [`mark`] reads the file's key columns in physical order, finds the
 //! positions of the replaced keys that its current deletion vector does not already
 //! delete, and decodes the other columns only at those positions (the rows returned).
-//! The file's new vector (the old positions and the new ones) goes, with those of the
-//! other files, into one `deletion_vector_<uuid>.bin` beside the data; the commit
-//! removes each file's current entry and adds the same file with its new vector
-//! ([`Marked`]). Nothing is visible before that commit; a vector file of a commit that
-//! never lands is an orphan `vacuum` deletes.
+//! The file's new vector (the old positions and the new ones) is stored inline in the
+//! log: the commit removes each file's current entry and adds the same file with its
+//! new vector ([`Marked`]). Nothing is written before that commit, and nothing is
+//! visible without it.
 //!
 //! Every row of each file is seen once (the count is checked against the file's own
 //! metadata), so a position is never guessed.
@@ -19,15 +18,9 @@ mod scan;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use delta_kernel::actions::deletion_vector_writer::{
-    DeletionVectorWriteResult, KernelDeletionVector, StreamingDeletionVectorWriter,
-};
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, StorageType};
-use deltalake::logstore::LogStore;
-use deltalake::logstore::object_store::{ObjectStoreExt, PutPayload};
-use deltalake::{ObjectStore, Path};
 
 use crate::error::{MedallionError, Result};
 
@@ -71,20 +64,12 @@ pub(super) async fn mark(
         return Ok((Vec::new(), Vec::new()));
     }
     let targets = targets(table, name, ids)?;
-    let store = table.log_store().object_store(None);
     let found = scan::find_all(table, name, &targets, dropping).await?;
-    let (uuid, written) = write_vectors(&store, name, &found).await?;
     let mut marked = Vec::new();
     let mut rows = Vec::new();
-    for ((target, written), found) in targets.into_iter().zip(written).zip(found) {
+    for (target, found) in targets.into_iter().zip(found) {
         let mut add = target.add;
-        add.deletion_vector = Some(DeletionVectorDescriptor {
-            storage_type: StorageType::UuidRelativePath,
-            path_or_inline_dv: uuid.clone(),
-            offset: Some(written.offset),
-            size_in_bytes: written.size_in_bytes,
-            cardinality: written.cardinality,
-        });
+        add.deletion_vector = Some(inline_vector(name, &found)?);
         add.data_change = true;
         add.stats = add.stats.as_deref().map(loose_bounds).transpose()?;
         marked.push(Marked {
@@ -97,32 +82,34 @@ pub(super) async fn mark(
     Ok((marked, rows))
 }
 
-/// Write each file's new vector (its old positions and the new ones) to one new
-/// `deletion_vector_<uuid>.bin` beside the data files. Returns the UUID as a `u`
-/// vector names it (Z85, no prefix) and where each vector is in the file.
-async fn write_vectors(
-    store: &Arc<dyn ObjectStore>,
-    name: &str,
-    found: &[Found],
-) -> Result<(String, Vec<DeletionVectorWriteResult>)> {
-    let mut bytes = Vec::new();
-    let mut written = Vec::new();
-    let mut writer = StreamingDeletionVectorWriter::new(&mut bytes);
-    for f in found {
-        let mut dv = KernelDeletionVector::new();
-        dv.add_deleted_row_indexes(f.old.iter());
-        dv.add_deleted_row_indexes(&f.positions);
-        written.push(writer.write_deletion_vector(dv).map_err(kernel_err(name))?);
-    }
-    writer.finalize().map_err(kernel_err(name))?;
-    let uuid = uuid::Uuid::new_v4();
-    let file = Path::from(format!("deletion_vector_{uuid}.bin"));
-    store
-        .put(&file, PutPayload::from(bytes))
-        .await
-        .map_err(|e| MedallionError::delta("write a deletion vector", name)(e.into()))?;
-    Ok((z85::encode(uuid.as_bytes()), written))
+/// A file's new vector (its old positions and the new ones), stored inline in the log
+/// (`i`: Z85 of the magic and the portable 64-bit roaring bitmap, zero-padded to a
+/// multiple of 4 bytes as Delta's own writer pads). Not in a `deletion_vector_*.bin`
+/// file: delta-rs (1.1.3) reads each vector file on a blocking thread that waits for
+/// the read, which needs one more blocking thread, so a table with more vector files
+/// than blocking threads hangs every scan (delta-rs issue 4657); an inline vector
+/// needs no read.
+fn inline_vector(name: &str, found: &Found) -> Result<DeletionVectorDescriptor> {
+    let mut bitmap = found.old.clone();
+    bitmap.extend(found.positions.iter().copied());
+    let mut bytes = PORTABLE_MAGIC.to_le_bytes().to_vec();
+    bitmap
+        .serialize_into(&mut bytes)
+        .map_err(|e| MedallionError::Internal(format!("{name}: deletion vector: {e}")))?;
+    let size = bytes.len();
+    bytes.resize(size.div_ceil(4) * 4, 0);
+    let too_large = |_| MedallionError::Internal(format!("{name}: deletion vector too large"));
+    Ok(DeletionVectorDescriptor {
+        storage_type: StorageType::Inline,
+        path_or_inline_dv: z85::encode(&bytes),
+        offset: None,
+        size_in_bytes: i32::try_from(size).map_err(too_large)?,
+        cardinality: i64::try_from(bitmap.len()).map_err(too_large)?,
+    })
 }
+
+/// The magic number before a deletion vector's portable roaring bitmap.
+const PORTABLE_MAGIC: u32 = 1_681_511_377;
 
 /// The commit's actions for `marked`: each file's current entry removed (it must still
 /// carry the vector it was marked from: another writer's marks would be lost) and its
@@ -216,26 +203,42 @@ fn kernel_err(name: &str) -> impl Fn(delta_kernel::Error) -> MedallionError + '_
 mod tests {
     use super::*;
 
-    /// A deletion vector serialised as the protocol wants: checked against an
-    /// independently written vector (rows 3, 4, 7, 11, 18, 29; Z85 of magic + the
-    /// portable 64-bit roaring bitmap), docs/research/deletion-vectors/FINDINGS.md.
+    fn vector(positions: &[u64]) -> DeletionVectorDescriptor {
+        let found = Found {
+            old: roaring::RoaringTreemap::new(),
+            positions: positions.to_vec(),
+            rows: Vec::new(),
+        };
+        inline_vector("t", &found).unwrap()
+    }
+
+    /// Rows 3, 4, 7, 11, 18 and 29 give exactly an independently written vector (Z85
+    /// of the magic and the portable 64-bit roaring bitmap, 44 bytes; see
+    /// docs/research/deletion-vectors/FINDINGS.md).
     #[test]
-    fn vectors_serialise_in_the_portable_format() {
-        let mut bytes = Vec::new();
-        let mut writer = StreamingDeletionVectorWriter::new(&mut bytes);
-        let mut dv = KernelDeletionVector::new();
-        dv.add_deleted_row_indexes([3u64, 4, 7, 11, 18, 29]);
-        let written = writer.write_deletion_vector(dv).unwrap();
-        writer.finalize().unwrap();
+    fn vectors_are_stored_inline_in_the_portable_format() {
+        let dv = vector(&[3, 4, 7, 11, 18, 29]);
+        assert_eq!(dv.storage_type, StorageType::Inline);
         assert_eq!(
-            (written.offset, written.size_in_bytes, written.cardinality),
-            (1, 44, 6)
-        );
-        let body = &bytes[5..5 + 44];
-        assert_eq!(
-            z85::encode(body),
+            dv.path_or_inline_dv,
             "^Bg9^0rr910000000000iXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L"
         );
+        assert_eq!((dv.offset, dv.size_in_bytes, dv.cardinality), (None, 44, 6));
+        // 38 bytes are padded to 40 for Z85; the size stays the vector's own.
+        let padded = vector(&[0, 5, 7]);
+        assert_eq!((padded.size_in_bytes, padded.cardinality), (38, 3));
+        assert_eq!(padded.path_or_inline_dv.len(), 50);
+    }
+
+    /// A file's new vector holds its old positions and the new ones.
+    #[test]
+    fn a_new_vector_keeps_the_old_positions() {
+        let found = Found {
+            old: [1u64, 2].into_iter().collect(),
+            positions: vec![7],
+            rows: Vec::new(),
+        };
+        assert_eq!(inline_vector("t", &found).unwrap().cardinality, 3);
     }
 
     #[test]

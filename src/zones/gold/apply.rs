@@ -37,7 +37,14 @@ pub(super) async fn apply(
         return Ok(UpsertMetrics::default());
     };
     let relative = model.table();
+    let t = std::time::Instant::now();
     let (matched, files, deleted) = matched_keys(&table, ctx, model, schema, &rows).await?;
+    tracing::debug!(
+        model = %model.name,
+        files = files.len(),
+        ms = t.elapsed().as_millis() as u64,
+        "gold rows to replace found"
+    );
     let present = present_rows(rows)?;
     let n_present: u64 = present.iter().map(|b| b.num_rows() as u64).sum();
     if matched.is_empty() {

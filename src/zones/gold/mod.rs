@@ -138,12 +138,19 @@ impl Refresh<'_> {
         if whole && by_keys && storage::is_empty(&table, &model.table())? {
             return fill(table, ctx, model, self.lineage, self.txn).await;
         }
+        let t = std::time::Instant::now();
         let (rows, full) = match affected {
             Some(keys) if by_keys && !self.created => {
                 (incremental::recompute(ctx, model, keys).await?, false)
             }
             _ => (full::changes(ctx, model, &table).await?, true),
         };
+        tracing::debug!(
+            model = %model.name,
+            rows = rows.iter().map(|b| b.num_rows()).sum::<usize>(),
+            ms = t.elapsed().as_millis() as u64,
+            "gold rows recomputed"
+        );
         let changes = merge_changes(table, ctx, model, rows, self.lineage, self.txn, full).await?;
         Ok(GoldMetrics {
             model: model.name.clone(),
