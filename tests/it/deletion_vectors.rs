@@ -371,3 +371,54 @@ fn every_fail_point_and_random_kills_recover_with_deletion_vectors() {
         "rows were marked"
     );
 }
+
+/// Readings `hours` of the `make_file` meters, all with usage `usage`.
+fn readings(hours: std::ops::Range<i64>, usage: &str) -> String {
+    let mut s = String::from("customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n");
+    for h in hours {
+        let start = chrono::DateTime::from_timestamp(1_767_225_600 + h * 3600, 0).unwrap();
+        let end = start + chrono::Duration::hours(1);
+        s.push_str(&format!(
+            "C00000{},M0000000{},{},{},{usage},actual\n",
+            h % 3,
+            h % 4,
+            start.format("%Y-%m-%dT%H:%M:%SZ"),
+            end.format("%Y-%m-%dT%H:%M:%SZ"),
+        ));
+    }
+    s
+}
+
+#[test]
+fn one_run_marks_the_same_file_batch_after_batch() {
+    // Four batches in one run: the table stays open, so each marks from the state the
+    // previous commit left in memory (a file re-added with a vector, then marked again).
+    let config = format!("{}\nbatches:\n  max_files: 1\n", sample());
+    let w = Workdir::with_config(&with_deletion_vectors(&config));
+    w.write_raw("a.csv", &readings(0..40, "1.000"));
+    w.write_raw("b.csv", &readings(0..10, "2.000"));
+    w.write_raw("c.csv", &readings(10..20, "3.000"));
+    w.write_raw("d.csv", &readings(5..15, "4.000"));
+    w.run_expect(0);
+    let by_value = w.query(
+        "SELECT CAST(usage_kwh AS VARCHAR) AS v, COUNT(*) AS n FROM silver.readings \
+         GROUP BY 1 ORDER BY 1",
+    );
+    let got: Vec<(String, String)> = by_value
+        .iter()
+        .map(|r| (r["v"].to_string(), r["n"].to_string()))
+        .collect();
+    let want = [("1.000", 20), ("2.000", 5), ("3.000", 5), ("4.000", 10)];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(v, n)| (format!("\"{v}\""), n.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(marking_versions(&silver_log(&w)).len(), 3);
+    assert!(
+        grown_vector(&silver_log(&w), 3),
+        "the first file marked twice"
+    );
+    assert_batch_counts_and_unique_keys(&w);
+    assert_gold_is_recompute(&w);
+}
