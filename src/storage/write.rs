@@ -7,7 +7,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::new_null_array;
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Metadata, MetadataExt, StructType, Transaction};
@@ -369,7 +369,9 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef, table_name: &str) -> Resu
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(MedallionError::arrow("conform rows to the table"))?;
-    RecordBatch::try_new(schema.clone(), columns)
+    // The row count is kept also for a schema of no columns (rows kept only as a count).
+    let options = RecordBatchOptions::new().with_row_count(Some(n));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
         .map_err(MedallionError::arrow("conform rows to the table"))
 }
 

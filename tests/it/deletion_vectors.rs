@@ -143,24 +143,30 @@ pub fn corrections_mark_rows_deleted(w: &Workdir) {
 /// File `i`: 40 hourly readings, each hour of one meter, the first 20 re-reading the
 /// last 20 of file `i - 1` (corrections: same key, new value), a bad value every 13th.
 fn make_file(i: usize) -> String {
-    let mut s = String::from("customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n");
+    let mut s = String::from(HEADER);
     for j in 0..40 {
-        let h = (i * 20 + j) as i64;
-        let start = chrono::DateTime::from_timestamp(1_767_225_600 + h * 3600, 0).unwrap();
-        let end = start + chrono::Duration::hours(1);
         let usage = match j % 13 {
             7 => "abc".to_string(),
             _ => format!("{}.{:03}", (i + j) % 5, (i * 37 + j * 11) % 1000),
         };
-        s.push_str(&format!(
-            "C00000{},M0000000{},{},{},{usage},actual\n",
-            h % 3,
-            h % 4,
-            start.format("%Y-%m-%dT%H:%M:%SZ"),
-            end.format("%Y-%m-%dT%H:%M:%SZ"),
-        ));
+        s.push_str(&reading((i * 20 + j) as i64, &usage));
     }
     s
+}
+
+const HEADER: &str = "customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n";
+
+/// The CSV line of hour `h`'s reading (of meter `h % 4`, customer `h % 3`).
+fn reading(h: i64, usage: &str) -> String {
+    let start = chrono::DateTime::from_timestamp(1_767_225_600 + h * 3600, 0).unwrap();
+    let end = start + chrono::Duration::hours(1);
+    format!(
+        "C00000{},M0000000{},{},{},{usage},actual\n",
+        h % 3,
+        h % 4,
+        start.format("%Y-%m-%dT%H:%M:%SZ"),
+        end.format("%Y-%m-%dT%H:%M:%SZ"),
+    )
 }
 
 /// Whether silver's version `v` gave a file that had a vector a larger one.
@@ -193,17 +199,7 @@ fn resend(i: usize, n: usize, usage: &str) -> String {
 
 /// Silver's distinct keys over the `make_file` files `0..n`.
 fn keys_of_files(n: usize) -> u64 {
-    (0..n)
-        .flat_map(|i| {
-            make_file(i)
-                .lines()
-                .skip(1)
-                .filter(|l| !l.contains(",abc,"))
-                .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
-                .collect::<Vec<_>>()
-        })
-        .collect::<BTreeSet<_>>()
-        .len() as u64
+    crate::exactly_once::accepted_keys((0..n).map(make_file)).len() as u64
 }
 
 /// Every invariant, for the `make_file` files `0..files` (and any re-sent readings):
@@ -374,19 +370,8 @@ fn every_fail_point_and_random_kills_recover_with_deletion_vectors() {
 
 /// Readings `hours` of the `make_file` meters, all with usage `usage`.
 fn readings(hours: std::ops::Range<i64>, usage: &str) -> String {
-    let mut s = String::from("customer_id,meter_id,start_time,end_time,usage_kwh,reading_type\n");
-    for h in hours {
-        let start = chrono::DateTime::from_timestamp(1_767_225_600 + h * 3600, 0).unwrap();
-        let end = start + chrono::Duration::hours(1);
-        s.push_str(&format!(
-            "C00000{},M0000000{},{},{},{usage},actual\n",
-            h % 3,
-            h % 4,
-            start.format("%Y-%m-%dT%H:%M:%SZ"),
-            end.format("%Y-%m-%dT%H:%M:%SZ"),
-        ));
-    }
-    s
+    let lines: String = hours.map(|h| reading(h, usage)).collect();
+    format!("{HEADER}{lines}")
 }
 
 #[test]

@@ -36,11 +36,10 @@ pub fn enabled(table: &DeltaTable, name: &str) -> Result<bool> {
     Ok(value.is_some_and(|v| v.eq_ignore_ascii_case("true")))
 }
 
-/// A data file given a new deletion vector: the commit removes its entry as `path`
-/// with the vector `old` and adds `add`.
+/// A data file given a new deletion vector: the commit removes its entry with the
+/// vector `old` and adds `add` (the same path).
 #[derive(Debug, Clone)]
 pub struct Marked {
-    pub path: String,
     pub old: Option<DeletionVectorDescriptor>,
     pub add: Add,
 }
@@ -73,7 +72,6 @@ pub(super) async fn mark(
         add.data_change = true;
         add.stats = add.stats.as_deref().map(loose_bounds).transpose()?;
         marked.push(Marked {
-            path: add.path.clone(),
             old: target.old,
             add,
         });
@@ -121,7 +119,8 @@ pub(super) fn actions(table: &DeltaTable, name: &str, marked: &[Marked]) -> Resu
     let snapshot = table
         .snapshot()
         .map_err(MedallionError::delta("mark deleted rows", name))?;
-    let mut wanted: HashMap<&str, &Marked> = marked.iter().map(|m| (m.path.as_str(), m)).collect();
+    let mut wanted: HashMap<&str, &Marked> =
+        marked.iter().map(|m| (m.add.path.as_str(), m)).collect();
     let mut actions = Vec::new();
     for file in snapshot.log_data().iter() {
         let path = file.path();

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use delta_kernel::Engine;
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{ArrayRef, BooleanArray, new_null_array};
+use deltalake::arrow::array::BooleanArray;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -216,8 +216,8 @@ fn scan_bytes(
         )));
     }
     let rows = batches
-        .iter()
-        .map(|b| in_schema(b, schema, name))
+        .into_iter()
+        .map(|b| crate::storage::conform(b, schema, name))
         .collect::<Result<_>>()?;
     Ok((positions, rows))
 }
@@ -235,25 +235,4 @@ fn returned_schema(table: &DeltaTable, name: &str, dropping: &Dropping) -> Resul
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(MedallionError::arrow("keep the replaced rows"))?;
     Ok(Arc::new(deltalake::arrow::datatypes::Schema::new(fields)))
-}
-
-/// `batch` (a data file's columns) in `schema`: a column the file predates is null.
-fn in_schema(batch: &RecordBatch, schema: &SchemaRef, name: &str) -> Result<RecordBatch> {
-    let err = || MedallionError::arrow("read the replaced rows");
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => deltalake::arrow::compute::cast(c, f.data_type()).map_err(err()),
-            None => Ok(new_null_array(f.data_type(), batch.num_rows()) as ArrayRef),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let options = deltalake::arrow::record_batch::RecordBatchOptions::new()
-        .with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|e| {
-        MedallionError::Internal(format!(
-            "{name}: the replaced rows do not fit the table: {e}"
-        ))
-    })
 }
