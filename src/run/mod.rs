@@ -85,6 +85,7 @@ pub(crate) fn failpoint(name: &str) {
 /// finishing interrupted batches), source after source in configuration order, each
 /// under its own lease (so runs of other sources may proceed meanwhile).
 pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
+    tracing::debug!("run started");
     let lake = Lakehouse::new(p.lakehouse.clone());
     let mut report = RunReport::default();
     let mut pending = Vec::new();
@@ -101,6 +102,7 @@ pub async fn run(p: Arc<Pipeline>, opts: RunOptions) -> Result<RunReport> {
         return Ok(report);
     }
     label_old_ledger(&lake, &p, &opts).await?;
+    tracing::debug!("ledger labels checked");
     for source in pending {
         let (done, outcome) = run_source(&lake, &source, &opts).await;
         report.absorb(done);
@@ -188,6 +190,7 @@ async fn run_source(
     };
     if result.is_ok() {
         compact_small_files(lake, p, &lease).await;
+        tracing::debug!("small files checked");
     }
     let error = result.as_ref().err().map(|e| e.to_string());
     if error.is_some() || report.did_something() {
@@ -198,11 +201,13 @@ async fn run_source(
             error,
         };
         runs::record(lake, p, &record).await;
+        tracing::debug!("run recorded");
     }
     failpoint("before_lease_release");
     if let Err(e) = lease.release().await {
         tracing::warn!("cannot release the lease (it will expire): {e}");
     }
+    tracing::debug!("lease released");
     (report, result)
 }
 

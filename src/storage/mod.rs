@@ -261,6 +261,7 @@ async fn register_scan(
     let provider = builder
         .await
         .map_err(MedallionError::sql(format!("scan {name}")))?;
+    let provider = deletion::provider(table, name, provider, file_column).await?;
     ctx.register_table(name, provider)
         .map_err(MedallionError::sql(format!("register {name}")))?;
     Ok(())

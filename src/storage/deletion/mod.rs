@@ -12,7 +12,11 @@
 //!
 //! Every row of each file is seen once (the count is checked against the file's own
 //! metadata), so a position is never guessed.
+//!
+//! Reading a table with vectors goes through [`provider`]: each file's vector becomes
+//! a row selection of DataFusion's Parquet scan.
 
+mod provider;
 mod scan;
 
 use std::collections::HashMap;
@@ -25,6 +29,7 @@ use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, StorageType};
 use crate::error::{MedallionError, Result};
 
 use super::rewrite::Dropping;
+pub(crate) use provider::provider;
 use scan::Found;
 
 /// Delta's table property that turns deletion vectors on.

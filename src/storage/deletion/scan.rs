@@ -74,7 +74,7 @@ pub(super) async fn find_all(
 }
 
 /// The positions a data file's current deletion vector deletes (none without one).
-async fn read_vector(
+pub(super) async fn read_vector(
     engine: Arc<dyn Engine>,
     root: &url::Url,
     old: Option<DeletionVectorDescriptor>,

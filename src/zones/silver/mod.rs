@@ -185,6 +185,7 @@ pub async fn replaced_rows(
     if rows.iter().all(|b| b.num_rows() == 0) || silver.version().unwrap_or(0) == 0 {
         return Ok(Replaced::default());
     }
+    let t = std::time::Instant::now();
     let ctx = storage::session();
     let err = || MedallionError::sql("silver rows replaced by the batch");
     let staged = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
@@ -212,7 +213,14 @@ pub async fn replaced_rows(
         .await
         .map_err(err())?;
     let (rows, files) = storage::split_file_column(replaced)?;
-    Ok(Replaced { rows, files })
+    let found = Replaced { rows, files };
+    tracing::debug!(
+        rows = found.count(),
+        files = found.files.len(),
+        ms = t.elapsed().as_millis() as u64,
+        "silver rows replaced looked up"
+    );
+    Ok(found)
 }
 
 /// Write one deduplicated slice into silver: appended when `replaced` (from
