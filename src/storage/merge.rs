@@ -75,7 +75,7 @@ pub struct KeyBounds {
 
 impl KeyBounds {
     /// `c` within the bounds (or null, when the frame had nulls).
-    fn admits(&self, c: Expr) -> Expr {
+    pub(crate) fn admits(&self, c: Expr) -> Expr {
         let range = c
             .clone()
             .gt_eq(lit(self.lo.clone()))

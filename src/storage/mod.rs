@@ -37,7 +37,10 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 pub use alter::{add_columns, rewrite_with_columns, set_properties};
 pub use compact::compact_if_fragmented;
-pub use deletion::{PROPERTY as DELETION_VECTORS_PROPERTY, enabled as deletion_vectors_enabled};
+pub use deletion::{
+    FileMarks, Lookup, PROPERTY as DELETION_VECTORS_PROPERTY, enabled as deletion_vectors_enabled,
+    lookup as lookup_marks,
+};
 pub use keyset::KeySet;
 pub use lakehouse::Lakehouse;
 pub use location::{Location, StorageOptions};

@@ -41,6 +41,9 @@ pub struct Replacement<'a> {
     /// The columns of the replaced rows returned, in this order (all of the table's
     /// when `None`): the others are let go as each file is read.
     pub returned: Option<&'a [String]>,
+    /// In a table with deletion vectors: the rows' positions, found with them (then
+    /// `replaced` holds them whole, in the returned columns, and no file is read).
+    pub marks: Option<&'a [super::deletion::FileMarks]>,
 }
 
 /// The rows a rewrite drops: their keys, and the columns of them it returns.
@@ -106,7 +109,16 @@ pub async fn replace_with(
     let n_rows = writer.rows();
     let mut dropped = Vec::new();
     let marking = super::deletion::enabled(&table, name)?;
-    if marking {
+    if let (true, Some(marks)) = (marking, spec.marks) {
+        let (marked, n_marked) = super::deletion::from_marks(&table, name, marks)?;
+        if n_marked != expected {
+            return Err(MedallionError::Internal(format!(
+                "{name}: {expected} row(s) to replace, {n_marked} found to mark"
+            )));
+        }
+        writer = writer.marking(marked);
+        dropped = spec.replaced.to_vec();
+    } else if marking {
         let (marked, rows) = super::deletion::mark(&table, name, spec.files, &dropping).await?;
         writer = writer.marking(marked);
         dropped = rows;

@@ -214,6 +214,7 @@ fn replacing_rows_rewrites_only_the_files_that_hold_them() {
             files: &files,
             txn: Some(("app", 1)),
             returned: None,
+            marks: None,
         };
         let props = || commit_info("test", serde_json::json!({}));
         // Key 2 replaced, key 7 inserted.
@@ -307,6 +308,7 @@ fn deletion_vectors_read_as_row_selections() {
             files: &files,
             txn: None,
             returned: None,
+            marks: None,
         };
         let rows = [kv(&marked, 1_000_000)];
         let props = commit_info("test", serde_json::json!({}));

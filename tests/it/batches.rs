@@ -495,14 +495,23 @@ fn corrections_over_many_slices_rewrite_silver_once_per_round() {
 
 /// A slice joins the open round only when it replaces rows in a silver file the round
 /// already rewrites: corrections in silver's order rewrite their files slice by slice,
-/// corrections that every slice spreads over the same files rewrite them once.
+/// corrections that every slice spreads over the same files rewrite them once (with
+/// deletion vectors, the round marks each file once with both slices' rows).
 #[test]
 fn slices_share_a_round_only_when_they_share_silver_files() {
-    // (corrections interleaved, tracked, silver commits of the corrections batch)
-    for (interleaved, tracked, commits_expected) in
-        [(false, true, 2), (true, true, 1), (true, false, 2)]
-    {
+    // (corrections interleaved, tracked, deletion vectors, silver commits of the
+    // corrections batch)
+    for (interleaved, tracked, dv, commits_expected) in [
+        (false, true, false, 2),
+        (true, true, false, 1),
+        (true, false, false, 2),
+        (true, true, true, 1),
+    ] {
         let w = in_slices(16_384, tracked);
+        if dv {
+            let config = std::fs::read_to_string(w.root.join("config.yaml")).unwrap();
+            w.set_config(&crate::deletion_vectors::with_deletion_vectors(&config));
+        }
         // Three runs, three silver files: keys [0, 40k), [40k, 80k), [80k, 120k).
         let all = many_readings(120_000, "");
         let lines: Vec<&str> = all.lines().skip(1).collect();
@@ -536,10 +545,19 @@ fn slices_share_a_round_only_when_they_share_silver_files() {
         assert_eq!(
             commits(&w, "silver/readings") - before,
             commits_expected,
-            "interleaved {interleaved}, tracked {tracked}"
+            "interleaved {interleaved}, tracked {tracked}, deletion vectors {dv}"
         );
         assert_eq!(w.count("FROM silver.readings"), 120_000);
         assert_eq!(w.count("FROM silver.readings WHERE usage_kwh = 7"), 32_768);
+        if dv {
+            // The round's one commit marks the first and third files, each once.
+            let log = w.root.join(format!(
+                "lakehouse/silver/readings/_delta_log/{:020}.json",
+                commits(&w, "silver/readings") - 1
+            ));
+            let last = std::fs::read_to_string(log).unwrap();
+            assert_eq!(last.matches("\"deletionVector\":{").count(), 2, "{last}");
+        }
         assert_consistent(&w);
     }
 }

@@ -16,6 +16,7 @@
 //! Reading a table with vectors goes through [`provider`]: each file's vector becomes
 //! a row selection of DataFusion's Parquet scan.
 
+mod lookup;
 mod provider;
 mod scan;
 
@@ -29,6 +30,8 @@ use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, StorageType};
 use crate::error::{MedallionError, Result};
 
 use super::rewrite::Dropping;
+pub(crate) use lookup::from_marks;
+pub use lookup::{FileMarks, Lookup, lookup};
 pub(crate) use provider::provider;
 use scan::Found;
 
@@ -161,9 +164,14 @@ fn same_vector(a: &Option<DeletionVectorDescriptor>, b: &Option<DeletionVectorDe
 
 /// The table's current entries of the data files `ids`, in that order.
 fn targets(table: &DeltaTable, name: &str, ids: &[String]) -> Result<Vec<Target>> {
+    let paths = super::rewrite::log_paths(table, name, ids)?;
+    targets_by_path(table, name, &paths)
+}
+
+/// The table's current entries of the data files at (decoded log) `paths`, in order.
+fn targets_by_path(table: &DeltaTable, name: &str, paths: &[String]) -> Result<Vec<Target>> {
     let err = || MedallionError::delta("mark deleted rows", name);
     let snapshot = table.snapshot().map_err(err())?;
-    let paths = super::rewrite::log_paths(table, name, ids)?;
     let mut by_path: HashMap<&str, Target> = HashMap::new();
     for file in snapshot.log_data().iter() {
         let path = file.path();

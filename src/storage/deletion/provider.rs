@@ -280,7 +280,7 @@ fn selection(deleted: &RoaringTreemap, rows: u64, path: &str) -> Result<RowSelec
 /// exact ones): its rows and each column's bounds and nulls. Once rows of a file are
 /// deleted these describe rows no longer there, so they are given as inexact (the file
 /// is then pruned by its row groups' statistics, after its footer is read).
-fn statistics(f: &LogicalFileView, deleted: u64, file_schema: &Schema) -> Statistics {
+pub(super) fn statistics(f: &LogicalFileView, deleted: u64, file_schema: &Schema) -> Statistics {
     use deltalake::arrow::array::{Array, ArrayRef, AsArray};
     use deltalake::arrow::datatypes::DataType;
     fn precision<T: std::fmt::Debug + Clone + PartialEq + Eq + PartialOrd>(

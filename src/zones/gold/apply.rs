@@ -63,6 +63,7 @@ pub(super) async fn apply(
         files: &files,
         txn,
         returned: Some(&[]),
+        marks: None,
     };
     let (_, m, _) = storage::replace_rows(table, ctx, &spec, &present, props).await?;
     // Nothing written (the batch's gold stage was already committed): no counts.

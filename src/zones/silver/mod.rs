@@ -17,6 +17,7 @@ mod batch_append;
 mod builders;
 mod dedupe;
 mod repeats;
+mod replaced;
 mod round;
 pub mod sequence;
 pub mod snapshot;
@@ -27,13 +28,13 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::datafusion::common::JoinType;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
 pub use batch_append::BatchAppend;
+pub use replaced::{Replaced, replaced_rows, rewrites};
 pub use round::Round;
 pub use staging::{StagedRows, Staging, staging_properties};
 pub use validate::{ValidatedChunk, Validator};
@@ -41,7 +42,7 @@ pub use validate::{ValidatedChunk, Validator};
 use crate::config::Pipeline;
 use crate::error::{MedallionError, Result};
 use crate::schema;
-use crate::storage::{self, AppendWriter, FILE_COLUMN, UpsertMetrics, UpsertSpec};
+use crate::storage::{self, AppendWriter, UpsertMetrics, UpsertSpec};
 use crate::zones::Lineage;
 
 /// Accepted rows of a batch, keeping the last line per natural key (with `sequence_by`,
@@ -146,83 +147,6 @@ impl Slices {
     }
 }
 
-/// The silver rows an upsert replaces ([`replaced_rows`]), and the data files they are in.
-#[derive(Debug, Default)]
-pub struct Replaced {
-    /// The rows whole, or only their key columns for an upsert that rewrites their
-    /// files (no `sequence_by` or `delete_when`, see [`rewrites`]): the rewrite reads
-    /// them whole.
-    pub rows: Vec<RecordBatch>,
-    /// URLs of the data files holding `rows`.
-    pub files: Vec<String>,
-}
-
-impl Replaced {
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    pub fn count(&self) -> usize {
-        self.rows.iter().map(|b| b.num_rows()).sum()
-    }
-}
-
-/// Whether an upsert of this source rewrites the files holding the rows it replaces
-/// (otherwise it MERGEs: its rows may delete or lose to silver's).
-pub fn rewrites(p: &Pipeline) -> bool {
-    p.source.sequence_by.is_none() && p.source.delete_when.is_none()
-}
-
-/// The rows of `silver` (its current state) whose natural key is among `rows`' keys:
-/// the rows an upsert of `rows` replaces (only their keys when it [`rewrites`]). The
-/// keys' literal bounds let the scan skip silver files whose statistics lie outside
-/// them.
-pub async fn replaced_rows(
-    p: &Pipeline,
-    silver: &DeltaTable,
-    rows: &[RecordBatch],
-) -> Result<Replaced> {
-    if rows.iter().all(|b| b.num_rows() == 0) || silver.version().unwrap_or(0) == 0 {
-        return Ok(Replaced::default());
-    }
-    let t = std::time::Instant::now();
-    let ctx = storage::session();
-    let err = || MedallionError::sql("silver rows replaced by the batch");
-    let staged = MemTable::try_new(p.source.silver_schema(), vec![rows.to_vec()]).map_err(err())?;
-    let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
-    storage::register_with_files(&ctx, "__silver", silver, FILE_COLUMN).await?;
-    let keys: Vec<&str> = p.source.key.iter().map(String::as_str).collect();
-    let silver_df = ctx.table("__silver").await.map_err(err())?;
-    let replaced = storage::within_key_bounds(silver_df, &batch, &p.source.key).await?;
-    // The batch's keys are the join's build side (the small one); silver streams by.
-    // In the configured layout (the table may also keep columns no longer configured).
-    let columns = match rewrites(p) {
-        true => p.source.key.clone(),
-        false => schema::column_names(&p.source.silver_schema()),
-    };
-    let mut columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-    columns.push(FILE_COLUMN);
-    let replaced = batch
-        .select_columns(&keys)
-        .map_err(err())?
-        .join(replaced, JoinType::RightSemi, &keys, &keys, None)
-        .map_err(err())?
-        .select_columns(&columns)
-        .map_err(err())?
-        .collect()
-        .await
-        .map_err(err())?;
-    let (rows, files) = storage::split_file_column(replaced)?;
-    let found = Replaced { rows, files };
-    tracing::debug!(
-        rows = found.count(),
-        files = found.files.len(),
-        ms = t.elapsed().as_millis() as u64,
-        "silver rows replaced looked up"
-    );
-    Ok(found)
-}
-
 /// Write one deduplicated slice into silver: appended when `replaced` (from
 /// [`replaced_rows`] on this same silver state) is empty, otherwise the files holding
 /// the replaced rows are rewritten with the slice (or, with `sequence_by` or
@@ -272,6 +196,7 @@ async fn rewrite_replaced(
         files: &replaced.files,
         txn,
         returned: Some(&columns),
+        marks: (!replaced.marks.is_empty()).then_some(&replaced.marks),
     };
     let props = commit_info(lineage, writer.rows() as usize);
     let (silver, m, whole) = storage::replace_with(silver, ctx, &spec, writer, props).await?;

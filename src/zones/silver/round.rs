@@ -70,6 +70,7 @@ impl Round {
         }
         self.found.rows.extend(found.rows);
         self.found.files.extend(found.files);
+        self.found.marks.extend(found.marks);
         self.found.files.sort();
         self.found.files.dedup();
         Ok(())
