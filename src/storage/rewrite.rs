@@ -9,7 +9,10 @@
 //! would scan the files again to find the matches and write them in join order.
 //!
 //! Exactly the replaced rows are dropped: if the files hold more or fewer rows with
-//! those keys (the table changed since they were found), nothing is committed.
+//! those keys (the table changed since they were found), nothing is committed. In a
+//! table with deletion vectors the rows are marked deleted instead (see
+//! [`super::deletion`]); each file must still carry the vector it had when its rows
+//! were found.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -72,7 +75,8 @@ impl Dropping {
 /// Replace `spec.replaced` by `rows` (one row per key; a key not replaced is inserted)
 /// in one commit. Returns the table after the commit, its counts, and the replaced
 /// rows whole, as the files held them (in the table's columns): `spec.replaced` need
-/// only hold the keys.
+/// only hold the keys (but with `spec.marks`, it holds the rows whole, in the returned
+/// columns).
 pub async fn replace_rows(
     table: DeltaTable,
     ctx: &SessionContext,
@@ -110,13 +114,8 @@ pub async fn replace_with(
     let mut dropped = Vec::new();
     let marking = super::deletion::enabled(&table, name)?;
     if let (true, Some(marks)) = (marking, spec.marks) {
-        let (marked, n_marked) = super::deletion::from_marks(&table, name, marks)?;
-        if n_marked != expected {
-            return Err(MedallionError::Internal(format!(
-                "{name}: {expected} row(s) to replace, {n_marked} found to mark"
-            )));
-        }
-        writer = writer.marking(marked);
+        // The rows were found with their positions (one row per position).
+        writer = writer.marking(super::deletion::from_marks(&table, name, marks)?);
         dropped = spec.replaced.to_vec();
     } else if marking {
         let (marked, rows) = super::deletion::mark(&table, name, spec.files, &dropping).await?;

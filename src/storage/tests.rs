@@ -12,7 +12,7 @@ fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]))
 }
 
-fn temp_lake() -> (Lakehouse, std::path::PathBuf) {
+pub(super) fn temp_lake() -> (Lakehouse, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("medallion-storage-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = Url::from_directory_path(&dir).unwrap();
@@ -35,7 +35,7 @@ async fn append(lake: &Lakehouse, seq: i64) -> Result<Committed> {
     .await
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -142,7 +142,7 @@ fn dictionaries_only_for_columns_that_repeat() {
 }
 
 /// A table of (x, v) rows, appended as one data file per slice of `files`.
-async fn table_of_files(lake: &Lakehouse, files: &[&[i64]]) -> DeltaTable {
+pub(super) async fn table_of_files(lake: &Lakehouse, files: &[&[i64]]) -> DeltaTable {
     let schema: SchemaRef = Arc::new(Schema::new(vec![
         Field::new("x", DataType::Int64, false),
         Field::new("v", DataType::Int64, false),
@@ -161,7 +161,7 @@ async fn table_of_files(lake: &Lakehouse, files: &[&[i64]]) -> DeltaTable {
 }
 
 /// Rows (x, x + add).
-fn kv(xs: &[i64], add: i64) -> RecordBatch {
+pub(super) fn kv(xs: &[i64], add: i64) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("x", DataType::Int64, false),
         Field::new("v", DataType::Int64, false),
@@ -175,7 +175,10 @@ fn kv(xs: &[i64], add: i64) -> RecordBatch {
 }
 
 /// The rows of `kv` matching `filter`, and (last column) their files' URLs.
-async fn rows_with_files(table: &DeltaTable, filter: &str) -> (Vec<RecordBatch>, Vec<String>) {
+pub(super) async fn rows_with_files(
+    table: &DeltaTable,
+    filter: &str,
+) -> (Vec<RecordBatch>, Vec<String>) {
     let ctx = session();
     register_with_files(&ctx, "kv", table, "f").await.unwrap();
     let sql = format!("SELECT x, v FROM kv WHERE {filter}");
@@ -232,18 +235,8 @@ fn replacing_rows_rewrites_only_the_files_that_hold_them() {
         // The replaced row, whole, as the file held it.
         assert_eq!(dropped, replaced);
         let (all, _) = rows_with_files(&table, "true").await;
-        let mut pairs: Vec<(i64, i64)> = all
-            .iter()
-            .flat_map(|b| {
-                let col = |i: usize| b.column(i).as_any().downcast_ref::<Int64Array>().unwrap();
-                (0..b.num_rows())
-                    .map(|r| (col(0).value(r), col(1).value(r)))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        pairs.sort();
         assert_eq!(
-            pairs,
+            sorted_pairs(&all),
             [(1, 1), (2, 102), (3, 3), (4, 4), (5, 5), (6, 6), (7, 107)]
         );
         // The file of keys 4..6 was not touched; the one of 1..3 became 1, 3; the
@@ -267,11 +260,9 @@ fn replacing_rows_rewrites_only_the_files_that_hold_them() {
     });
 }
 
-/// The (x, v) pairs `sql` returns, sorted.
-async fn pairs(ctx: &SessionContext, sql: &str) -> Vec<(i64, i64)> {
-    let mut pairs: Vec<(i64, i64)> = sql_batches(ctx, sql, "pairs")
-        .await
-        .unwrap()
+/// The (x, v) pairs of `batches`, sorted.
+pub(super) fn sorted_pairs(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
+    let mut pairs: Vec<(i64, i64)> = batches
         .iter()
         .flat_map(|b| {
             let col = |i: usize| b.column(i).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -282,91 +273,4 @@ async fn pairs(ctx: &SessionContext, sql: &str) -> Vec<(i64, i64)> {
         .collect();
     pairs.sort();
     pairs
-}
-
-/// A table whose files carry deletion vectors is read with them as row selections:
-/// the same rows as delta-rs' own scan, across row groups, with pruning filters and
-/// with files split into byte ranges over several partitions.
-#[test]
-fn deletion_vectors_read_as_row_selections() {
-    runtime().block_on(async {
-        let (lake, dir) = temp_lake();
-        // 300,000 rows: three row groups of at most 131,072 rows.
-        let big: Vec<i64> = (0..300_000).collect();
-        let table = table_of_files(&lake, &[&big, &[300_000, 300_001, 300_002]]).await;
-        let table = set_properties(table, "kv", &[(DELETION_VECTORS_PROPERTY, "true")])
-            .await
-            .unwrap();
-        let marked = [0, 1, 131_071, 131_072, 200_000, 262_144, 299_999, 300_001];
-        let list = marked.map(|x| x.to_string()).join(", ");
-        let (replaced, files) = rows_with_files(&table, &format!("x IN ({list})")).await;
-        let keys: Vec<RecordBatch> = replaced.iter().map(|b| b.project(&[0]).unwrap()).collect();
-        let spec = Replacement {
-            table_name: "kv",
-            keys: &["x".to_string()],
-            replaced: &keys,
-            files: &files,
-            txn: None,
-            returned: None,
-            marks: None,
-        };
-        let rows = [kv(&marked, 1_000_000)];
-        let props = commit_info("test", serde_json::json!({}));
-        let (table, _, _) = replace_rows(table, &session(), &spec, &rows, props)
-            .await
-            .unwrap();
-        let ctx = session();
-        let mut config = ctx.state().config().clone();
-        config.options_mut().execution.target_partitions = 4;
-        config.options_mut().optimizer.repartition_file_min_size = 1;
-        let ctx = SessionContext::new_with_config(config);
-        register(&ctx, "ours", &table).await.unwrap();
-        let delta = table.table_provider().await.unwrap();
-        ctx.register_table("theirs", delta).unwrap();
-        let plan = sql_batches(&ctx, "EXPLAIN SELECT * FROM ours", "plan")
-            .await
-            .unwrap();
-        let plan = deltalake::arrow::util::pretty::pretty_format_batches(&plan)
-            .unwrap()
-            .to_string();
-        assert!(!plan.contains("DeltaScan"), "{plan}");
-        let expected: Vec<(i64, i64)> = (0..300_003)
-            .map(|x| match marked.contains(&x) {
-                true => (x, x + 1_000_000),
-                false => (x, x),
-            })
-            .collect();
-        let all = pairs(&ctx, "SELECT x, v FROM ours").await;
-        assert_eq!(all.len(), expected.len());
-        assert!(all == expected);
-        for filter in [
-            "x BETWEEN 131000 AND 131100",
-            "x >= 262000",
-            "v >= 1000000",
-            "x = 131072",
-            "x < 5 OR x > 299998",
-        ] {
-            let ours = pairs(&ctx, &format!("SELECT x, v FROM ours WHERE {filter}")).await;
-            let theirs = pairs(&ctx, &format!("SELECT x, v FROM theirs WHERE {filter}")).await;
-            assert!(!ours.is_empty(), "{filter}");
-            assert_eq!(ours, theirs, "{filter}");
-        }
-        let count = sql_batches(&ctx, "SELECT COUNT(*) FROM ours", "count")
-            .await
-            .unwrap();
-        let n = count[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(0);
-        assert_eq!(n, 300_003);
-        // The file column names the files the rows are in.
-        let (_, of_200000) = rows_with_files(&table, "x = 200001").await;
-        let (_, of_1) = rows_with_files(&table, "x = 2").await;
-        assert_eq!(of_200000, of_1);
-        assert_eq!(of_1.len(), 1);
-        assert!(files.contains(&of_1[0]), "{of_1:?} not in {files:?}");
-        std::fs::remove_dir_all(dir).ok();
-    });
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::datafusion::common::ToDFSchema;
 use deltalake::datafusion::common::pruning::PrunableStatistics;
+use deltalake::datafusion::common::{Column, ToDFSchema};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::logical_expr::col;
 use deltalake::datafusion::logical_expr::utils::conjunction;
@@ -102,7 +102,11 @@ async fn candidates(
     let staged = MemTable::try_new(first.schema(), vec![rows.to_vec()]).map_err(err())?;
     let batch = ctx.read_table(Arc::new(staged)).map_err(err())?;
     let bounds = crate::storage::key_bounds(&batch, keys).await?;
-    let predicate = conjunction(bounds.iter().map(|b| b.admits(col(b.key.as_str()))));
+    let predicate = conjunction(
+        bounds
+            .iter()
+            .map(|b| b.admits(col(Column::from_name(&b.key)))),
+    );
     let snapshot = table
         .snapshot()
         .map_err(MedallionError::delta("find replaced rows", name))?;
@@ -143,15 +147,14 @@ async fn candidates(
 }
 
 /// The new entries of the files `marks` name (merged per file: a round's slices may
-/// mark rows of the same file), and how many rows they mark. Each file must still carry
-/// the vector its rows were found with.
+/// mark rows of the same file). Each file must still carry the vector its rows were
+/// found with.
 pub(crate) fn from_marks(
     table: &DeltaTable,
     name: &str,
     marks: &[FileMarks],
-) -> Result<(Vec<Marked>, usize)> {
+) -> Result<Vec<Marked>> {
     let mut by_path: HashMap<&str, (&FileMarks, Vec<u64>)> = HashMap::new();
-    let mut count = 0;
     for m in marks {
         let entry = by_path.entry(m.path.as_str()).or_insert((m, Vec::new()));
         if !same_vector(&entry.0.old, &m.old) {
@@ -161,7 +164,6 @@ pub(crate) fn from_marks(
             )));
         }
         entry.1.extend(&m.positions);
-        count += m.positions.len();
     }
     let paths: Vec<String> = by_path.keys().map(|p| p.to_string()).collect();
     let targets = super::targets_by_path(table, name, &paths)?;
@@ -188,5 +190,5 @@ pub(crate) fn from_marks(
             add,
         });
     }
-    Ok((marked, count))
+    Ok(marked)
 }

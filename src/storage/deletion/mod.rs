@@ -18,6 +18,8 @@
 
 mod lookup;
 mod provider;
+#[cfg(test)]
+mod read_tests;
 mod scan;
 
 use std::collections::HashMap;

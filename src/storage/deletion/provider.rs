@@ -63,6 +63,15 @@ pub(crate) async fn provider(
     {
         return Ok(delta);
     }
+    // The tables medallion writes have no partition columns, no column mapping and
+    // plain file names; any other table keeps delta-rs' scan.
+    let mapping = crate::storage::table_property(table, name, "delta.columnMapping.mode")?;
+    if !snapshot.metadata().partition_columns().is_empty()
+        || mapping.is_some_and(|m| m != "none")
+        || files.iter().any(|f| f.path().contains(['#', '?', '%']))
+    {
+        return Ok(delta);
+    }
     let schema = delta.schema();
     let (file_schema, file_field) = split_file_column(&schema, file_column)?;
     let mut root = table.table_url().clone();
@@ -254,7 +263,7 @@ fn scan_file(
 }
 
 /// The rows of a file of `rows` rows that `deleted` does not delete.
-fn selection(deleted: &RoaringTreemap, rows: u64, path: &str) -> Result<RowSelection> {
+pub(super) fn selection(deleted: &RoaringTreemap, rows: u64, path: &str) -> Result<RowSelection> {
     if deleted.max().is_some_and(|last| last >= rows) {
         return Err(MedallionError::Internal(format!(
             "data file {path}: its deletion vector deletes a row past its {rows} rows"
@@ -277,63 +286,81 @@ fn selection(deleted: &RoaringTreemap, rows: u64, path: &str) -> Result<RowSelec
 }
 
 /// A file's statistics from the log, what DataFusion prunes files with (it trusts only
-/// exact ones): its rows and each column's bounds and nulls. Once rows of a file are
-/// deleted these describe rows no longer there, so they are given as inexact (the file
-/// is then pruned by its row groups' statistics, after its footer is read).
+/// exact ones): its rows and each column's bounds. Once rows of a file are deleted these
+/// describe rows no longer there, so they are given as inexact (the file is then pruned
+/// by its row groups' statistics, after its footer is read). Null counts are left out:
+/// with an exact null count of 0 and equal exact bounds, DataFusion fills the column
+/// from the statistics instead of reading it, and the log's bounds are not always the
+/// values themselves (see [`trusted_bounds`]).
 pub(super) fn statistics(f: &LogicalFileView, deleted: u64, file_schema: &Schema) -> Statistics {
-    use deltalake::arrow::array::{Array, ArrayRef, AsArray};
-    use deltalake::arrow::datatypes::DataType;
-    fn precision<T: std::fmt::Debug + Clone + PartialEq + Eq + PartialOrd>(
-        deleted: u64,
-    ) -> impl Fn(T) -> Precision<T> {
-        move |value| match deleted {
-            0 => Precision::Exact(value),
-            _ => Precision::Inexact(value),
-        }
-    }
-    let arrays =
-        |scalar: Option<delta_kernel::expressions::Scalar>| scalar.and_then(|s| s.to_array(1).ok());
-    let (min, max, nulls) = (
-        arrays(f.min_values()),
-        arrays(f.max_values()),
-        arrays(f.null_counts()),
-    );
-    let value = |array: &Option<ArrayRef>, field: &FieldRef, as_type| {
-        let column = array
-            .as_ref()?
-            .as_struct_opt()?
-            .column_by_name(field.name())?;
-        if !column.is_valid(0) {
-            return None;
-        }
-        ScalarValue::try_from_array(column, 0)
-            .ok()?
-            .cast_to(as_type)
-            .ok()
+    let (min, max) = (as_array(f.min_values()), as_array(f.max_values()));
+    let precision = |value| match deleted {
+        0 => Precision::Exact(value),
+        _ => Precision::Inexact(value),
     };
     let columns = file_schema
         .fields()
         .iter()
         .map(|field| {
-            let bound = |array| value(array, field, field.data_type()).map(precision(deleted));
-            let nulls = match value(&nulls, field, &DataType::UInt64) {
-                Some(ScalarValue::UInt64(Some(n))) => precision(deleted)(n as usize),
-                _ => Precision::Absent,
+            let bound = |array| {
+                let value = trusted_bounds(field).then(|| bound(array, field))??;
+                Some(precision(value))
             };
             ColumnStatistics {
                 min_value: bound(&min).unwrap_or_default(),
                 max_value: bound(&max).unwrap_or_default(),
-                null_count: nulls,
                 ..ColumnStatistics::new_unknown()
             }
         })
         .collect();
     let rows = f.num_records().map(|n| n.saturating_sub(deleted as usize));
     Statistics {
-        num_rows: rows.map_or(Precision::Absent, precision(deleted)),
+        num_rows: match (rows, deleted) {
+            (Some(n), 0) => Precision::Exact(n),
+            (Some(n), _) => Precision::Inexact(n),
+            (None, _) => Precision::Absent,
+        },
         total_byte_size: Precision::Absent,
         column_statistics: columns,
     }
+}
+
+/// Whether the log's bounds of `field` are its values: not for floats (Parquet's
+/// statistics leave NaN out) nor for decimals of more than 15 digits (delta-rs writes
+/// their statistics through an `f64`, which rounds them).
+fn trusted_bounds(field: &FieldRef) -> bool {
+    use deltalake::arrow::datatypes::DataType;
+    match field.data_type() {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => false,
+        DataType::Decimal128(p, _) | DataType::Decimal256(p, _) => *p <= 15,
+        _ => true,
+    }
+}
+
+/// A kernel statistics struct (`minValues`, `maxValues`) as a one-row Arrow array.
+fn as_array(
+    scalar: Option<delta_kernel::expressions::Scalar>,
+) -> Option<deltalake::arrow::array::ArrayRef> {
+    scalar.and_then(|s| s.to_array(1).ok())
+}
+
+/// `field`'s value in a one-row statistics struct, in the field's type.
+fn bound(
+    array: &Option<deltalake::arrow::array::ArrayRef>,
+    field: &FieldRef,
+) -> Option<ScalarValue> {
+    use deltalake::arrow::array::{Array, AsArray};
+    let column = array
+        .as_ref()?
+        .as_struct_opt()?
+        .column_by_name(field.name())?;
+    if !column.is_valid(0) {
+        return None;
+    }
+    ScalarValue::try_from_array(column, 0)
+        .ok()?
+        .cast_to(field.data_type())
+        .ok()
 }
 
 /// The files in at most `partitions` groups of about equal bytes (largest first).
@@ -353,27 +380,4 @@ fn file_groups(files: &[PartitionedFile], partitions: usize) -> Vec<FileGroup> {
         .filter(|(_, files)| !files.is_empty())
         .map(|(_, files)| FileGroup::new(files))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn selected(s: &RowSelection) -> Vec<(bool, usize)> {
-        s.iter().map(|r| (r.skip, r.row_count)).collect()
-    }
-
-    #[test]
-    fn vectors_become_selections_of_every_row() {
-        let deleted: RoaringTreemap = [0u64, 1, 5, 9].into_iter().collect();
-        let s = selection(&deleted, 10, "f").unwrap();
-        assert_eq!(
-            selected(&s),
-            vec![(true, 2), (false, 3), (true, 1), (false, 3), (true, 1)]
-        );
-        assert_eq!(s.iter().map(|r| r.row_count).sum::<usize>(), 10);
-        let all: RoaringTreemap = (0u64..4).collect();
-        assert_eq!(selected(&selection(&all, 4, "f").unwrap()), vec![(true, 4)]);
-        assert!(selection(&deleted, 9, "f").is_err());
-    }
 }

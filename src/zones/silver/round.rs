@@ -4,7 +4,8 @@
 //!
 //! Contract: each slice's rows are written as they come (new data files, not
 //! committed) and the silver rows it replaces are looked up on the silver the round
-//! replaces (only their keys and files are kept). A slice joins the round when it
+//! replaces (only their keys and files are kept; with deletion vectors, the rows whole
+//! and their positions, marked at the commit). A slice joins the round when it
 //! shares a data file with it (or one of them replaces nothing), up to four slices'
 //! rows; otherwise the round is committed first. So corrections that every slice
 //! spreads over the same files (a file sorted by meter, silver laid out by time)
@@ -31,7 +32,8 @@ const ROUND_SLICES: u64 = 4;
 /// The slices of a round so far.
 pub struct Round {
     writer: AppendWriter,
-    /// The keys of the silver rows the round replaces, and their files (sorted).
+    /// The silver rows the round replaces (their keys, or with deletion vectors the rows
+    /// whole and their positions), and their files (sorted).
     found: Replaced,
     limit: u64,
 }
