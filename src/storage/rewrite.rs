@@ -115,7 +115,7 @@ pub async fn replace_with(
     let marking = super::deletion::enabled(&table, name)?;
     if let (true, Some(marks)) = (marking, spec.marks) {
         // The rows were found with their positions (one row per position).
-        writer = writer.marking(super::deletion::from_marks(&table, name, marks)?);
+        writer = writer.marking(super::deletion::from_marks(name, marks)?);
         dropped = spec.replaced.to_vec();
     } else if marking {
         let (marked, rows) = super::deletion::mark(&table, name, spec.files, &dropping).await?;
@@ -299,10 +299,7 @@ pub(super) fn log_paths(
     table_name: &str,
     ids: &[String],
 ) -> Result<Vec<String>> {
-    let mut root = table.table_url().clone();
-    if !root.path().ends_with('/') {
-        root.set_path(&format!("{}/", root.path()));
-    }
+    let root = table_root(table);
     // The file column names a file by its URL (the log's raw path joined to the
     // root); the log's files are compared by their decoded paths.
     let paths: Vec<String> = ids.iter().filter_map(|id| log_path(&root, id)).collect();
@@ -312,6 +309,23 @@ pub(super) fn log_paths(
         )));
     }
     Ok(paths)
+}
+
+/// The table's root URL, ending in `/` (what its files' paths are relative to).
+pub(super) fn table_root(table: &DeltaTable) -> url::Url {
+    let mut root = table.table_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    root
+}
+
+/// The URL of the data file at (log) `path` in the table at `root`: how a scan's file
+/// column names it.
+pub(super) fn file_url(root: &url::Url, path: &str, table_name: &str) -> Result<url::Url> {
+    url::Url::parse(path)
+        .or_else(|_| root.join(path))
+        .map_err(|e| MedallionError::Internal(format!("{table_name}: data file {path}: {e}")))
 }
 
 /// The path in the log (decoded) of the data file a scan's file column names `id`,

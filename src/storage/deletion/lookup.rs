@@ -2,7 +2,9 @@
 //! scan itself: the candidate files are those whose statistics admit the new rows' key
 //! bounds, and one scan of each finds the replaced rows, whole, with their positions
 //! ([`FileMarks`]). The commit then only builds the vectors ([`from_marks`]); a lookup
-//! by join and a second scan of the same files at commit time are saved.
+//! by join and a second scan of the same files at commit time are saved. That each file
+//! still carries the vector its rows were found with is checked by the commit
+//! ([`super::actions`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,10 +17,9 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::logical_expr::col;
 use deltalake::datafusion::logical_expr::utils::conjunction;
 use deltalake::datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
-use deltalake::kernel::DeletionVectorDescriptor;
 use roaring::RoaringTreemap;
 
-use super::{Marked, Target, inline_vector, same_vector, scan};
+use super::{Marked, Target, same_vector, scan};
 use crate::error::{MedallionError, Result};
 use crate::storage::keyset::KeySet;
 use crate::storage::rewrite::Dropping;
@@ -26,10 +27,9 @@ use crate::storage::rewrite::Dropping;
 /// The rows to mark deleted in one data file, found on the table's current version.
 #[derive(Debug, Clone)]
 pub struct FileMarks {
-    /// The file's path in the log (decoded).
-    path: String,
-    /// Its vector when the rows were found (it must be the same at commit time).
-    old: Option<DeletionVectorDescriptor>,
+    /// The file's entry and vector when the rows were found (the vector must be the
+    /// same at commit time).
+    target: Target,
     /// The positions that vector deletes.
     deleted: RoaringTreemap,
     /// The positions of the rows found (none of them in `deleted`).
@@ -60,23 +60,17 @@ pub async fn lookup(
         returned: Some(returned.to_vec()),
     });
     let found = scan::find_all(table, name, &candidates, &dropping).await?;
-    let mut root = table.table_url().clone();
-    if !root.path().ends_with('/') {
-        root.set_path(&format!("{}/", root.path()));
-    }
+    let root = crate::storage::rewrite::table_root(table);
     let mut out = Lookup::default();
     for (target, found) in candidates.into_iter().zip(found) {
         if found.positions.is_empty() {
             continue;
         }
-        let url = url::Url::parse(&target.add.path)
-            .or_else(|_| root.join(&target.add.path))
-            .map_err(|e| MedallionError::Internal(format!("{name}: data file: {e}")))?;
+        let url = crate::storage::rewrite::file_url(&root, &target.add.path, name)?;
         out.files.push(url.to_string());
         out.rows.extend(found.rows);
         out.marks.push(FileMarks {
-            path: target.add.path,
-            old: target.old,
+            target,
             deleted: found.old,
             positions: found.positions,
         });
@@ -146,49 +140,29 @@ async fn candidates(
         .collect())
 }
 
-/// The new entries of the files `marks` name (merged per file: a round's slices may
-/// mark rows of the same file). Each file must still carry the vector its rows were
-/// found with.
-pub(crate) fn from_marks(
-    table: &DeltaTable,
-    name: &str,
-    marks: &[FileMarks],
-) -> Result<Vec<Marked>> {
+/// The new entries of the files `marks` name, merged per file (a round's slices may
+/// mark rows of the same file, all found on the same version).
+pub(crate) fn from_marks(name: &str, marks: &[FileMarks]) -> Result<Vec<Marked>> {
     let mut by_path: HashMap<&str, (&FileMarks, Vec<u64>)> = HashMap::new();
     for m in marks {
-        let entry = by_path.entry(m.path.as_str()).or_insert((m, Vec::new()));
-        if !same_vector(&entry.0.old, &m.old) {
+        let path = m.target.add.path.as_str();
+        let entry = by_path.entry(path).or_insert((m, Vec::new()));
+        if !same_vector(&entry.0.target.old, &m.target.old) {
             return Err(MedallionError::Internal(format!(
-                "{name}: data file {} was looked up at two versions",
-                m.path
+                "{name}: data file {path} was looked up at two versions"
             )));
         }
         entry.1.extend(&m.positions);
     }
-    let paths: Vec<String> = by_path.keys().map(|p| p.to_string()).collect();
-    let targets = super::targets_by_path(table, name, &paths)?;
-    let mut marked = Vec::with_capacity(targets.len());
-    for (path, target) in paths.iter().zip(targets) {
-        let (m, positions) = &by_path[path.as_str()];
-        if !same_vector(&target.old, &m.old) {
-            return Err(MedallionError::Internal(format!(
-                "{name}: data file {path} changed since its rows were found (another \
-                 writer); the batch is retried by the next run"
-            )));
-        }
-        let found = scan::Found {
-            old: m.deleted.clone(),
-            positions: positions.clone(),
-            rows: Vec::new(),
-        };
-        let mut add = target.add;
-        add.deletion_vector = Some(inline_vector(name, &found)?);
-        add.data_change = true;
-        add.stats = add.stats.as_deref().map(super::loose_bounds).transpose()?;
-        marked.push(Marked {
-            old: target.old,
-            add,
-        });
-    }
-    Ok(marked)
+    by_path
+        .into_values()
+        .map(|(m, positions)| {
+            let found = scan::Found {
+                old: m.deleted.clone(),
+                positions,
+                rows: Vec::new(),
+            };
+            super::new_entry(name, m.target.clone(), &found)
+        })
+        .collect()
 }

@@ -55,6 +55,7 @@ pub struct Marked {
 }
 
 /// A data file of the table about to be marked: its current entry and vector.
+#[derive(Debug, Clone)]
 struct Target {
     add: Add,
     old: Option<DeletionVectorDescriptor>,
@@ -77,17 +78,22 @@ pub(super) async fn mark(
     let mut marked = Vec::new();
     let mut rows = Vec::new();
     for (target, found) in targets.into_iter().zip(found) {
-        let mut add = target.add;
-        add.deletion_vector = Some(inline_vector(name, &found)?);
-        add.data_change = true;
-        add.stats = add.stats.as_deref().map(loose_bounds).transpose()?;
-        marked.push(Marked {
-            old: target.old,
-            add,
-        });
+        marked.push(new_entry(name, target, &found)?);
         rows.extend(found.rows);
     }
     Ok((marked, rows))
+}
+
+/// `target` re-added with a vector that also deletes `found`'s positions.
+fn new_entry(name: &str, target: Target, found: &Found) -> Result<Marked> {
+    let mut add = target.add;
+    add.deletion_vector = Some(inline_vector(name, found)?);
+    add.data_change = true;
+    add.stats = add.stats.as_deref().map(loose_bounds).transpose()?;
+    Ok(Marked {
+        old: target.old,
+        add,
+    })
 }
 
 /// A file's new vector (its old positions and the new ones), stored inline in the log
@@ -166,14 +172,9 @@ fn same_vector(a: &Option<DeletionVectorDescriptor>, b: &Option<DeletionVectorDe
 
 /// The table's current entries of the data files `ids`, in that order.
 fn targets(table: &DeltaTable, name: &str, ids: &[String]) -> Result<Vec<Target>> {
-    let paths = super::rewrite::log_paths(table, name, ids)?;
-    targets_by_path(table, name, &paths)
-}
-
-/// The table's current entries of the data files at (decoded log) `paths`, in order.
-fn targets_by_path(table: &DeltaTable, name: &str, paths: &[String]) -> Result<Vec<Target>> {
     let err = || MedallionError::delta("mark deleted rows", name);
     let snapshot = table.snapshot().map_err(err())?;
+    let paths = super::rewrite::log_paths(table, name, ids)?;
     let mut by_path: HashMap<&str, Target> = HashMap::new();
     for file in snapshot.log_data().iter() {
         let path = file.path();

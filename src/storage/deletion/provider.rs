@@ -74,10 +74,7 @@ pub(crate) async fn provider(
     }
     let schema = delta.schema();
     let (file_schema, file_field) = split_file_column(&schema, file_column)?;
-    let mut root = table.table_url().clone();
-    if !root.path().ends_with('/') {
-        root.set_path(&format!("{}/", root.path()));
-    }
+    let root = crate::storage::rewrite::table_root(table);
     let store = store_url(&root, name)?;
     let deleted = vectors(table, name, &root, &files).await?;
     let files = files
@@ -235,9 +232,7 @@ fn scan_file(
     name: &str,
 ) -> Result<PartitionedFile> {
     let path = f.path();
-    let url = url::Url::parse(&path)
-        .or_else(|_| root.join(&path))
-        .map_err(|e| MedallionError::Internal(format!("{name}: data file {path}: {e}")))?;
+    let url = crate::storage::rewrite::file_url(root, &path, name)?;
     let location = deltalake::Path::from_url_path(url.path())
         .map_err(|e| MedallionError::Internal(format!("{name}: data file {path}: {e}")))?;
     let mut file = PartitionedFile::new(location.to_string(), f.size().max(0) as u64);

@@ -9,12 +9,12 @@ use deltalake::arrow::array::BooleanArray;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::{Add, DeletionVectorDescriptor};
+use deltalake::kernel::DeletionVectorDescriptor;
 use deltalake::logstore::LogStore;
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+    ArrowPredicate, ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
 };
 use deltalake::{ObjectStore, Path};
 use futures::{StreamExt, TryStreamExt};
@@ -43,25 +43,21 @@ pub(super) async fn find_all(
 ) -> Result<Vec<Found>> {
     let store = table.log_store().object_store(None);
     let engine = table.log_store().engine(None);
-    let mut root = table.table_url().clone();
-    if !root.path().ends_with('/') {
-        root.set_path(&format!("{}/", root.path()));
-    }
+    let root = crate::storage::rewrite::table_root(table);
     let schema = returned_schema(table, name, dropping)?;
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tasks = targets.iter().map(|t| {
-        let (store, engine, root) = (store.clone(), engine.clone(), root.clone());
-        let (add, old) = (t.add.clone(), t.old.clone());
-        let (dropping, schema, name) = (dropping.clone(), schema.clone(), name.to_string());
+        let (store, engine, root, old) =
+            (store.clone(), engine.clone(), root.clone(), t.old.clone());
+        let file = FileScan {
+            path: t.add.path.clone(),
+            dropping: dropping.clone(),
+            schema: schema.clone(),
+            name: name.to_string(),
+        };
         tokio::spawn(async move {
-            let old = Arc::new(read_vector(engine, &root, old, &name).await?);
-            let (positions, rows) = scan(store, &add, &dropping, &old, &schema, &name).await?;
-            let old = Arc::unwrap_or_clone(old);
-            Ok::<_, MedallionError>(Found {
-                old,
-                positions,
-                rows,
-            })
+            let deleted = read_vector(engine, &root, old, &file.name).await?;
+            file.run(store, deleted).await
         })
     });
     futures::stream::iter(tasks)
@@ -94,80 +90,118 @@ pub(super) async fn read_vector(
         .map_err(kernel_err(name))
 }
 
-/// Scan data file `add` in physical order: the positions of rows whose key `dropping`
-/// holds and `deleted` does not, and those rows in `schema`'s columns. The file is
-/// fetched whole (one request; data files are a few MiB) and decoded off the runtime.
-async fn scan(
-    store: Arc<dyn ObjectStore>,
-    add: &Add,
-    dropping: &Arc<Dropping>,
-    deleted: &Arc<RoaringTreemap>,
-    schema: &SchemaRef,
-    name: &str,
-) -> Result<(Vec<u64>, Vec<RecordBatch>)> {
-    let fetch = |e: deltalake::logstore::object_store::Error| {
-        MedallionError::Internal(format!("{name}: read data file {}: {e}", add.path))
-    };
-    let path = Path::from(add.path.as_str());
-    let bytes = store
-        .get(&path)
-        .await
-        .map_err(fetch)?
-        .bytes()
-        .await
-        .map_err(fetch)?;
-    let (add, dropping, deleted) = (add.clone(), dropping.clone(), deleted.clone());
-    let (schema, name) = (schema.clone(), name.to_string());
-    let scanned = tokio::task::spawn_blocking(move || {
-        scan_bytes(bytes, &add, &dropping, &deleted, &schema, &name)
-    });
-    scanned
-        .await
-        .map_err(|e| MedallionError::Internal(format!("marking deleted rows stopped: {e}")))?
+/// The scan of one data file (owned: it moves into a task, then onto a blocking thread).
+struct FileScan {
+    /// The file's path in the log.
+    path: String,
+    dropping: Arc<Dropping>,
+    /// The columns of the rows returned.
+    schema: SchemaRef,
+    name: String,
 }
 
-/// [`scan`] of a data file's bytes.
-fn scan_bytes(
-    bytes: bytes::Bytes,
-    add: &Add,
-    dropping: &Arc<Dropping>,
-    deleted: &Arc<RoaringTreemap>,
-    schema: &SchemaRef,
-    name: &str,
-) -> Result<(Vec<u64>, Vec<RecordBatch>)> {
-    let err = |what: &'static str| {
-        let file = add.path.clone();
-        move |e: deltalake::parquet::errors::ParquetError| {
-            MedallionError::Internal(format!("{name}: {what} {file}: {e}"))
-        }
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err("open data file"))?;
-    let physical = builder.metadata().file_metadata().num_rows() as u64;
-    let parquet = builder.parquet_schema().clone();
-    let roots = |names: &mut dyn Iterator<Item = &str>| {
-        let fields = parquet.root_schema().get_fields();
-        let wanted: Vec<&str> = names.collect();
-        let indices: Vec<usize> = (0..fields.len())
-            .filter(|i| wanted.contains(&fields[*i].name()))
-            .collect();
-        (
-            ProjectionMask::roots(&parquet, indices.clone()),
-            indices.len(),
-        )
-    };
-    let keys = dropping.keys.columns();
-    let (key_mask, found_keys) = roots(&mut keys.iter().map(String::as_str));
-    if found_keys != keys.len() {
-        return Err(MedallionError::Internal(format!(
-            "{name}: data file {} lacks a key column",
-            add.path
-        )));
+impl FileScan {
+    /// Scan the file in physical order: the positions of rows whose key `dropping`
+    /// holds and `deleted` (its current vector) does not, and those rows in `schema`'s
+    /// columns. The file is fetched whole (one request; data files are a few MiB) and
+    /// decoded off the runtime.
+    async fn run(self, store: Arc<dyn ObjectStore>, deleted: RoaringTreemap) -> Result<Found> {
+        let fetch = |e: deltalake::logstore::object_store::Error| {
+            MedallionError::Internal(format!("{}: read data file {}: {e}", self.name, self.path))
+        };
+        let path = Path::from(self.path.as_str());
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(fetch)?
+            .bytes()
+            .await
+            .map_err(fetch)?;
+        let scanned = tokio::task::spawn_blocking(move || self.decode(bytes, deleted));
+        scanned
+            .await
+            .map_err(|e| MedallionError::Internal(format!("marking deleted rows stopped: {e}")))?
     }
-    let (mask, _) = roots(&mut schema.fields().iter().map(|f| f.name().as_str()));
-    let state = Arc::new(Mutex::new((0u64, Vec::new())));
-    let filter = {
-        let (state, dropping, deleted) = (state.clone(), dropping.clone(), deleted.clone());
-        ArrowPredicateFn::new(key_mask, move |batch: RecordBatch| {
+
+    /// [`Self::run`] on the file's bytes.
+    fn decode(self, bytes: bytes::Bytes, deleted: RoaringTreemap) -> Result<Found> {
+        let (path, name, schema) = (self.path.as_str(), self.name.as_str(), &self.schema);
+        let dropping = &self.dropping;
+        let deleted = Arc::new(deleted);
+        let err = |what: &'static str| {
+            move |e: deltalake::parquet::errors::ParquetError| {
+                MedallionError::Internal(format!("{name}: {what} {path}: {e}"))
+            }
+        };
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err("open data file"))?;
+        let physical = builder.metadata().file_metadata().num_rows() as u64;
+        let parquet = builder.parquet_schema().clone();
+        let roots = |names: &mut dyn Iterator<Item = &str>| {
+            let fields = parquet.root_schema().get_fields();
+            let wanted: Vec<&str> = names.collect();
+            let indices: Vec<usize> = (0..fields.len())
+                .filter(|i| wanted.contains(&fields[*i].name()))
+                .collect();
+            (
+                ProjectionMask::roots(&parquet, indices.clone()),
+                indices.len(),
+            )
+        };
+        let keys = dropping.keys.columns();
+        let (key_mask, found_keys) = roots(&mut keys.iter().map(String::as_str));
+        if found_keys != keys.len() {
+            return Err(MedallionError::Internal(format!(
+                "{name}: data file {path} lacks a key column"
+            )));
+        }
+        let (mask, _) = roots(&mut schema.fields().iter().map(|f| f.name().as_str()));
+        let state = Arc::new(Mutex::new((0u64, Vec::new())));
+        let filter = marking_filter(key_mask, dropping.clone(), deleted.clone(), state.clone());
+        let reader = builder
+            .with_projection(mask)
+            .with_row_filter(RowFilter::new(vec![filter]))
+            .build()
+            .map_err(err("read data file"))?;
+        let batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| MedallionError::Internal(format!("{name}: read data file {path}: {e}")))?;
+        let (seen, positions) = std::mem::take(
+            &mut *state
+                .lock()
+                .map_err(|_| MedallionError::Internal("deletion scan state poisoned".into()))?,
+        );
+        let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if seen != physical || n_rows != positions.len() {
+            return Err(MedallionError::Internal(format!(
+                "{name}: data file {path}: {seen} of its {physical} rows read, {n_rows} rows for {} \
+                 positions; nothing was committed",
+                positions.len()
+            )));
+        }
+        let rows = batches
+            .into_iter()
+            .map(|b| crate::storage::conform(b, schema, name))
+            .collect::<Result<_>>()?;
+        Ok(Found {
+            old: Arc::unwrap_or_clone(deleted),
+            positions,
+            rows,
+        })
+    }
+}
+
+/// The row filter of a marking scan: it keeps the rows whose key `dropping` holds and
+/// `deleted` does not, and records their positions (`state`: rows seen, positions).
+fn marking_filter(
+    key_mask: ProjectionMask,
+    dropping: Arc<Dropping>,
+    deleted: Arc<RoaringTreemap>,
+    state: Arc<Mutex<(u64, Vec<u64>)>>,
+) -> Box<dyn ArrowPredicate> {
+    Box::new(ArrowPredicateFn::new(
+        key_mask,
+        move |batch: RecordBatch| {
             let found = dropping
                 .keys
                 .contains(&batch)
@@ -189,37 +223,8 @@ fn scan_bytes(
                 .collect();
             *seen += batch.num_rows() as u64;
             Ok(hits)
-        })
-    };
-    let reader = builder
-        .with_projection(mask)
-        .with_row_filter(RowFilter::new(vec![Box::new(filter)]))
-        .build()
-        .map_err(err("read data file"))?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            MedallionError::Internal(format!("{name}: read data file {}: {e}", add.path))
-        })?;
-    let (seen, positions) = std::mem::take(
-        &mut *state
-            .lock()
-            .map_err(|_| MedallionError::Internal("deletion scan state poisoned".into()))?,
-    );
-    let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if seen != physical || n_rows != positions.len() {
-        return Err(MedallionError::Internal(format!(
-            "{name}: data file {}: {seen} of its {physical} rows read, {n_rows} rows for {} \
-             positions; nothing was committed",
-            add.path,
-            positions.len()
-        )));
-    }
-    let rows = batches
-        .into_iter()
-        .map(|b| crate::storage::conform(b, schema, name))
-        .collect::<Result<_>>()?;
-    Ok((positions, rows))
+        },
+    ))
 }
 
 /// The columns of the rows [`mark`] returns: `dropping`'s returned ones (in that
