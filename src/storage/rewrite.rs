@@ -2,9 +2,11 @@
 //! and the data files holding them are already known (found by a scan with the file
 //! column, see [`super::register_with_files`]).
 //!
-//! Each such file is read once and its other rows are written to a new file of their
-//! own, so the table keeps its layout (a feed's time order stays in its files' key
-//! statistics); the upserted rows follow in files of their own. One commit removes the
+//! The files are read once, by one scan split into byte ranges of whole row groups
+//! (two per core, taken by one task per core until none is left, so the cores finish
+//! together), and each range's other rows are written to files of their own: the
+//! table keeps its layout (a feed's time order stays in its files' key statistics);
+//! the upserted rows follow in files of their own. One commit removes the
 //! files read and adds the new ones, recorded as a MERGE. A Delta MERGE of the same rows
 //! would scan the files again to find the matches and write them in join order.
 //!
@@ -124,7 +126,7 @@ pub async fn replace_with(
     } else {
         // Dropped (an error, or this future cancelled): the tasks still running are
         // stopped, since what they write would never be committed.
-        let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &dropping));
+        let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &dropping).await?);
         while let Some(task) = tasks.0.front_mut() {
             let done = task.await;
             tasks.0.pop_front();
@@ -184,61 +186,66 @@ impl Drop for Tasks {
     }
 }
 
-/// One task per core, each rewriting its share of `files` with a writer of its own
-/// (encoding Parquet is what a rewrite spends its time on); each returns its writer
-/// and the rows it dropped.
-fn rewrite_tasks(
+/// The files' rows read by one scan split into byte ranges (whole row groups, two
+/// shares per core), rewritten by one task per core with a writer of its own
+/// (encoding Parquet is what a rewrite spends its time on): each task takes the next
+/// share until none is left, so the cores finish together. Each share is written to
+/// files of its own, a contiguous run of the old files' rows. Each task returns its
+/// writer and the rows it dropped.
+async fn rewrite_tasks(
     table: &DeltaTable,
     ctx: &SessionContext,
     name: &str,
     files: &[String],
     dropping: &Arc<Dropping>,
-) -> VecDeque<JoinHandle<Part>> {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = n.clamp(1, files.len().max(1));
-    (0..n)
-        .map(|i| {
-            let share: Vec<String> = files.iter().skip(i).step_by(n).cloned().collect();
-            let (table, ctx, dropping) = (table.clone(), ctx.clone(), dropping.clone());
-            let name = name.to_string();
+) -> Result<VecDeque<JoinHandle<Part>>> {
+    let step = || MedallionError::sql("read the data files to rewrite");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut state = ctx.state();
+    let options = state.config_mut().options_mut();
+    options.execution.target_partitions = 2 * cores;
+    // Split files of a few MiB too (DataFusion's default starts at 10 MiB).
+    options.optimizer.repartition_file_min_size = 1 << 20;
+    let state = Arc::new(state);
+    let provider = table
+        .table_provider()
+        .with_session(state.clone())
+        .with_file_paths(files.to_vec())
+        .await
+        .map_err(step())?;
+    let ctx = SessionContext::new_with_state((*state).clone());
+    let plan = ctx
+        .read_table(provider)
+        .map_err(step())?
+        .create_physical_plan()
+        .await
+        .map_err(step())?;
+    let shares = plan.properties().output_partitioning().partition_count();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Ok((0..cores.min(shares))
+        .map(|_| {
+            let (plan, task, dropping) = (plan.clone(), ctx.task_ctx(), dropping.clone());
+            let (table, name, next) = (table.clone(), name.to_string(), next.clone());
             tokio::spawn(async move {
                 let mut writer = AppendWriter::new(&table, &name)?;
                 let mut dropped = Vec::new();
-                for file in &share {
-                    dropped.extend(rewrite_file(&table, &ctx, file, &dropping, &mut writer).await?);
+                loop {
+                    let share = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if share >= shares {
+                        break;
+                    }
+                    let mut stream = plan.execute(share, task.clone()).map_err(step())?;
+                    while let Some(batch) = stream.next().await {
+                        let (kept, replaced) = dropping.split(&batch.map_err(step())?)?;
+                        dropped.extend(replaced);
+                        writer.write(kept).await?;
+                    }
+                    writer.stage().await?;
                 }
                 Ok((writer, dropped))
             })
         })
-        .collect()
-}
-
-/// Write the rows of data file `file` whose key is not dropped to a new file of their
-/// own; returns the rows it dropped (their returned columns).
-async fn rewrite_file(
-    table: &DeltaTable,
-    ctx: &SessionContext,
-    file: &str,
-    dropping: &Dropping,
-    writer: &mut AppendWriter,
-) -> Result<Vec<RecordBatch>> {
-    let step = || MedallionError::sql("read a data file to rewrite");
-    let provider = table
-        .table_provider()
-        .with_session(Arc::new(ctx.state()))
-        .with_file_paths([file.to_string()])
-        .await
-        .map_err(step())?;
-    let df = ctx.read_table(provider).map_err(step())?;
-    let mut stream = df.execute_stream().await.map_err(step())?;
-    let mut dropped = Vec::new();
-    while let Some(batch) = stream.next().await {
-        let (kept, replaced) = dropping.split(&batch.map_err(step())?)?;
-        dropped.extend(replaced);
-        writer.write(kept).await?;
-    }
-    writer.stage().await?;
-    Ok(dropped)
+        .collect())
 }
 
 /// The scan column naming each row's data file ([`super::register_with_files`]; not a

@@ -404,8 +404,18 @@ async fn try_commit(
     actions: Vec<Action>,
     operation: DeltaOperation,
 ) -> Result<i64> {
+    use deltalake::table::config::TablePropertiesExt;
     let err = || MedallionError::delta("commit append", table_name);
     let snapshot = table.snapshot().map_err(err())?;
+    // Expired log files are cleaned up with the checkpoint that makes them expendable,
+    // not after every commit (each cleanup lists the whole log: a request on an object
+    // store). A commit retried onto another version may skip one: the next does it.
+    let next = snapshot.version() + 1;
+    let interval = snapshot.table_config().checkpoint_interval().get();
+    let due = (next + 1).is_multiple_of(interval);
+    let props = props.with_cleanup_expired_logs(Some(
+        due && snapshot.table_config().enable_expired_log_cleanup(),
+    ));
     let finalized = CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)
