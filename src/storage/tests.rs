@@ -274,3 +274,46 @@ pub(super) fn sorted_pairs(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
     pairs.sort();
     pairs
 }
+
+#[test]
+fn a_rewrite_reads_its_files_in_shares_and_keeps_every_other_row() {
+    runtime().block_on(async {
+        let (lake, dir) = temp_lake();
+        // 300,000 rows (three row groups, a few MiB: split into byte ranges) and a file
+        // the rewrite leaves alone.
+        let big: Vec<i64> = (0..300_000).collect();
+        let table = table_of_files(&lake, &[&big, &[300_000, 300_001]]).await;
+        let replaced_keys = [0, 131_071, 131_072, 200_000, 262_144, 299_999];
+        let list = replaced_keys.map(|x| x.to_string()).join(", ");
+        let (replaced, files) = rows_with_files(&table, &format!("x IN ({list})")).await;
+        assert_eq!(files.len(), 1);
+        let keys: Vec<RecordBatch> = replaced.iter().map(|b| b.project(&[0]).unwrap()).collect();
+        let spec = Replacement {
+            table_name: "kv",
+            keys: &["x".to_string()],
+            replaced: &keys,
+            files: &files,
+            txn: None,
+            returned: None,
+            marks: None,
+        };
+        let rows = [kv(&replaced_keys, 1_000_000)];
+        let props = commit_info("test", serde_json::json!({}));
+        let (table, m, dropped) = replace_rows(table, &session(), &spec, &rows, props)
+            .await
+            .unwrap();
+        assert_eq!((m.inserted, m.updated), (0, 6));
+        assert_eq!(sorted_pairs(&dropped), sorted_pairs(&replaced));
+        let (all, _) = rows_with_files(&table, "true").await;
+        let mut expected: Vec<(i64, i64)> = (0..300_002).map(|x| (x, x)).collect();
+        for x in replaced_keys {
+            expected[x as usize].1 = x + 1_000_000;
+        }
+        assert_eq!(sorted_pairs(&all), expected);
+        // The big file's rows were written by more than one share (each to files of
+        // its own), beside the untouched file and the upserted rows' file.
+        let data_files = table.snapshot().unwrap().log_data().iter().count();
+        assert!(data_files >= 4, "{data_files} data files");
+        std::fs::remove_dir_all(dir).ok();
+    });
+}
