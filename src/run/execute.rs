@@ -151,7 +151,10 @@ impl<'a> Batches<'a> {
         let (batch, prepared) = task
             .await
             .map_err(|e| MedallionError::Internal(format!("reading a batch stopped: {e}")))?;
-        tracing::debug!(waited_ms = started.elapsed().as_millis() as u64, "batch read");
+        tracing::debug!(
+            waited_ms = started.elapsed().as_millis() as u64,
+            "batch read"
+        );
         let mut br = BatchReport::new(&batch.batch_id, false);
         let outcome = match prepared {
             Ok(prepared) => {

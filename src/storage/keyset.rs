@@ -1,14 +1,18 @@
 //! A set of keys (one or more columns) that rows are split by: the rows whose key is
-//! in the set, and the others. A rewrite looks up every row of the files it reads:
-//! keys in Arrow's row format, in a hash set with a fast hasher.
+//! in the set, and the others. A rewrite looks up every row of the files it reads, and
+//! nearly all of them are not in the set: each row's key is hashed column by column
+//! (vectorised, DataFusion's hashing) and looked up by its hash first; only the rows
+//! whose hash is a key's are compared exactly, in Arrow's row format.
 
 use std::collections::HashSet;
 
-use deltalake::arrow::array::{Array, ArrayRef, BooleanArray};
-use deltalake::arrow::compute::{cast, filter_record_batch, not};
+use deltalake::arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
+use deltalake::arrow::buffer::BooleanBuffer;
+use deltalake::arrow::compute::{cast, filter_record_batch, not, take};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::datafusion::common::hash_utils::{RandomState, create_hashes};
 
 use crate::error::{MedallionError, Result};
 
@@ -21,6 +25,8 @@ pub struct KeySet {
     converter: RowConverter,
     /// Keys in the row format.
     keys: HashSet<Vec<u8>, foldhash::fast::RandomState>,
+    /// The keys' hashes ([`hashes`]).
+    hashes: HashSet<u64, foldhash::fast::RandomState>,
 }
 
 impl KeySet {
@@ -41,9 +47,12 @@ impl KeySet {
             types,
             converter,
             keys: HashSet::default(),
+            hashes: HashSet::default(),
         };
         for b in rows {
-            let converted = set.converter.convert_columns(&set.key_columns(b)?);
+            let columns = set.key_columns(b)?;
+            set.hashes.extend(hashes(&columns, b.num_rows())?);
+            let converted = set.converter.convert_columns(&columns);
             let converted = converted.map_err(err())?;
             set.keys
                 .extend(converted.iter().map(|row| row.as_ref().to_vec()));
@@ -76,14 +85,27 @@ impl KeySet {
     /// key the set holds).
     pub fn contains(&self, batch: &RecordBatch) -> Result<BooleanArray> {
         let err = || MedallionError::arrow("compare keys");
-        let rows = self
-            .converter
-            .convert_columns(&self.key_columns(batch)?)
-            .map_err(err())?;
-        Ok(rows
+        let columns = self.key_columns(batch)?;
+        let candidates: Vec<u32> = hashes(&columns, batch.num_rows())?
             .iter()
-            .map(|r| Some(self.keys.contains(r.as_ref())))
-            .collect())
+            .enumerate()
+            .filter(|(_, h)| self.hashes.contains(h))
+            .map(|(i, _)| i as u32)
+            .collect();
+        let mut found = vec![false; batch.num_rows()];
+        if !candidates.is_empty() {
+            let indices = UInt32Array::from(candidates);
+            let taken = columns
+                .iter()
+                .map(|c| take(c, &indices, None))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(err())?;
+            let rows = self.converter.convert_columns(&taken).map_err(err())?;
+            for (row, &i) in rows.iter().zip(indices.values()) {
+                found[i as usize] = self.keys.contains(row.as_ref());
+            }
+        }
+        Ok(BooleanArray::new(BooleanBuffer::from(found), None))
     }
 
     /// The rows of `batch` whose key is not in the set, and those whose key is (if any).
@@ -98,6 +120,15 @@ impl KeySet {
         let dropped = filter_record_batch(batch, &found).map_err(err())?;
         Ok((kept, Some(dropped)))
     }
+}
+
+/// Each row's hash of `columns` (`rows` rows): equal keys hash equally (a null key
+/// column hashes the same whatever its slot holds).
+fn hashes(columns: &[ArrayRef], rows: usize) -> Result<Vec<u64>> {
+    let mut hashes = vec![0; rows];
+    create_hashes(columns, &RandomState::default(), &mut hashes)
+        .map_err(MedallionError::sql("hash keys"))?;
+    Ok(hashes)
 }
 
 fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
@@ -166,6 +197,27 @@ mod tests {
         let scanned =
             RecordBatch::try_new(Arc::new(schema), vec![views, scanned.column(1).clone()]).unwrap();
         assert_eq!(set.split(&scanned).unwrap().0.num_rows(), 1);
+    }
+
+    #[test]
+    fn a_null_key_matches_a_null_key_whatever_its_slot_holds() {
+        use deltalake::arrow::buffer::NullBuffer;
+        let keys = vec!["id".to_string(), "n".to_string()];
+        let with_slot = |slot: i64| {
+            let ns = Int64Array::new(
+                vec![slot, 5].into(),
+                Some(NullBuffer::from(vec![false, true])),
+            );
+            let schema = Schema::new(vec![
+                Field::new("id", DataType::Utf8, true),
+                Field::new("n", DataType::Int64, true),
+            ]);
+            let ids = StringArray::from(vec![Some("a"), Some("a")]);
+            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), Arc::new(ns)]).unwrap()
+        };
+        let set = KeySet::new(&keys, &[with_slot(1).slice(0, 1)]).unwrap();
+        let found = set.contains(&with_slot(7)).unwrap();
+        assert_eq!(found.iter().collect::<Vec<_>>(), [Some(true), Some(false)]);
     }
 
     #[test]
