@@ -10,6 +10,7 @@
 mod alter;
 mod azure;
 mod compact;
+mod conform;
 mod deletion;
 mod keyset;
 mod lakehouse;
@@ -37,6 +38,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 pub use alter::{add_columns, rewrite_with_columns, set_properties};
 pub use compact::compact_if_fragmented;
+pub use conform::conform;
 pub use deletion::{
     FileMarks, Lookup, PROPERTY as DELETION_VECTORS_PROPERTY, enabled as deletion_vectors_enabled,
     lookup as lookup_marks,
@@ -52,7 +54,7 @@ pub use read::{
 };
 pub use rewrite::{FILE_COLUMN, Replacement, replace_rows, replace_with, split_file_column};
 pub use vacuum::{MIN_RETENTION, vacuum};
-pub use write::{AppendWriter, Committed, conform};
+pub use write::{AppendWriter, Committed};
 
 /// The table's current columns, as Arrow.
 pub fn arrow_schema(table: &DeltaTable, name: &str) -> Result<SchemaRef> {

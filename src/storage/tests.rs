@@ -275,37 +275,52 @@ pub(super) fn sorted_pairs(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
     pairs
 }
 
+/// Replace the rows of `kv` whose keys are `xs` by (x, x + 1,000,000), their files
+/// found by a scan. Returns the table after the commit, its counts, the rows dropped,
+/// and the rows the scan found.
+pub(super) async fn replace_keys(
+    table: DeltaTable,
+    xs: &[i64],
+) -> (
+    DeltaTable,
+    UpsertMetrics,
+    Vec<RecordBatch>,
+    Vec<RecordBatch>,
+) {
+    let list = xs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let (replaced, files) = rows_with_files(&table, &format!("x IN ({list})")).await;
+    let keys: Vec<RecordBatch> = replaced.iter().map(|b| b.project(&[0]).unwrap()).collect();
+    let spec = Replacement {
+        table_name: "kv",
+        keys: &["x".to_string()],
+        replaced: &keys,
+        files: &files,
+        txn: None,
+        returned: None,
+        marks: None,
+    };
+    let rows = [kv(xs, 1_000_000)];
+    let props = commit_info("test", serde_json::json!({}));
+    let (table, m, dropped) = replace_rows(table, &session(), &spec, &rows, props)
+        .await
+        .unwrap();
+    (table, m, dropped, replaced)
+}
+
 #[test]
 fn a_rewrite_reads_its_files_in_shares_and_keeps_every_other_row() {
     runtime().block_on(async {
         let (lake, dir) = temp_lake();
-        // 300,000 rows (three row groups, a few MiB: split into byte ranges) and a file
-        // the rewrite leaves alone.
-        let big: Vec<i64> = (0..300_000).collect();
-        let table = table_of_files(&lake, &[&big, &[300_000, 300_001]]).await;
-        let replaced_keys = [0, 131_071, 131_072, 200_000, 262_144, 299_999];
-        let list = replaced_keys.map(|x| x.to_string()).join(", ");
-        let (replaced, files) = rows_with_files(&table, &format!("x IN ({list})")).await;
-        assert_eq!(files.len(), 1);
-        let keys: Vec<RecordBatch> = replaced.iter().map(|b| b.project(&[0]).unwrap()).collect();
-        let spec = Replacement {
-            table_name: "kv",
-            keys: &["x".to_string()],
-            replaced: &keys,
-            files: &files,
-            txn: None,
-            returned: None,
-            marks: None,
-        };
-        let rows = [kv(&replaced_keys, 1_000_000)];
-        let props = commit_info("test", serde_json::json!({}));
-        let (table, m, dropped) = replace_rows(table, &session(), &spec, &rows, props)
-            .await
-            .unwrap();
+        // 700,000 rows (six row groups, about 11 MB: read in shares of byte ranges)
+        // and a file the rewrite leaves alone.
+        let big: Vec<i64> = (0..700_000).collect();
+        let table = table_of_files(&lake, &[&big, &[700_000, 700_001]]).await;
+        let replaced_keys = [0, 131_071, 131_072, 300_000, 524_288, 699_999];
+        let (table, m, dropped, replaced) = replace_keys(table, &replaced_keys).await;
         assert_eq!((m.inserted, m.updated), (0, 6));
         assert_eq!(sorted_pairs(&dropped), sorted_pairs(&replaced));
         let (all, _) = rows_with_files(&table, "true").await;
-        let mut expected: Vec<(i64, i64)> = (0..300_002).map(|x| (x, x)).collect();
+        let mut expected: Vec<(i64, i64)> = (0..700_002).map(|x| (x, x)).collect();
         for x in replaced_keys {
             expected[x as usize].1 = x + 1_000_000;
         }

@@ -4,10 +4,8 @@
 //! reader sees and `vacuum` removes.
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::new_null_array;
-use deltalake::arrow::compute::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use deltalake::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Metadata, MetadataExt, StructType, Transaction};
@@ -17,6 +15,7 @@ use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, MergePredicate, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
+use super::conform::conform;
 use crate::error::{MedallionError, Result};
 
 /// Parquet settings of every data file medallion writes: Snappy, and row groups of
@@ -332,49 +331,6 @@ impl AppendWriter {
     }
 }
 
-/// `batch` with the columns of `schema`, matched by name and in its order: a column the
-/// batch lacks (one removed from the configuration but kept by the table) is null. A
-/// batch column the table lacks is an error: tables are evolved before they are written.
-pub fn conform(batch: RecordBatch, schema: &SchemaRef, table_name: &str) -> Result<RecordBatch> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch);
-    }
-    if let Some(f) = batch
-        .schema()
-        .fields()
-        .iter()
-        .find(|f| schema.field_with_name(f.name()).is_err())
-    {
-        return Err(MedallionError::Internal(format!(
-            "{table_name} has no column \"{}\" (its schema was not evolved)",
-            f.name()
-        )));
-    }
-    let n = batch.num_rows();
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            // Never a lossy cast: a value that does not fit is an error, not a null.
-            Some(c) => cast_with_options(
-                c,
-                f.data_type(),
-                &CastOptions {
-                    safe: false,
-                    ..CastOptions::default()
-                },
-            ),
-            None => Ok(new_null_array(f.data_type(), n)),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(MedallionError::arrow("conform rows to the table"))?;
-    // The row count is kept also for a schema of no columns (rows kept only as a count).
-    let options = RecordBatchOptions::new().with_row_count(Some(n));
-    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
-        .map_err(MedallionError::arrow("conform rows to the table"))
-}
-
 /// How a commit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Committed {
@@ -407,9 +363,10 @@ async fn try_commit(
     use deltalake::table::config::TablePropertiesExt;
     let err = || MedallionError::delta("commit append", table_name);
     let snapshot = table.snapshot().map_err(err())?;
-    // Expired log files are cleaned up with the checkpoint that makes them expendable,
-    // not after every commit (each cleanup lists the whole log: a request on an object
-    // store). A commit retried onto another version may skip one: the next does it.
+    // Expired log files are cleaned up with each checkpoint, not after every commit
+    // (each cleanup lists the whole log: a request on an object store); files that
+    // expire in between wait for the next checkpoint, as do those of a commit retried
+    // onto another version.
     let next = snapshot.version() + 1;
     let interval = snapshot.table_config().checkpoint_interval().get();
     let due = (next + 1).is_multiple_of(interval);

@@ -8,7 +8,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::prelude::SessionContext;
 
 use crate::storage::tests::{
-    kv, rows_with_files, runtime, sorted_pairs, table_of_files, temp_lake,
+    replace_keys, rows_with_files, runtime, sorted_pairs, table_of_files, temp_lake,
 };
 use crate::storage::*;
 use deltalake::parquet::arrow::arrow_reader::RowSelection;
@@ -35,23 +35,9 @@ fn deletion_vectors_read_as_row_selections() {
             .await
             .unwrap();
         let marked = [0, 1, 131_071, 131_072, 200_000, 262_144, 299_999, 300_001];
-        let list = marked.map(|x| x.to_string()).join(", ");
-        let (replaced, files) = rows_with_files(&table, &format!("x IN ({list})")).await;
-        let keys: Vec<RecordBatch> = replaced.iter().map(|b| b.project(&[0]).unwrap()).collect();
-        let spec = Replacement {
-            table_name: "kv",
-            keys: &["x".to_string()],
-            replaced: &keys,
-            files: &files,
-            txn: None,
-            returned: None,
-            marks: None,
-        };
-        let rows = [kv(&marked, 1_000_000)];
-        let props = commit_info("test", serde_json::json!({}));
-        let (table, _, _) = replace_rows(table, &session(), &spec, &rows, props)
-            .await
-            .unwrap();
+        // The files holding the marked rows.
+        let (_, files) = rows_with_files(&table, "x IN (0, 300001)").await;
+        let (table, _, _, _) = replace_keys(table, &marked).await;
         let ctx = session();
         let mut config = ctx.state().config().clone();
         config.options_mut().execution.target_partitions = 4;

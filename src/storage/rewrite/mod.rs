@@ -1,14 +1,13 @@
-//! Upsert by key as a copy-on-write rewrite, file by file, when the rows it replaces
-//! and the data files holding them are already known (found by a scan with the file
-//! column, see [`super::register_with_files`]).
+//! Upsert by key as a copy-on-write rewrite of the files holding the rows it replaces,
+//! when those rows and files are already known (found by a scan with the file column,
+//! see [`super::register_with_files`]).
 //!
-//! The files are read once, by one scan split into byte ranges of whole row groups
-//! (two per core, taken by one task per core until none is left, so the cores finish
-//! together), and each range's other rows are written to files of their own: the
-//! table keeps its layout (a feed's time order stays in its files' key statistics);
-//! the upserted rows follow in files of their own. One commit removes the
-//! files read and adds the new ones, recorded as a MERGE. A Delta MERGE of the same rows
-//! would scan the files again to find the matches and write them in join order.
+//! The files are read once, in shares spread over the cores ([`shares`]), and their
+//! other rows are written to new files in their order: the table keeps its layout (a
+//! feed's time order stays in its files' key statistics); the upserted rows follow in
+//! files of their own. One commit removes the files read and adds the new ones,
+//! recorded as a MERGE. A Delta MERGE of the same rows would scan the files again to
+//! find the matches and write them in join order.
 //!
 //! Exactly the replaced rows are dropped: if the files hold more or fewer rows with
 //! those keys (the table changed since they were found), nothing is committed. In a
@@ -16,7 +15,7 @@
 //! [`super::deletion`]); each file must still carry the vector it had when its rows
 //! were found.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
@@ -24,8 +23,8 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Action;
 use deltalake::kernel::transaction::CommitProperties;
-use futures::StreamExt;
-use tokio::task::JoinHandle;
+
+mod shares;
 
 use super::keyset::KeySet;
 use super::{AppendWriter, Committed, UpsertMetrics};
@@ -113,31 +112,21 @@ pub async fn replace_with(
         .map_err(MedallionError::delta("register", name))?;
     let t = std::time::Instant::now();
     let n_rows = writer.rows();
-    let mut dropped = Vec::new();
     let marking = super::deletion::enabled(&table, name)?;
-    if let (true, Some(marks)) = (marking, spec.marks) {
+    let dropped = if let (true, Some(marks)) = (marking, spec.marks) {
         // The rows were found with their positions (one row per position).
         writer = writer.marking(super::deletion::from_marks(name, marks)?);
-        dropped = spec.replaced.to_vec();
+        spec.replaced.to_vec()
     } else if marking {
         let (marked, rows) = super::deletion::mark(&table, name, spec.files, &dropping).await?;
         writer = writer.marking(marked);
-        dropped = rows;
+        rows
     } else {
-        // Dropped (an error, or this future cancelled): the tasks still running are
-        // stopped, since what they write would never be committed.
-        let mut tasks = Tasks(rewrite_tasks(&table, ctx, name, spec.files, &dropping).await?);
-        while let Some(task) = tasks.0.front_mut() {
-            let done = task.await;
-            tasks.0.pop_front();
-            let (part, rows) = done.map_err(|e| {
-                MedallionError::Internal(format!("rewriting {name} stopped: {e}"))
-            })??;
-            writer.absorb(part).await?;
-            dropped.extend(rows);
-        }
+        let dropped =
+            shares::rewrite_files(&table, ctx, (name, spec.files), &dropping, &mut writer).await?;
         writer = writer.removing(spec.files.to_vec());
-    }
+        dropped
+    };
     let kept = writer.rows() - n_rows;
     let n_dropped: usize = dropped.iter().map(|b| b.num_rows()).sum();
     if n_dropped != expected {
@@ -172,80 +161,6 @@ pub async fn replace_with(
         },
     };
     Ok((table, metrics, dropped))
-}
-
-/// A rewrite task's writer (its files staged) and the rows it dropped.
-type Part = Result<(AppendWriter, Vec<RecordBatch>)>;
-
-/// Rewrite tasks, aborted when dropped.
-struct Tasks(VecDeque<JoinHandle<Part>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        self.0.iter().for_each(JoinHandle::abort);
-    }
-}
-
-/// The files' rows read by one scan split into byte ranges (whole row groups, two
-/// shares per core), rewritten by one task per core with a writer of its own
-/// (encoding Parquet is what a rewrite spends its time on): each task takes the next
-/// share until none is left, so the cores finish together. Each share is written to
-/// files of its own, a contiguous run of the old files' rows. Each task returns its
-/// writer and the rows it dropped.
-async fn rewrite_tasks(
-    table: &DeltaTable,
-    ctx: &SessionContext,
-    name: &str,
-    files: &[String],
-    dropping: &Arc<Dropping>,
-) -> Result<VecDeque<JoinHandle<Part>>> {
-    let step = || MedallionError::sql("read the data files to rewrite");
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut state = ctx.state();
-    let options = state.config_mut().options_mut();
-    options.execution.target_partitions = 2 * cores;
-    // Split files of a few MiB too (DataFusion's default starts at 10 MiB).
-    options.optimizer.repartition_file_min_size = 1 << 20;
-    let state = Arc::new(state);
-    let provider = table
-        .table_provider()
-        .with_session(state.clone())
-        .with_file_paths(files.to_vec())
-        .await
-        .map_err(step())?;
-    let ctx = SessionContext::new_with_state((*state).clone());
-    let plan = ctx
-        .read_table(provider)
-        .map_err(step())?
-        .create_physical_plan()
-        .await
-        .map_err(step())?;
-    let shares = plan.properties().output_partitioning().partition_count();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    Ok((0..cores.min(shares))
-        .map(|_| {
-            let (plan, task, dropping) = (plan.clone(), ctx.task_ctx(), dropping.clone());
-            let (table, name, next) = (table.clone(), name.to_string(), next.clone());
-            tokio::spawn(async move {
-                let mut writer = AppendWriter::new(&table, &name)?;
-                let mut dropped = Vec::new();
-                loop {
-                    let share = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if share >= shares {
-                        break;
-                    }
-                    let mut stream = plan.execute(share, task.clone()).map_err(step())?;
-                    while let Some(batch) = stream.next().await {
-                        let (kept, replaced) = dropping.split(&batch.map_err(step())?)?;
-                        dropped.extend(replaced);
-                        writer.write(kept).await?;
-                    }
-                    writer.stage().await?;
-                }
-                Ok((writer, dropped))
-            })
-        })
-        .collect())
 }
 
 /// The scan column naming each row's data file ([`super::register_with_files`]; not a
