@@ -102,10 +102,14 @@ pub async fn replace_with(
     props: CommitProperties,
 ) -> Result<(DeltaTable, UpsertMetrics, Vec<RecordBatch>)> {
     let name = spec.table_name;
-    let dropping = Arc::new(Dropping {
-        keys: KeySet::new(spec.keys, spec.replaced)?,
-        returned: spec.returned.map(<[String]>::to_vec),
-    });
+    // The keys to drop, indexed only when files are scanned for them (found marks
+    // already hold their rows' positions).
+    let dropping = || {
+        Ok::<_, MedallionError>(Arc::new(Dropping {
+            keys: KeySet::new(spec.keys, spec.replaced)?,
+            returned: spec.returned.map(<[String]>::to_vec),
+        }))
+    };
     let expected: usize = spec.replaced.iter().map(|b| b.num_rows()).sum();
     table
         .update_datafusion_session(&ctx.state())
@@ -118,12 +122,13 @@ pub async fn replace_with(
         writer = writer.marking(super::deletion::from_marks(name, marks)?);
         spec.replaced.to_vec()
     } else if marking {
-        let (marked, rows) = super::deletion::mark(&table, name, spec.files, &dropping).await?;
+        let (marked, rows) = super::deletion::mark(&table, name, spec.files, &dropping()?).await?;
         writer = writer.marking(marked);
         rows
     } else {
         let dropped =
-            shares::rewrite_files(&table, ctx, (name, spec.files), &dropping, &mut writer).await?;
+            shares::rewrite_files(&table, ctx, (name, spec.files), &dropping()?, &mut writer)
+                .await?;
         writer = writer.removing(spec.files.to_vec());
         dropped
     };
