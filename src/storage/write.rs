@@ -364,22 +364,37 @@ async fn try_commit(
     let err = || MedallionError::delta("commit append", table_name);
     let snapshot = table.snapshot().map_err(err())?;
     // Expired log files are cleaned up with each checkpoint, not after every commit
-    // (each cleanup lists the whole log: a request on an object store); files that
-    // expire in between wait for the next checkpoint, as do those of a commit retried
-    // onto another version.
+    // (each cleanup lists the whole log: a request on an object store); those expiring
+    // in between, or with a commit retried onto another version, wait for the next.
     let next = snapshot.version() + 1;
     let interval = snapshot.table_config().checkpoint_interval().get();
     let due = (next + 1).is_multiple_of(interval);
     let props = props.with_cleanup_expired_logs(Some(
         due && snapshot.table_config().enable_expired_log_cleanup(),
     ));
-    let finalized = CommitBuilder::from(props)
+    let landed = CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)
+        .into_prepared_commit_future()
+        .await
+        .map_err(err())?
         .await
         .map_err(err())?;
-    let version = finalized.version() as i64;
-    // The commit's own snapshot: no second read of the log for what was just written.
-    table.state = Some(finalized.snapshot());
-    Ok(version)
+    // The version is written: a failure of what follows (a due checkpoint, the log
+    // cleanup) must not report it failed (a commit without an application transaction
+    // would not be found again). Else the commit's own snapshot is kept: no reread.
+    let version = landed.version;
+    match landed.await {
+        Ok(finalized) => table.state = Some(finalized.snapshot()),
+        Err(e) => {
+            let msg = "committed, but its checkpoint or log cleanup failed (the next covers it)";
+            tracing::warn!(table = table_name, version, error = %e, "{msg}");
+            let reread = MedallionError::delta("read back a commit", table_name);
+            table
+                .update_incremental(Some(version))
+                .await
+                .map_err(reread)?;
+        }
+    }
+    Ok(version as i64)
 }

@@ -77,6 +77,51 @@ fn duplicates_are_skipped_and_new_versions_loaded() {
 }
 
 #[test]
+fn a_checkpoint_that_cannot_be_written_fails_no_commit() {
+    // Every table's checkpoint at version 9 is blocked (a directory holds its name): the
+    // commits landing version 9 (a lease, the ledger, a run record, the data tables)
+    // are written all the same and must not be reported failed; later checkpoints are
+    // written as usual.
+    use crate::exactly_once::{check_invariants, make_file};
+    let w = Workdir::sample_config();
+    let mut warned = false;
+    let n = 12;
+    for i in 0..n {
+        w.write_raw(&format!("batch_{i:03}.csv"), &make_file(i));
+        let r = w.run_expect(0);
+        warned |= r.stderr.contains("checkpoint or log cleanup failed");
+        if i == 0 {
+            for log in delta_logs(&w.root.join("lakehouse")) {
+                let blocked = log.join("00000000000000000009.checkpoint.parquet");
+                std::fs::create_dir_all(&blocked).unwrap();
+                std::fs::write(blocked.join("blocked"), "").unwrap();
+            }
+        }
+    }
+    assert!(warned, "a blocked checkpoint is reported as a warning");
+    check_invariants(&w, n);
+    let lease = w.table_path("_medallion/leases/readings/_delta_log");
+    assert!(
+        lease.join("00000000000000000019.checkpoint.parquet").is_file(),
+        "the next checkpoint is written"
+    );
+}
+
+/// The `_delta_log` directories under `dir`.
+fn delta_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "_delta_log") {
+            logs.push(path);
+        } else if path.is_dir() {
+            logs.extend(delta_logs(&path));
+        }
+    }
+    logs
+}
+
+#[test]
 fn checkpoints_are_written_as_versions_grow() {
     // One file per batch, two ledger commits per batch: 60 files take the ledger far
     // past the checkpoint interval (10 versions), so opening it keeps reading one
