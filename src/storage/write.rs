@@ -380,9 +380,9 @@ async fn try_commit(
         .map_err(err())?
         .await
         .map_err(err())?;
-    // The version is written: a failure of what follows (a due checkpoint, the log
-    // cleanup) must not report it failed (a commit without an application transaction
-    // would not be found again). Else the commit's own snapshot is kept: no reread.
+    // The version is written: a failed checkpoint or log cleanup must not report it
+    // failed (a commit without an application transaction would not be found again; a
+    // failed read-back still does). Else the commit's own snapshot is kept: no reread.
     let version = landed.version;
     match landed.await {
         Ok(finalized) => table.state = Some(finalized.snapshot()),

@@ -78,10 +78,10 @@ fn duplicates_are_skipped_and_new_versions_loaded() {
 
 #[test]
 fn a_checkpoint_that_cannot_be_written_fails_no_commit() {
-    // Every table's checkpoint at version 9 is blocked (a directory holds its name): the
-    // commits landing version 9 (a lease, the ledger, a run record, the data tables)
-    // are written all the same and must not be reported failed; later checkpoints are
-    // written as usual.
+    // Every table's checkpoint at version 9 is blocked (an empty directory holds its
+    // name; a listing of the log shows no such file): the commits landing version 9 (a
+    // lease, the ledger, a run record, the data tables) are written all the same and
+    // must not be reported failed; later checkpoints are written as usual.
     use crate::exactly_once::{check_invariants, make_file};
     let w = Workdir::sample_config();
     let mut warned = false;
@@ -92,9 +92,7 @@ fn a_checkpoint_that_cannot_be_written_fails_no_commit() {
         warned |= r.stderr.contains("checkpoint or log cleanup failed");
         if i == 0 {
             for log in delta_logs(&w.root.join("lakehouse")) {
-                let blocked = log.join("00000000000000000009.checkpoint.parquet");
-                std::fs::create_dir_all(&blocked).unwrap();
-                std::fs::write(blocked.join("blocked"), "").unwrap();
+                std::fs::create_dir(log.join("00000000000000000009.checkpoint.parquet")).unwrap();
             }
         }
     }
@@ -102,7 +100,9 @@ fn a_checkpoint_that_cannot_be_written_fails_no_commit() {
     check_invariants(&w, n);
     let lease = w.table_path("_medallion/leases/readings/_delta_log");
     assert!(
-        lease.join("00000000000000000019.checkpoint.parquet").is_file(),
+        lease
+            .join("00000000000000000019.checkpoint.parquet")
+            .is_file(),
         "the next checkpoint is written"
     );
 }

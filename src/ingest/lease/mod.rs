@@ -24,15 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use deltalake::DeltaTable;
-use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use futures::TryStreamExt;
+use chrono::Utc;
 
 use crate::error::{MedallionError, Result};
-use crate::schema::utc_timestamp_type;
-use crate::storage::{self, AppendWriter, FileSize, Lakehouse};
+use crate::storage::{FileSize, Lakehouse};
+
+mod events;
+use events::{commit_event, current, holder_id, holder_is_dead, lease_schema, newest_events};
 
 /// Where the lease tables are.
 pub const LEASES_DIR: &str = "_medallion/leases";
@@ -77,98 +75,6 @@ struct Shared {
     renewed_at: Mutex<Instant>,
 }
 
-/// This process's identity: `host:pid:random`.
-fn holder_id() -> String {
-    format!(
-        "{}:{}:{}",
-        hostname(),
-        std::process::id(),
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    )
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for 256 bytes; gethostname NUL-terminates within it or fails.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// Whether the holder is a process of this host that no longer exists.
-fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.split(':');
-    let (Some(host), Some(pid)) = (
-        parts.next(),
-        parts.next().and_then(|p| p.parse::<i32>().ok()),
-    ) else {
-        return false;
-    };
-    if host != hostname() || pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks whether the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
-fn lease_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("holder", DataType::Utf8, false),
-        Field::new("action", DataType::Utf8, false),
-        Field::new("epoch", DataType::Int64, false),
-        Field::new("expires_at", utc_timestamp_type(), false),
-    ]))
-}
-
-/// A lease event, as its commit records it.
-struct Event {
-    holder: String,
-    action: String,
-    expires_at: DateTime<Utc>,
-}
-
-/// The newest `limit` commits, newest first, each with its lease event (`None` for a
-/// commit that is not one: the table's creation).
-async fn newest_events(table: &DeltaTable, limit: usize) -> Result<Vec<Option<Event>>> {
-    let infos: Vec<_> = table
-        .history(Some(limit))
-        .try_collect()
-        .await
-        .map_err(MedallionError::delta("read lease", LEASES_DIR))?;
-    Ok(infos
-        .iter()
-        .map(|c| {
-            let m = c.info.get("medallion")?;
-            let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let expires = text("expires_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok())?;
-            Some(Event {
-                holder: text("holder")?,
-                action: text("action")?,
-                expires_at: expires.with_timezone(&Utc),
-            })
-        })
-        .collect())
-}
-
-/// The latest lease event: (epoch, holder, action, expires_at).
-async fn current(table: &DeltaTable) -> Result<(i64, Option<(String, String, DateTime<Utc>)>)> {
-    let epoch = storage::txn_version(table, LEASE_APP, LEASES_DIR)
-        .await?
-        .unwrap_or(0);
-    // Newest first; commits that are not lease events (the table's creation) are passed over.
-    let event = newest_events(table, 8)
-        .await?
-        .into_iter()
-        .flatten()
-        .next()
-        .map(|e| (e.holder, e.action, e.expires_at));
-    Ok((epoch, event))
-}
-
 /// How long after its expiry a lease of a holder that may still be alive (on another
 /// host) counts as released: far longer than any commit can be in flight.
 const LONG_EXPIRED: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
@@ -192,52 +98,6 @@ pub async fn released_version(lake: &Lakehouse, lease: &str) -> Result<Option<i6
     Ok(released
         .then(|| table.version().map(|v| v as i64))
         .flatten())
-}
-
-/// Commit one lease event at `epoch`; `Ok(false)` when another process won the race.
-async fn commit_event(
-    lake: &Lakehouse,
-    lease: &str,
-    (holder, action): (&str, &str),
-    epoch: i64,
-    ttl: Duration,
-) -> Result<bool> {
-    let mut table = lake
-        .open_or_create(lease, &lease_schema(), FileSize::Append)
-        .await?;
-    if storage::txn_version(&table, LEASE_APP, lease)
-        .await?
-        .unwrap_or(0)
-        != epoch - 1
-    {
-        return Ok(false);
-    }
-    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
-    let batch = RecordBatch::try_new(
-        lease_schema(),
-        vec![
-            Arc::new(StringArray::from(vec![holder])),
-            Arc::new(StringArray::from(vec![action])),
-            Arc::new(Int64Array::from(vec![epoch])),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![expires.timestamp_micros()])
-                    .with_timezone("UTC"),
-            ),
-        ],
-    )
-    .map_err(MedallionError::arrow("build lease row"))?;
-    let mut writer = AppendWriter::new(&table, lease)?;
-    writer.write(batch).await?;
-    let props = storage::commit_info(
-        "lease",
-        serde_json::json!({ "holder": holder, "action": action, "expires_at": expires.to_rfc3339(), "rows": 1 }),
-    )
-    .with_application_transaction(deltalake::kernel::Transaction::new(LEASE_APP, epoch));
-    match writer.commit(&mut table, props, None).await {
-        Ok(_) => Ok(true),
-        Err(e) if storage::is_conflict(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 impl Lease {
