@@ -7,7 +7,7 @@
 //! not cut below a share's size. Every row of the files is accounted for: the rows
 //! kept and dropped must add up to the rows the log says the files hold.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,7 +16,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use super::Dropping;
 use crate::error::{MedallionError, Result};
@@ -36,13 +36,12 @@ pub(super) async fn rewrite_files(
 ) -> Result<Vec<RecordBatch>> {
     let (bytes, rows) = size_of(table, name, files)?;
     let before = writer.rows();
-    // Dropped (an error, or this future cancelled): the tasks still running are
-    // stopped, since what they write would never be committed.
-    let mut tasks = Tasks(spawn(table, ctx, (name, files), dropping, bytes).await?);
+    // Dropped (an error, or this future cancelled), the set stops the tasks still
+    // running, since what they write would never be committed. The first task to fail
+    // stops the rewrite, whichever it is.
+    let mut tasks = spawn(table, ctx, (name, files), dropping, bytes).await?;
     let mut dropped = Vec::new();
-    while let Some(task) = tasks.0.front_mut() {
-        let done = task.await;
-        tasks.0.pop_front();
+    while let Some(done) = tasks.join_next().await {
         let (part, rows) =
             done.map_err(|e| MedallionError::Internal(format!("rewriting {name} stopped: {e}")))??;
         writer.absorb(part).await?;
@@ -61,15 +60,6 @@ pub(super) async fn rewrite_files(
 /// A rewrite task's writer (its files staged) and the rows it dropped.
 type Part = Result<(AppendWriter, Vec<RecordBatch>)>;
 
-/// Rewrite tasks, aborted when dropped.
-struct Tasks(VecDeque<JoinHandle<Part>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        self.0.iter().for_each(JoinHandle::abort);
-    }
-}
-
 /// One task per core (at most one per share), each taking the next share of the scan
 /// until none is left, with a writer of its own (staged after each share).
 async fn spawn(
@@ -78,7 +68,7 @@ async fn spawn(
     (name, files): (&str, &[String]),
     dropping: &Arc<Dropping>,
     bytes: u64,
-) -> Result<VecDeque<JoinHandle<Part>>> {
+) -> Result<JoinSet<Part>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = (bytes / SHARE_BYTES).clamp(1, 2 * cores as u64) as usize;
     let (plan, ctx) = scan(table, ctx, files, wanted).await?;
@@ -88,7 +78,7 @@ async fn spawn(
         .map(|_| {
             let (plan, task, dropping) = (plan.clone(), ctx.task_ctx(), dropping.clone());
             let (table, name, next) = (table.clone(), name.to_string(), next.clone());
-            tokio::spawn(async move {
+            async move {
                 let step = || MedallionError::sql("read the data files to rewrite");
                 let mut writer = AppendWriter::new(&table, &name)?;
                 let mut dropped = Vec::new();
@@ -105,7 +95,7 @@ async fn spawn(
                     }
                     writer.stage().await?;
                 }
-            })
+            }
         })
         .collect())
 }
