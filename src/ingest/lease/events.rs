@@ -70,6 +70,20 @@ pub(super) struct Event {
     pub(super) holder: String,
     pub(super) action: String,
     pub(super) expires_at: DateTime<Utc>,
+    /// Its epoch (not recorded by events of medallion before 2026-12-07).
+    pub(super) epoch: Option<i64>,
+}
+
+/// What became of a lease event [`commit_event`] was asked to commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Committed by this call.
+    Committed,
+    /// Committed by an earlier call of this holder that landed but was reported failed
+    /// (a renewal retried at the same epoch): it took effect when that call started.
+    Earlier,
+    /// Another process's event holds the epoch.
+    Lost,
 }
 
 /// The newest `limit` commits, newest first, each with its lease event (`None` for a
@@ -90,6 +104,7 @@ pub(super) async fn newest_events(table: &DeltaTable, limit: usize) -> Result<Ve
                 holder: text("holder")?,
                 action: text("action")?,
                 expires_at: expires.with_timezone(&Utc),
+                epoch: m.get("epoch").and_then(|v| v.as_i64()),
             })
         })
         .collect())
@@ -119,7 +134,7 @@ pub(super) async fn commit_event(
     (holder, action): (&str, &str),
     epoch: i64,
     ttl: Duration,
-) -> Result<bool> {
+) -> Result<Outcome> {
     let mut table = lake
         .open_or_create(lease, &lease_schema(), FileSize::Append)
         .await?;
@@ -129,7 +144,12 @@ pub(super) async fn commit_event(
     if at != epoch - 1 {
         // Already at `epoch`: by this very event when an earlier attempt of it landed
         // but was reported failed (a renewal retries the same epoch).
-        return Ok(at == epoch && is_ours(&table, (holder, action)).await?);
+        return Ok(
+            match at == epoch && is_ours(&table, (holder, action), epoch).await? {
+                true => Outcome::Earlier,
+                false => Outcome::Lost,
+            },
+        );
     }
     let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
     let batch = RecordBatch::try_new(
@@ -149,16 +169,18 @@ pub(super) async fn commit_event(
     writer.write(batch).await?;
     let props = storage::commit_info(
         "lease",
-        serde_json::json!({ "holder": holder, "action": action, "expires_at": expires.to_rfc3339(), "rows": 1 }),
+        serde_json::json!({ "holder": holder, "action": action, "epoch": epoch, "expires_at": expires.to_rfc3339(), "rows": 1 }),
     )
     .with_application_transaction(deltalake::kernel::Transaction::new(LEASE_APP, epoch));
     match writer.commit(&mut table, props, None).await {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok(Outcome::Committed),
         // A commit reported failed may have landed (an object-store write stored but
         // timed out, then retried onto the next version as a conflict; a failed
-        // read-back): the event is ours when the table is at `epoch` by it.
-        Err(_) if landed(&mut table, lease, (holder, action), epoch).await => Ok(true),
-        Err(e) if storage::is_conflict(&e) => Ok(false),
+        // read-back): the event is this call's when the table is at `epoch` by it.
+        Err(_) if landed(&mut table, lease, (holder, action), epoch).await => {
+            Ok(Outcome::Committed)
+        }
+        Err(e) if storage::is_conflict(&e) => Ok(Outcome::Lost),
         Err(e) => Err(e),
     }
 }
@@ -169,16 +191,16 @@ async fn landed(table: &mut DeltaTable, lease: &str, event: (&str, &str), epoch:
         return false;
     }
     match storage::txn_version(table, LEASE_APP, lease).await {
-        Ok(Some(at)) if at == epoch => is_ours(table, event).await.unwrap_or(false),
+        Ok(Some(at)) if at == epoch => is_ours(table, event, epoch).await.unwrap_or(false),
         _ => false,
     }
 }
 
-/// Whether the newest lease event of `table` is `holder`'s `action` (a holder's id is
-/// unique to one acquisition, and each event carries the next epoch).
-async fn is_ours(table: &DeltaTable, (holder, action): (&str, &str)) -> Result<bool> {
+/// Whether the newest lease event of `table` is `holder`'s `action` at `epoch` (a
+/// holder's id is unique to one acquisition).
+async fn is_ours(table: &DeltaTable, (holder, action): (&str, &str), epoch: i64) -> Result<bool> {
     let newest = newest_events(table, 8).await?.into_iter().flatten().next();
-    Ok(newest.is_some_and(|e| e.holder == holder && e.action == action))
+    Ok(newest.is_some_and(|e| e.holder == holder && e.action == action && e.epoch == Some(epoch)))
 }
 
 #[cfg(test)]
@@ -190,42 +212,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lakehouse::local(url::Url::from_directory_path(dir.path()).unwrap());
         let (lease, ttl) = ("_medallion/leases/t", Duration::from_secs(60));
-        assert!(
-            commit_event(&lake, lease, ("a", "acquire"), 1, ttl)
-                .await
-                .unwrap()
-        );
-        // Its first attempt landed but was reported failed: committed again, it is ours.
-        assert!(
-            commit_event(&lake, lease, ("a", "acquire"), 1, ttl)
-                .await
-                .unwrap()
-        );
-        // Another holder, or another event of this one, did not win epoch 1.
-        assert!(
-            !commit_event(&lake, lease, ("b", "acquire"), 1, ttl)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !commit_event(&lake, lease, ("a", "renew"), 1, ttl)
-                .await
-                .unwrap()
-        );
-        // Nor does anyone win an epoch that is not the next.
-        assert!(
-            !commit_event(&lake, lease, ("a", "renew"), 3, ttl)
-                .await
-                .unwrap()
-        );
+        let commit = async |event: (&str, &str), epoch| {
+            commit_event(&lake, lease, event, epoch, ttl).await.unwrap()
+        };
+        assert_eq!(commit(("a", "acquire"), 1).await, Outcome::Committed);
+        // Its first attempt landed but was reported failed: committed again, it is
+        // this holder's, from before.
+        assert_eq!(commit(("a", "acquire"), 1).await, Outcome::Earlier);
+        // Another holder, or another event of this one, did not win epoch 1; nor does
+        // anyone win an epoch that is not the next.
+        assert_eq!(commit(("b", "acquire"), 1).await, Outcome::Lost);
+        assert_eq!(commit(("a", "renew"), 1).await, Outcome::Lost);
+        assert_eq!(commit(("a", "renew"), 3).await, Outcome::Lost);
+        // The next epoch: the holder's renewal is recognised at its own epoch only.
+        assert_eq!(commit(("a", "renew"), 2).await, Outcome::Committed);
+        assert_eq!(commit(("a", "renew"), 2).await, Outcome::Earlier);
+        assert_eq!(commit(("a", "acquire"), 2).await, Outcome::Lost);
         let table = lake.open(lease).await.unwrap().unwrap();
         let (epoch, event) = current(&table).await.unwrap();
-        assert_eq!(epoch, 1);
+        assert_eq!(epoch, 2);
         assert_eq!(
             event.map(|e| (e.0, e.1)),
-            Some(("a".into(), "acquire".into()))
+            Some(("a".into(), "renew".into()))
         );
         let events = newest_events(&table, 8).await.unwrap();
-        assert_eq!(events.into_iter().flatten().count(), 1, "one event written");
+        assert_eq!(
+            events.into_iter().flatten().count(),
+            2,
+            "one event per epoch"
+        );
     }
 }

@@ -30,7 +30,9 @@ use crate::error::{MedallionError, Result};
 use crate::storage::{FileSize, Lakehouse};
 
 mod events;
-use events::{commit_event, current, holder_id, holder_is_dead, lease_schema, newest_events};
+use events::{
+    Outcome, commit_event, current, holder_id, holder_is_dead, lease_schema, newest_events,
+};
 
 /// Where the lease tables are.
 pub const LEASES_DIR: &str = "_medallion/leases";
@@ -239,7 +241,10 @@ impl Held {
                 None => {
                     let taken_at = Instant::now();
                     let event = (holder.as_str(), "acquire");
-                    if commit_event(lake, lease, event, epoch + 1, ttl).await? {
+                    // An acquire of this holder found already taken (`Earlier`) started
+                    // at an unknown time: it is left to expire, never assumed held.
+                    if commit_event(lake, lease, event, epoch + 1, ttl).await? == Outcome::Committed
+                    {
                         let table = lease.to_string();
                         return Ok(Self::start(
                             lake.clone(),
@@ -358,11 +363,14 @@ fn renew_until_stopped(
         let next = shared.epoch.load(Ordering::SeqCst) + 1;
         let started = Instant::now();
         match runtime.block_on(commit_event(lake, lease, (holder, "renew"), next, ttl)) {
-            Ok(true) => {
+            Ok(Outcome::Committed) => {
                 shared.epoch.store(next, Ordering::SeqCst);
                 *shared.renewed_at.lock().unwrap_or_else(|p| p.into_inner()) = started;
             }
-            Ok(false) => {
+            // A retried renewal that had landed: it expires a `ttl` after its first
+            // attempt started, so the lease counts as renewed at the renewal before.
+            Ok(Outcome::Earlier) => shared.epoch.store(next, Ordering::SeqCst),
+            Ok(Outcome::Lost) => {
                 tracing::error!(lease, "the lease was taken over by another process");
                 shared.lost.store(true, Ordering::SeqCst);
                 return;
