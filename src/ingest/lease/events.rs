@@ -80,7 +80,7 @@ pub(super) enum Outcome {
     /// Committed by this call.
     Committed,
     /// Committed by an earlier call of this holder that landed but was reported failed
-    /// (a renewal retried at the same epoch): it took effect when that call started.
+    /// (a renewal retried at the same epoch): it expires a `ttl` after that call started.
     Earlier,
     /// Another process's event holds the epoch.
     Lost,
@@ -127,7 +127,7 @@ pub(super) async fn current(
     Ok((epoch, event))
 }
 
-/// Commit one lease event at `epoch`; `Ok(false)` when another process won the race.
+/// Commit one lease event at `epoch` (see [`Outcome`]).
 pub(super) async fn commit_event(
     lake: &Lakehouse,
     lease: &str,
@@ -176,7 +176,8 @@ pub(super) async fn commit_event(
         Ok(_) => Ok(Outcome::Committed),
         // A commit reported failed may have landed (an object-store write stored but
         // timed out, then retried onto the next version as a conflict; a failed
-        // read-back): the event is this call's when the table is at `epoch` by it.
+        // read-back): taken when the table is at `epoch` by this holder's event (this
+        // call's, or a late-landing earlier attempt's: the renewer counts from its first).
         Err(_) if landed(&mut table, lease, (holder, action), epoch).await => {
             Ok(Outcome::Committed)
         }

@@ -332,7 +332,16 @@ impl Held {
         if !self.shared.lost.load(Ordering::SeqCst) {
             let next = self.shared.epoch.load(Ordering::SeqCst) + 1;
             let event = (self.holder.as_str(), "release");
-            commit_event(&self.lake, &self.table, event, next, self.ttl).await?;
+            let outcome = commit_event(&self.lake, &self.table, event, next, self.ttl).await?;
+            // A renewal of ours may have landed unrecognised (reported failed, and not
+            // found then): the release follows it.
+            if outcome == Outcome::Lost
+                && let Some(table) = self.lake.open(&self.table).await?
+                && let (epoch, Some((h, ..))) = current(&table).await?
+                && h == self.holder
+            {
+                commit_event(&self.lake, &self.table, event, epoch + 1, self.ttl).await?;
+            }
         }
         Ok(())
     }
@@ -359,17 +368,21 @@ fn renew_until_stopped(
             return;
         }
     };
+    // When the first attempt at the next epoch started: an attempt reported failed may
+    // have landed (or land later), and its event expires a `ttl` after it started, so a
+    // renewal counts from then, whichever attempt it was.
+    let mut first: Option<(i64, Instant)> = None;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(ttl / 3) {
         let next = shared.epoch.load(Ordering::SeqCst) + 1;
-        let started = Instant::now();
+        let started = match first {
+            Some((epoch, at)) if epoch == next => at,
+            _ => first.insert((next, Instant::now())).1,
+        };
         match runtime.block_on(commit_event(lake, lease, (holder, "renew"), next, ttl)) {
-            Ok(Outcome::Committed) => {
+            Ok(Outcome::Committed | Outcome::Earlier) => {
                 shared.epoch.store(next, Ordering::SeqCst);
                 *shared.renewed_at.lock().unwrap_or_else(|p| p.into_inner()) = started;
             }
-            // A retried renewal that had landed: it expires a `ttl` after its first
-            // attempt started, so the lease counts as renewed at the renewal before.
-            Ok(Outcome::Earlier) => shared.epoch.store(next, Ordering::SeqCst),
             Ok(Outcome::Lost) => {
                 tracing::error!(lease, "the lease was taken over by another process");
                 shared.lost.store(true, Ordering::SeqCst);
