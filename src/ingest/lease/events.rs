@@ -110,6 +110,12 @@ pub(super) async fn newest_events(table: &DeltaTable, limit: usize) -> Result<Ve
         .collect())
 }
 
+/// The newest lease event (commits that are not events, such as the table's creation,
+/// passed over).
+pub(super) async fn newest_event(table: &DeltaTable) -> Result<Option<Event>> {
+    Ok(newest_events(table, 8).await?.into_iter().flatten().next())
+}
+
 /// The latest lease event: (epoch, holder, action, expires_at).
 pub(super) async fn current(
     table: &DeltaTable,
@@ -117,12 +123,8 @@ pub(super) async fn current(
     let epoch = storage::txn_version(table, LEASE_APP, LEASES_DIR)
         .await?
         .unwrap_or(0);
-    // Newest first; commits that are not lease events (the table's creation) are passed over.
-    let event = newest_events(table, 8)
+    let event = newest_event(table)
         .await?
-        .into_iter()
-        .flatten()
-        .next()
         .map(|e| (e.holder, e.action, e.expires_at));
     Ok((epoch, event))
 }
@@ -200,7 +202,7 @@ async fn landed(table: &mut DeltaTable, lease: &str, event: (&str, &str), epoch:
 /// Whether the newest lease event of `table` is `holder`'s `action` at `epoch` (a
 /// holder's id is unique to one acquisition).
 async fn is_ours(table: &DeltaTable, (holder, action): (&str, &str), epoch: i64) -> Result<bool> {
-    let newest = newest_events(table, 8).await?.into_iter().flatten().next();
+    let newest = newest_event(table).await?;
     Ok(newest.is_some_and(|e| e.holder == holder && e.action == action && e.epoch == Some(epoch)))
 }
 

@@ -31,7 +31,7 @@ use crate::storage::{FileSize, Lakehouse};
 
 mod events;
 use events::{
-    Outcome, commit_event, current, holder_id, holder_is_dead, lease_schema, newest_events,
+    Outcome, commit_event, current, holder_id, holder_is_dead, lease_schema, newest_event,
 };
 
 /// Where the lease tables are.
@@ -91,7 +91,7 @@ pub async fn released_version(lake: &Lakehouse, lease: &str) -> Result<Option<i6
     let Some(table) = lake.uncached().open(lease).await? else {
         return Ok(None);
     };
-    let newest = newest_events(&table, 8).await?.into_iter().flatten().next();
+    let newest = newest_event(&table).await?;
     let released = newest.is_some_and(|e| {
         e.action == "release"
             || (e.expires_at < Utc::now() && holder_is_dead(&e.holder))
